@@ -1,0 +1,61 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s demo``.
+
+``bench`` runs only when asked (``nox -s bench``). Every session forwards its posargs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_venv = "yes"
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS: list[str] = nox.project.python_versions(PYPROJECT)
+LATEST = PYTHONS[-1]
+DEV = "3.11"
+
+
+def _group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite against real redis-server processes (every available binary)."""
+    session.install("-e", ".", *_group("test"))
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=DEV)
+def lint(session: nox.Session) -> None:
+    """Check lint and formatting with ruff."""
+    session.install(*_group("lint"))
+    session.run("ruff", "check", *session.posargs, ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=DEV)
+def typecheck(session: nox.Session) -> None:
+    """Type-check src and tests with mypy (strict) and pyright; verify the public API."""
+    session.install("-e", ".", *_group("typecheck"), "nox")
+    session.run("mypy", *session.posargs)
+    session.run("pyright", "src", "tests")
+    session.run("pyright", "--verifytypes", "bitlens", "--ignoreexternal")
+
+
+@nox.session(python=DEV)
+def demo(session: nox.Session) -> None:
+    """Run the demo: synthetic activity on an embedded Redis (or on $REDIS_URL)."""
+    session.install("-e", ".[embedded]")
+    session.run("bitlens", "demo", *session.posargs, env={"REDIS_URL": os.environ.get("REDIS_URL", "")})
+
+
+@nox.session(python=DEV, default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and print the README tables (server and client on separate CPUs)."""
+    session.install("-e", ".[embedded]")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,0 +1,115 @@
+"""bitlens: asyncio-native real-time analytics on Redis bitmaps.
+
+Mark what users do, then ask exact questions — "has user 123 been active this week?",
+"how many unique users did X this month?", "what share of last month's actives came
+back?" — each answered in one round trip::
+
+    import bitlens
+    from bitlens import MonthEvents, Tracker
+
+    async with Tracker("redis://localhost:6379/0") as tracker:
+        await tracker.mark_event("active", 123)
+        await tracker.count(MonthEvents("active", 2026, 10) & MonthEvents("active", 2026, 11))
+"""
+
+from ._default import (
+    get_tracker,
+    mark_event,
+    mark_events,
+    mark_unique,
+    setup,
+    unmark_event,
+    unmark_unique,
+)
+from ._embedded import EmbeddedRedis, RedisServerNotFound
+from ._exceptions import (
+    BitlensError,
+    GranularityNotTracked,
+    InvalidEventName,
+    InvalidExpression,
+    InvalidPeriod,
+    InvalidPrefix,
+    InvalidUserId,
+    NoDefaultTracker,
+    TrackerClosed,
+    UnsupportedOperation,
+)
+from ._expr import (
+    BitOpAnd,
+    BitOpDiff,
+    BitOpNot,
+    BitOpOr,
+    BitOpXor,
+    DayEvents,
+    Events,
+    Expr,
+    HourEvents,
+    MonthEvents,
+    UniqueEvents,
+    Universe,
+    WeekEvents,
+    YearEvents,
+)
+from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
+from ._periods import Day, Hour, Month, Period, Week, Year
+from ._tracker import Mark, Tracker, TrackerOptions
+from ._version import __version__
+
+__all__ = [
+    "MAX_USER_ID",
+    "BitOpAnd",
+    "BitOpDiff",
+    "BitOpNot",
+    "BitOpOr",
+    "BitOpXor",
+    "BitlensError",
+    "Day",
+    "DayEvents",
+    "EmbeddedRedis",
+    "Events",
+    "Expr",
+    "GranularityNotTracked",
+    "Hour",
+    "HourEvents",
+    "InvalidEventName",
+    "InvalidExpression",
+    "InvalidPeriod",
+    "InvalidPrefix",
+    "InvalidUserId",
+    "KeySchema",
+    "Mark",
+    "Month",
+    "MonthEvents",
+    "NoDefaultTracker",
+    "Period",
+    "RedisServerNotFound",
+    "ShardedSchema",
+    "Tracker",
+    "TrackerClosed",
+    "TrackerOptions",
+    "UniqueEvents",
+    "Universe",
+    "UnsupportedOperation",
+    "Week",
+    "WeekEvents",
+    "Year",
+    "YearEvents",
+    "__version__",
+    "get_tracker",
+    "mark_event",
+    "mark_events",
+    "mark_unique",
+    "setup",
+    "unmark_event",
+    "unmark_unique",
+]
+
+# Show users bitlens.Tracker, not bitlens._tracker.Tracker (as httpx does).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("bitlens._"):
+        try:
+            _obj.__module__ = "bitlens"
+        except (AttributeError, TypeError):  # pragma: no cover - e.g. type aliases
+            pass
+del _name, _obj

@@ -1,0 +1,136 @@
+"""The exceptions bitlens raises.
+
+Every usage error is raised *before* a command is sent to Redis, so a bad call never
+leaves half a write behind. I/O errors from ``redis.exceptions`` pass through unwrapped.
+
+The tree::
+
+    BitlensError
+    ├── InvalidUserId          (also ValueError)  negative, non-int, bool or too large id
+    ├── InvalidEventName       (also ValueError)  empty, too long, or unsafe in a key
+    ├── InvalidPrefix          (also ValueError)  unsafe key prefix
+    ├── InvalidPeriod          (also ValueError)  a period or date range that does not exist
+    ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
+    ├── InvalidExpression      (also TypeError)   an operand that is not a bitlens expression
+    ├── UnsupportedOperation   (also TypeError)   e.g. shifting an expression without a period
+    ├── TrackerClosed          (also RuntimeError) use after ``aclose()``
+    └── NoDefaultTracker       (also RuntimeError) ``bitlens.setup()`` was never called
+
+Each class fixes its own message; raise sites stay one line::
+
+    raise InvalidUserId(user_id)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BitlensError",
+    "GranularityNotTracked",
+    "InvalidEventName",
+    "InvalidExpression",
+    "InvalidPeriod",
+    "InvalidPrefix",
+    "InvalidUserId",
+    "NoDefaultTracker",
+    "TrackerClosed",
+    "UnsupportedOperation",
+]
+
+
+class BitlensError(Exception):
+    """Base class of every error bitlens raises itself."""
+
+
+class InvalidUserId(BitlensError, ValueError):
+    """A user id is not an ``int`` from 0 to the tracker's limit (2**63-1 by default).
+
+    ``bool`` is refused although it is an ``int`` subclass: ``True`` is almost always a bug.
+    """
+
+    def __init__(self, user_id: object, limit: int = 2**63 - 1) -> None:
+        self.user_id = user_id
+        self.limit = limit
+        super().__init__(
+            f"user ids must be ints from 0 to {limit}; got {user_id!r} "
+            f"({type(user_id).__name__})"
+        )
+
+
+class InvalidEventName(BitlensError, ValueError):
+    """An event name is empty, too long, not a ``str``, or holds characters unsafe in a key.
+
+    Names may not contain ``{`` or ``}`` (they would break the shard's hash tag), whitespace
+    or control characters, and may not start with ``~`` (reserved for bitlens' own keys).
+    """
+
+    def __init__(self, name: object, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"invalid event name {name!r}: {reason}")
+
+
+class InvalidPrefix(BitlensError, ValueError):
+    """A key prefix is empty or holds characters unsafe in a key (``{``, ``}``, whitespace)."""
+
+    def __init__(self, prefix: object) -> None:
+        self.prefix = prefix
+        super().__init__(
+            f"invalid key prefix {prefix!r}: use 1-64 printable characters without "
+            "whitespace, '{' or '}'"
+        )
+
+
+class InvalidPeriod(BitlensError, ValueError):
+    """A period does not exist (month 13, ISO week 53 of a 52-week year, ...) or a range is empty."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"invalid period: {detail}")
+
+
+class GranularityNotTracked(BitlensError, ValueError):
+    """A query needs bitmaps of a granularity that the tracker does not write.
+
+    For example a range that starts at 13:00 needs hourly bitmaps; turn on
+    ``track_hourly=True`` or align the range to whole days.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class InvalidExpression(BitlensError, TypeError):
+    """An operand is not a bitlens expression (for example a plain ``set`` or ``int``)."""
+
+    def __init__(self, operand: object) -> None:
+        self.operand = operand
+        super().__init__(
+            f"expected a bitlens expression (e.g. MonthEvents, BitOpAnd), got "
+            f"{type(operand).__name__}: {operand!r}"
+        )
+
+
+class UnsupportedOperation(BitlensError, TypeError):
+    """The operation does not apply to this expression (e.g. ``next()`` on ``UniqueEvents``)."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class TrackerClosed(BitlensError, RuntimeError):
+    """The tracker was used after ``aclose()``."""
+
+    def __init__(self) -> None:
+        super().__init__("this Tracker is closed; create a new one (or use `async with Tracker(...)`)")
+
+
+class NoDefaultTracker(BitlensError, RuntimeError):
+    """A module-level call was made before ``bitlens.setup()`` configured a default tracker."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no default tracker: call bitlens.setup(url_or_client) first, "
+            "or pass tracker=... explicitly"
+        )

@@ -1,0 +1,466 @@
+"""Bitmap expressions: immutable, hashable values that describe a set of user ids (pure).
+
+Building an expression does no I/O. ``MonthEvents("active", 2026, 11)`` names a bitmap;
+``a & b``, ``a | b``, ``a ^ b``, ``a - b`` and ``~a`` build a tree that a tracker answers
+in one round trip per Redis node::
+
+    retained = MonthEvents("active", 2026, 10) & MonthEvents("active", 2026, 11)
+    n = await tracker.count(retained)
+
+Same-operator children flatten (``(a & b) & c`` is one ``BITOP AND`` of three keys) and
+equal subtrees are computed once. An expression has no truth value: ``a and b`` raises a
+``TypeError`` instead of silently returning ``b``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from ._exceptions import InvalidExpression, UnsupportedOperation
+from ._keys import validate_event_name
+from ._periods import Day, Hour, Month, Period, TzLike, Week, Year, resolve_tz, to_local
+
+if TYPE_CHECKING:
+    from ._tracker import Tracker
+
+__all__ = [
+    "BitOpAnd",
+    "BitOpDiff",
+    "BitOpNot",
+    "BitOpOr",
+    "BitOpXor",
+    "DayEvents",
+    "Events",
+    "Expr",
+    "HourEvents",
+    "MonthEvents",
+    "UniqueEvents",
+    "Universe",
+    "WeekEvents",
+    "YearEvents",
+]
+
+_E = TypeVar("_E", bound="Expr")
+_L = TypeVar("_L", bound="Events")
+_N = TypeVar("_N", bound="_NAry")
+
+_NO_BOOL = (
+    "the truth value of a bitlens expression is undefined: use & | ^ - ~ instead of "
+    "and / or / not, and `await tracker.count(expr)` or `await expr.count()` for a number"
+)
+
+
+def _tracker_or_default(tracker: Tracker | None) -> Tracker:
+    if tracker is not None:
+        return tracker
+    from ._default import get_tracker  # late: the default tracker lives above this layer
+
+    return get_tracker()
+
+
+class Expr:
+    """Base of every bitlens expression: a lazily evaluated set of user ids.
+
+    Combine expressions with ``&`` (and), ``|`` (or), ``^`` (xor), ``-`` (difference) and
+    ``~`` (complement within the universe of marked ids); evaluate them with a tracker.
+    """
+
+    __slots__ = ()
+
+    # -- operators: each a one-liner into one dispatch point -------------------------------
+
+    def __and__(self, other: object) -> Expr:
+        return BitOpAnd(self, other) if isinstance(other, Expr) else NotImplemented
+
+    def __or__(self, other: object) -> Expr:
+        return BitOpOr(self, other) if isinstance(other, Expr) else NotImplemented
+
+    def __xor__(self, other: object) -> Expr:
+        return BitOpXor(self, other) if isinstance(other, Expr) else NotImplemented
+
+    def __sub__(self, other: object) -> Expr:
+        return BitOpDiff(self, other) if isinstance(other, Expr) else NotImplemented
+
+    def __invert__(self) -> Expr:
+        return BitOpNot(self)
+
+    def __bool__(self) -> bool:
+        raise TypeError(_NO_BOOL)
+
+    def __len__(self) -> int:
+        raise TypeError("an expression has no len(): use `await tracker.count(expr)`")
+
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError(
+            "an expression is not iterable: use `async for uid in tracker.members(expr)`"
+        )
+
+    def __contains__(self, user_id: object) -> bool:
+        raise TypeError("use `await tracker.contains(expr, user_id)` (membership needs Redis)")
+
+    # -- time shifting ----------------------------------------------------------------------
+
+    def delta(self: _E, n: int) -> _E:
+        """Return the same expression with every leaf's period moved by ``n`` periods.
+
+        :param n: how many periods to move (negative: back in time)
+        :raises UnsupportedOperation: if a leaf has no period (``UniqueEvents``)
+        """
+        raise NotImplementedError
+
+    def next(self: _E) -> _E:
+        """Return the expression one period later (``delta(1)``)."""
+        return self.delta(1)
+
+    def prev(self: _E) -> _E:
+        """Return the expression one period earlier (``delta(-1)``)."""
+        return self.delta(-1)
+
+    # -- evaluation on a tracker (the default one when none is given) -----------------------
+
+    async def count(self, tracker: Tracker | None = None) -> int:
+        """Return how many ids are in this set, on ``tracker`` or the default tracker.
+
+        :param tracker: the tracker to ask; ``None`` for the one set by ``bitlens.setup()``
+        :raises NoDefaultTracker: if no tracker is given and none was set up
+        """
+        return await _tracker_or_default(tracker).count(self)
+
+    async def contains(self, user_id: int, tracker: Tracker | None = None) -> bool:
+        """Return whether ``user_id`` is in this set.
+
+        :param user_id: the id to look up
+        :param tracker: the tracker to ask; ``None`` for the default tracker
+        :raises InvalidUserId: for a negative, non-int or too large id
+        """
+        return await _tracker_or_default(tracker).contains(self, user_id)
+
+    async def has_events(self, tracker: Tracker | None = None) -> bool:
+        """Return whether the set holds at least one id.
+
+        :param tracker: the tracker to ask; ``None`` for the default tracker
+        """
+        return await _tracker_or_default(tracker).has_events(self)
+
+    def members(self, tracker: Tracker | None = None) -> AsyncIterator[int]:
+        """Iterate over the ids in this set in ascending order, streamed in bounded chunks.
+
+        :param tracker: the tracker to ask; ``None`` for the default tracker
+        """
+        return _tracker_or_default(tracker).members(self)
+
+
+# ------------------------------------------------------------------------------------------
+# Leaves
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
+class Events(Expr):
+    """A leaf: the ids that did ``event`` in ``period`` (``None``: ever, i.e. UniqueEvents).
+
+    Use the bitmapist-style subclasses: :class:`YearEvents`, :class:`MonthEvents`,
+    :class:`WeekEvents`, :class:`DayEvents`, :class:`HourEvents`, :class:`UniqueEvents`.
+    """
+
+    event: str
+    period: Period | None
+
+    _period_type: ClassVar[type[Period] | None] = None
+
+    def _set(self, event: str, period: Period | None) -> None:
+        object.__setattr__(self, "event", validate_event_name(event))
+        object.__setattr__(self, "period", period)
+
+    @classmethod
+    def _of(cls: type[_L], event: str, period: Period | None) -> _L:
+        obj = object.__new__(cls)
+        obj._set(event, period)
+        return obj
+
+    @classmethod
+    def from_date(
+        cls: type[_L],
+        event: str,
+        dt: _dt.datetime | _dt.date | None = None,
+        tz: TzLike = "UTC",
+    ) -> _L:
+        """Return the events of the period that contains ``dt`` (default: now).
+
+        Aware datetimes are converted to ``tz``; naive ones are taken to be in it.
+
+        :param event: the event name
+        :param dt: a datetime or date; ``None`` for the current time
+        :param tz: the time zone whose calendar defines the period (default UTC)
+        :raises UnsupportedOperation: on UniqueEvents, which has no period
+        """
+        ptype = cls._period_type
+        if ptype is None:
+            raise UnsupportedOperation(f"{cls.__name__} has no period; use {cls.__name__}(event)")
+        zone = resolve_tz(tz)
+        moment = _dt.datetime.now(zone) if dt is None else to_local(dt, zone)
+        return cls._of(event, ptype.from_datetime(moment, zone))
+
+    def delta(self: _L, n: int) -> _L:  # noqa: D102 - documented on Expr
+        if self.period is None:
+            raise UnsupportedOperation(f"{type(self).__name__} has no period to shift")
+        return type(self)._of(self.event, self.period.delta(n))
+
+    def period_start(self) -> _dt.datetime:
+        """Return the first instant of the period as an aware datetime.
+
+        :raises UnsupportedOperation: on UniqueEvents
+        """
+        if self.period is None:
+            raise UnsupportedOperation("UniqueEvents has no period")
+        return self.period.start
+
+    def period_end(self) -> _dt.datetime:
+        """Return the end of the period (exclusive: the first instant of the next one).
+
+        :raises UnsupportedOperation: on UniqueEvents
+        """
+        if self.period is None:
+            raise UnsupportedOperation("UniqueEvents has no period")
+        return self.period.end
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.event!r}, {self.period!s})"
+
+
+def _tz(tz: TzLike) -> _dt.tzinfo:
+    return resolve_tz(tz)
+
+
+class YearEvents(Events):
+    """Ids that did ``event`` in a calendar year (the OR of its twelve months).
+
+    Example: ``await YearEvents("active", 2026).count()``
+    """
+
+    __slots__ = ()
+    _period_type = Year
+
+    def __init__(self, event: str, year: int, *, tz: TzLike = "UTC") -> None:
+        self._set(event, Year(year, _tz(tz)))
+
+
+class MonthEvents(Events):
+    """Ids that did ``event`` in a calendar month.
+
+    Example: ``await tracker.count(MonthEvents("active", 2026, 11))``
+    """
+
+    __slots__ = ()
+    _period_type = Month
+
+    def __init__(self, event: str, year: int, month: int, *, tz: TzLike = "UTC") -> None:
+        self._set(event, Month(year, month, _tz(tz)))
+
+
+class WeekEvents(Events):
+    """Ids that did ``event`` in an ISO 8601 week (``iso_year``, ``iso_week``).
+
+    Example: ``WeekEvents("active", 2025, 1)`` starts on Monday 2024-12-30.
+    """
+
+    __slots__ = ()
+    _period_type = Week
+
+    def __init__(self, event: str, iso_year: int, iso_week: int, *, tz: TzLike = "UTC") -> None:
+        self._set(event, Week(iso_year, iso_week, _tz(tz)))
+
+
+class DayEvents(Events):
+    """Ids that did ``event`` on a calendar day.
+
+    Example: ``await tracker.contains(DayEvents("login", 2026, 11, 27), 123)``
+    """
+
+    __slots__ = ()
+    _period_type = Day
+
+    def __init__(
+        self, event: str, year: int, month: int, day: int, *, tz: TzLike = "UTC"
+    ) -> None:
+        self._set(event, Day(year, month, day, _tz(tz)))
+
+
+class HourEvents(Events):
+    """Ids that did ``event`` in one hour (needs ``track_hourly``).
+
+    Example: ``HourEvents("checkout", 2026, 11, 27, 13)``
+    """
+
+    __slots__ = ()
+    _period_type = Hour
+
+    def __init__(
+        self, event: str, year: int, month: int, day: int, hour: int, *, tz: TzLike = "UTC"
+    ) -> None:
+        self._set(event, Hour(year, month, day, hour, _tz(tz)))
+
+
+class UniqueEvents(Events):
+    """Ids that ever did ``event``, with no time dimension (``mark_unique`` or ``track_unique``).
+
+    Example: ``await tracker.count(UniqueEvents("signed_up"))``
+    """
+
+    __slots__ = ()
+    _period_type = None
+
+    def __init__(self, event: str) -> None:
+        self._set(event, None)
+
+    def __repr__(self) -> str:
+        return f"UniqueEvents({self.event!r})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Universe(Expr):
+    """Every id the tracker has ever marked (kept at write time, per shard).
+
+    It is the default universe of ``~x``: ``~x`` is ``Universe() - x``, never Redis' bare
+    byte-padded NOT, which would count ids that were never seen.
+    """
+
+    def delta(self, n: int) -> Universe:  # noqa: D102 - the universe has no period
+        return self
+
+    def __repr__(self) -> str:
+        return "Universe()"
+
+
+# ------------------------------------------------------------------------------------------
+# Operators
+# ------------------------------------------------------------------------------------------
+
+
+def _check(operands: tuple[object, ...]) -> tuple[Expr, ...]:
+    for operand in operands:
+        if not isinstance(operand, Expr):
+            raise InvalidExpression(operand)
+    return operands  # type: ignore[return-value]  # checked above
+
+
+def _flatten(cls: type[_NAry], operands: tuple[object, ...], *, dedupe: bool) -> tuple[Expr, ...]:
+    flat: list[Expr] = []
+    for operand in _check(operands):
+        if type(operand) is cls:
+            flat.extend(operand.operands)  # type: ignore[attr-defined]  # same class
+        else:
+            flat.append(operand)
+    if dedupe:
+        flat = list(dict.fromkeys(flat))
+    if not flat:
+        raise InvalidExpression(operands)
+    return tuple(flat)
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
+class _NAry(Expr):
+    operands: tuple[Expr, ...]
+
+    _symbol: ClassVar[str] = "?"
+    _dedupe: ClassVar[bool] = True
+
+    def __init__(self, *operands: Expr) -> None:
+        object.__setattr__(self, "operands", _flatten(type(self), operands, dedupe=self._dedupe))
+
+    def delta(self: _N, n: int) -> _N:  # noqa: D102 - documented on Expr
+        return type(self)(*(operand.delta(n) for operand in self.operands))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(map(repr, self.operands))})"
+
+
+
+class BitOpAnd(_NAry):
+    """Ids in every operand (``a & b & c``).
+
+    Example: ``BitOpAnd(MonthEvents("active", 2026, 10), MonthEvents("active", 2026, 11))``
+    """
+
+    __slots__ = ()
+    _symbol = "&"
+
+
+class BitOpOr(_NAry):
+    """Ids in any operand (``a | b | c``).
+
+    Example: ``BitOpOr(DayEvents("login", 2026, 11, 26), DayEvents("login", 2026, 11, 27))``
+    """
+
+    __slots__ = ()
+    _symbol = "|"
+
+
+class BitOpXor(_NAry):
+    """Ids in an odd number of operands (``a ^ b ^ c``), as Redis' ``BITOP XOR``.
+
+    Example: ``BitOpXor(WeekEvents("active", 2026, 47), WeekEvents("active", 2026, 48))``
+    """
+
+    __slots__ = ()
+    _symbol = "^"
+    _dedupe = False
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
+class BitOpDiff(Expr):
+    """Ids in ``base`` and in none of ``subtract`` (``a - b - c``).
+
+    Example: churned users ``MonthEvents("active", 2026, 10) - MonthEvents("active", 2026, 11)``
+    """
+
+    base: Expr
+    subtract: tuple[Expr, ...]
+
+    def __init__(self, base: Expr, *subtract: Expr) -> None:
+        _check((base, *subtract))
+        if not subtract:
+            raise UnsupportedOperation("BitOpDiff needs a base and at least one set to subtract")
+        flat: list[Expr] = []
+        if type(base) is BitOpDiff:  # (a - b) - c == a - (b | c)
+            flat.extend(base.subtract)
+            base = base.base
+        flat.extend(subtract)
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "subtract", tuple(dict.fromkeys(flat)))
+
+    def delta(self, n: int) -> BitOpDiff:  # noqa: D102 - documented on Expr
+        return BitOpDiff(self.base.delta(n), *(s.delta(n) for s in self.subtract))
+
+    def __repr__(self) -> str:
+        return f"BitOpDiff({', '.join(map(repr, (self.base, *self.subtract)))})"
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
+class BitOpNot(Expr):
+    """Ids of a universe that are not in ``operand`` (``~a``).
+
+    The universe is every id the tracker has ever marked (``Universe()``) unless another
+    expression is given, e.g. ``BitOpNot(paid, universe=UniqueEvents("signed_up"))``.
+    bitmapist's ``BitOpNot`` runs Redis' bare ``BITOP NOT``, which also counts ids that
+    were never marked (every padding bit up to the byte boundary); bitlens never does.
+    """
+
+    operand: Expr
+    universe: Expr
+
+    def __init__(self, operand: Expr, universe: Expr | None = None) -> None:
+        _check((operand,) if universe is None else (operand, universe))
+        object.__setattr__(self, "operand", operand)
+        object.__setattr__(self, "universe", Universe() if universe is None else universe)
+
+    def delta(self, n: int) -> BitOpNot:  # noqa: D102 - documented on Expr
+        return BitOpNot(self.operand.delta(n), self.universe.delta(n))
+
+    def __repr__(self) -> str:
+        if isinstance(self.universe, Universe):
+            return f"BitOpNot({self.operand!r})"
+        return f"BitOpNot({self.operand!r}, universe={self.universe!r})"

@@ -1,0 +1,496 @@
+"""The tracker: configuration, lifecycle, marking and evaluation on one Redis deployment."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, TypedDict, Union
+
+from redis.asyncio import Redis
+
+from ._exceptions import TrackerClosed
+from ._execute import Executor
+from ._expr import Expr
+from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
+from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
+from ._plan import Capabilities, Command, KeyRef, Node, ShardProgram, evaluate, iter_set_bits, leaves_of, resolve
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Mark", "Tracker", "TrackerOptions"]
+
+Mark = Union[tuple[str, int], tuple[str, int, Union[_dt.datetime, _dt.date, None]]]
+"""One item of :meth:`Tracker.mark_events`: ``(event, user_id)`` or ``(event, user_id, at)``."""
+
+
+
+class TrackerOptions(TypedDict, total=False):
+    """The keyword options of :class:`Tracker`, for functions that pass them on."""
+
+    prefix: str
+    tz: TzLike
+    track_hourly: bool
+    track_unique: bool
+    shard_bits: int
+    max_user_id: int
+    schema: KeySchema | None
+    members_chunk_bytes: int
+    mark_chunk_size: int
+
+
+class Tracker:
+    """Marks events and answers questions about them, on one Redis server.
+
+    A tracker is cheap to share: create one per application and use it from every task.
+    It never closes a client it was handed; it closes the one it made from a URL.
+
+    Example::
+
+        async with Tracker("redis://localhost:6379/0") as tracker:
+            await tracker.mark_event("active", 123)
+            this_month = MonthEvents.from_date("active", datetime.now(UTC))
+            print(await tracker.count(this_month), await tracker.contains(this_month, 123))
+
+    :param url_or_client: a ``redis://`` URL, or a ``redis.asyncio.Redis`` client (which
+        must not use ``decode_responses=True``: bitmaps are bytes)
+    :param prefix: the first segment of every key (default ``bl``)
+    :param tz: the time zone whose calendar defines days, weeks and months (default UTC);
+        aware datetimes are converted to it, naive ones are taken to be in it
+    :param track_hourly: also mark hour bitmaps by default
+    :param track_unique: also mark the UniqueEvents bitmap by default
+    :param shard_bits: each shard holds ``2**shard_bits`` ids (default 20: bitmaps of at
+        most 128 KiB; only shards holding a marked id exist)
+    :param max_user_id: the largest id accepted (default ``2**63 - 1``)
+    :param schema: a custom key schema (overrides ``prefix`` and ``shard_bits``)
+    :param members_chunk_bytes: bytes of bitmap read per round trip by ``members``
+    :param mark_chunk_size: events sent per round trip by ``mark_events``
+    :raises TypeError: for a client that is neither a URL nor a ``redis.asyncio.Redis``
+    :raises ValueError: for a client with ``decode_responses=True``
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | Redis,
+        *,
+        prefix: str = "bl",
+        tz: TzLike = "UTC",
+        track_hourly: bool = False,
+        track_unique: bool = False,
+        shard_bits: int = 20,
+        max_user_id: int = MAX_USER_ID,
+        schema: KeySchema | None = None,
+        members_chunk_bytes: int = 64 * 1024,
+        mark_chunk_size: int = 10_000,
+    ) -> None:
+        if isinstance(url_or_client, str):
+            self._client: Redis = Redis.from_url(url_or_client)
+            self._owns_client = True
+        elif isinstance(url_or_client, Redis):
+            self._client = url_or_client
+            self._owns_client = False
+        else:
+            raise TypeError(
+                "Tracker needs a redis:// URL or a redis.asyncio.Redis client, got "
+                f"{type(url_or_client).__name__}"
+            )
+        if self._client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError(
+                "bitlens reads bitmaps as bytes: pass a client made with decode_responses=False"
+            )
+        if not 1 <= max_user_id <= MAX_USER_ID:
+            raise ValueError(f"max_user_id must be from 1 to 2**63-1, got {max_user_id!r}")
+        if members_chunk_bytes < 1 or mark_chunk_size < 1:
+            raise ValueError("members_chunk_bytes and mark_chunk_size must be positive")
+        self.schema: KeySchema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
+        self.tz: _dt.tzinfo = resolve_tz(tz)
+        self.track_hourly = track_hourly
+        self.track_unique = track_unique
+        self.max_user_id = max_user_id
+        self.members_chunk_bytes = members_chunk_bytes
+        self.mark_chunk_size = mark_chunk_size
+        self._executor = Executor(self._client)
+        self._known_shards: set[int] = set()
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Redis:
+        """The ``redis.asyncio`` client this tracker sends on."""
+        return self._client
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` has been called."""
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the tracker, and its client if the tracker made it from a URL.
+
+        A client that was handed in stays open. Calling ``aclose()`` twice is harmless.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self._client.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TrackerClosed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Tracker prefix={self.schema.prefix!r} tz={self.tz!s} {state}>"
+
+    # -- marking ----------------------------------------------------------------------------
+
+    def _periods(self, at: _dt.datetime | _dt.date | None, hourly: bool) -> list[Period]:
+        moment = _dt.datetime.now(self.tz) if at is None else to_local(at, self.tz)
+        periods: list[Period] = [
+            Month.from_datetime(moment, self.tz),
+            Week.from_datetime(moment, self.tz),
+            Day.from_datetime(moment, self.tz),
+        ]
+        if hourly:
+            periods.append(Hour.from_datetime(moment, self.tz))
+        return periods
+
+    def _write_commands(
+        self, bits: dict[str, set[int]], universe: dict[int, set[int]], value: int
+    ) -> list[Command]:
+        """Turn per-key bit offsets into commands: one SETBIT or one BITFIELD per key."""
+        commands: list[Command] = []
+        for key, offsets in bits.items():
+            commands.append(_set_bits(key, offsets, value))
+        for shard, offsets in universe.items():
+            commands.append(_set_bits(self.schema.universe_key(shard), offsets, 1))
+        new = [shard for shard in universe if shard not in self._known_shards]
+        if new:
+            commands.append(("SADD", self.schema.registry_key, *new))
+        return commands
+
+    async def _write(
+        self,
+        items: Sequence[tuple[str, int, Sequence[Period | None]]],
+        value: int,
+    ) -> None:
+        bits: dict[str, set[int]] = defaultdict(set)
+        universe: dict[int, set[int]] = defaultdict(set)
+        schema = self.schema
+        for event, user_id, periods in items:
+            shard, bit = schema.shard_of(user_id), schema.bit_of(user_id)
+            for period in periods:
+                bits[schema.event_key(event, period, shard)].add(bit)
+            if value:
+                universe[shard].add(bit)
+        commands = self._write_commands(bits, universe, value)
+        await self._executor.send(commands, transaction=True)
+        self._known_shards.update(universe)
+
+    def _validate_mark(
+        self,
+        event: str,
+        user_id: int,
+        at: _dt.datetime | _dt.date | None,
+        track_hourly: bool | None,
+        track_unique: bool | None,
+    ) -> tuple[str, int, list[Period | None]]:
+        event = validate_event_name(event)
+        user_id = validate_user_id(user_id, self.max_user_id)
+        hourly = self.track_hourly if track_hourly is None else track_hourly
+        unique = self.track_unique if track_unique is None else track_unique
+        periods: list[Period | None] = list(self._periods(at, hourly))
+        if unique:
+            periods.append(None)
+        return event, user_id, periods
+
+    async def mark_event(
+        self,
+        event: str,
+        user_id: int,
+        at: _dt.datetime | _dt.date | None = None,
+        *,
+        track_hourly: bool | None = None,
+        track_unique: bool | None = None,
+    ) -> None:
+        """Mark that ``user_id`` did ``event`` at ``at`` (default: now), in one round trip.
+
+        Sets the month, ISO week and day bits (and the hour and unique bits when asked) and
+        the shard's universe bit, atomically in one MULTI/EXEC. Marking is idempotent, so
+        retrying after a connection error never counts anyone twice.
+
+        :param event: the event name
+        :param user_id: an int from 0 to the tracker's ``max_user_id``
+        :param at: when it happened; aware datetimes are converted to the tracker's zone,
+            naive ones are taken to be in it
+        :param track_hourly: also set the hour bit (default: the tracker's setting)
+        :param track_unique: also set the UniqueEvents bit (default: the tracker's setting)
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises InvalidEventName: for a bad event name, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
+        item = self._validate_mark(event, user_id, at, track_hourly, track_unique)
+        await self._write([item], 1)
+
+    async def unmark_event(
+        self,
+        event: str,
+        user_id: int,
+        at: _dt.datetime | _dt.date | None = None,
+        *,
+        track_hourly: bool | None = None,
+        track_unique: bool | None = None,
+    ) -> None:
+        """Clear the bits :meth:`mark_event` would set (the universe keeps the id).
+
+        :param event: the event name
+        :param user_id: the id to clear
+        :param at: which periods to clear (default: now)
+        :param track_hourly: also clear the hour bit (default: the tracker's setting)
+        :param track_unique: also clear the UniqueEvents bit (default: the tracker's setting)
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises InvalidEventName: for a bad event name, before anything is sent
+        """
+        self._check_open()
+        item = self._validate_mark(event, user_id, at, track_hourly, track_unique)
+        await self._write([item], 0)
+
+    async def mark_unique(self, event: str, user_id: int) -> None:
+        """Mark ``user_id`` in ``UniqueEvents(event)`` (no time dimension), in one round trip.
+
+        :param event: the event name
+        :param user_id: the id to mark
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises InvalidEventName: for a bad event name, before anything is sent
+        """
+        self._check_open()
+        await self._write([(validate_event_name(event), self._uid(user_id), [None])], 1)
+
+    async def unmark_unique(self, event: str, user_id: int) -> None:
+        """Clear ``user_id`` from ``UniqueEvents(event)``.
+
+        :param event: the event name
+        :param user_id: the id to clear
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises InvalidEventName: for a bad event name, before anything is sent
+        """
+        self._check_open()
+        await self._write([(validate_event_name(event), self._uid(user_id), [None])], 0)
+
+    async def mark_events(
+        self,
+        marks: Iterable[Mark],
+        *,
+        track_hourly: bool | None = None,
+        track_unique: bool | None = None,
+    ) -> int:
+        """Mark many ``(event, user_id)`` or ``(event, user_id, at)`` items.
+
+        Items are sent in chunks of ``mark_chunk_size``, one round trip per chunk, each
+        chunk one MULTI/EXEC with one command per key (``SETBIT`` for one bit, ``BITFIELD``
+        for several). Each chunk is validated whole before it is sent; when an item is bad,
+        the chunks before it have been written (marking is idempotent: fix and resend).
+
+        :param marks: the items to mark; ``at`` defaults to now
+        :param track_hourly: also set hour bits (default: the tracker's setting)
+        :param track_unique: also set UniqueEvents bits (default: the tracker's setting)
+        :returns: the number of items marked
+        :raises InvalidUserId: for a bad id in the chunk, before that chunk is sent
+        :raises InvalidEventName: for a bad name in the chunk, before that chunk is sent
+        """
+        self._check_open()
+        total = 0
+        chunk: list[tuple[str, int, Sequence[Period | None]]] = []
+        for mark in marks:
+            if not isinstance(mark, tuple) or len(mark) not in (2, 3):
+                raise TypeError(f"expected (event, user_id) or (event, user_id, at), got {mark!r}")
+            at = mark[2] if len(mark) == 3 else None
+            chunk.append(self._validate_mark(mark[0], mark[1], at, track_hourly, track_unique))
+            if len(chunk) >= self.mark_chunk_size:
+                await self._write(chunk, 1)
+                total += len(chunk)
+                chunk = []
+        if chunk:
+            await self._write(chunk, 1)
+            total += len(chunk)
+        return total
+
+    def _uid(self, user_id: int) -> int:
+        return validate_user_id(user_id, self.max_user_id)
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    async def _refresh_shards(self) -> None:
+        """Read the shard registry; re-register known shards it lost (e.g. after a flush)."""
+        registry = self.schema.registry_key
+        reply = await self._executor.send([("SMEMBERS", registry)], transaction=False)
+        stored = {int(s) for s in _as_iterable(reply[0])}
+        lost = self._known_shards - stored
+        if lost:
+            await self._executor.send([("SADD", registry, *sorted(lost))], transaction=False)
+        self._known_shards |= stored
+
+    async def _count_nodes(self, nodes: Sequence[Node]) -> list[int]:
+        """Count several resolved trees over every shard: normally one round trip.
+
+        The pipeline carries a ``SCARD`` of the shard registry. Shards are only ever added,
+        and every shard this tracker knows is registered, so an equal cardinality proves
+        the answer covered every shard; otherwise the registry is read and the new shards
+        are counted too.
+        """
+        totals = [0] * len(nodes)
+        queried: set[int] = set()
+        pending = sorted(self._known_shards)
+        while True:
+            commands: list[Command] = [("SCARD", self.schema.registry_key)]
+            indexes: list[list[int]] = []
+            transaction = False
+            caps = self._executor.capabilities
+            token = secrets.token_hex(8)
+            for shard in pending:
+                program = ShardProgram(self.schema, shard, token, caps or Capabilities())
+                base = len(commands)
+                indexes.append([base + program.bitcount(node) for node in nodes])
+                commands.extend(program.finish())
+                transaction = transaction or bool(program.temps)
+            replies = await self._executor.send(commands, transaction=transaction, probe=True)
+            for shard_indexes in indexes:
+                for i, index in enumerate(shard_indexes):
+                    totals[i] += _as_int(replies[index])
+            queried.update(pending)
+            if _as_int(replies[0]) == len(queried):
+                return totals
+            await self._refresh_shards()
+            pending = sorted(self._known_shards - queried)
+            if not pending:
+                return totals
+
+    async def count(self, expr: Expr) -> int:
+        """Return how many ids are in ``expr``: one round trip however deep the tree.
+
+        :param expr: any bitlens expression
+        :raises InvalidExpression: if ``expr`` is not an expression
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
+        node = resolve(expr)
+        return (await self._count_nodes([node]))[0]
+
+    async def has_events(self, expr: Expr) -> bool:
+        """Return whether ``expr`` holds at least one id.
+
+        :param expr: any bitlens expression
+        :raises TrackerClosed: after ``aclose()``
+        """
+        return await self.count(expr) > 0
+
+    async def contains(self, expr: Expr, user_id: int) -> bool:
+        """Return whether ``user_id`` is in ``expr``, in one round trip.
+
+        Reads the id's bit in every bitmap of the tree (``GETBIT``) and evaluates the tree
+        client-side: no temp keys, no writes.
+
+        :param expr: any bitlens expression
+        :param user_id: the id to look up
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
+        node = resolve(expr)
+        uid = self._uid(user_id)
+        shard, bit = self.schema.shard_of(uid), self.schema.bit_of(uid)
+        leaves = leaves_of(node)
+        commands: list[Command] = [("GETBIT", leaf.key(self.schema, shard), bit) for leaf in leaves]
+        replies = await self._executor.send(commands, transaction=False)
+        values = {leaf: _as_int(reply) for leaf, reply in zip(leaves, replies)}
+        return bool(evaluate(node, values))
+
+    async def members(self, expr: Expr) -> AsyncIterator[int]:
+        """Yield the ids in ``expr`` in ascending order, streamed shard by shard.
+
+        Each round trip reads ``members_chunk_bytes`` of every bitmap in the tree for one
+        shard (``GETRANGE``) and evaluates the tree client-side, so memory stays bounded
+        and no temp key is made.
+
+        Example::
+
+            async for user_id in tracker.members(MonthEvents("active", 2026, 11)):
+                print(user_id)
+
+        :param expr: any bitlens expression
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
+        node = resolve(expr)
+        leaves = leaves_of(node)
+        await self._refresh_shards()
+        chunk = self.members_chunk_bytes
+        for shard in sorted(self._known_shards):
+            start = 0
+            while True:
+                self._check_open()
+                keys = [leaf.key(self.schema, shard) for leaf in leaves]
+                end = start + chunk - 1
+                commands: list[Command] = [("GETRANGE", key, start, end) for key in keys]
+                replies = [_as_bytes(r) for r in await self._executor.send(commands, transaction=False)]
+                width = max(map(len, replies), default=0)
+                if width:
+                    values: dict[KeyRef, int] = {
+                        leaf: int.from_bytes(reply.ljust(width, b"\0"), "big")
+                        for leaf, reply in zip(leaves, replies)
+                    }
+                    result = evaluate(node, values)
+                    if result:
+                        base = self.schema.user_id(shard, start * 8)
+                        for bit in iter_set_bits(result.to_bytes(width, "big")):
+                            yield base + bit
+                if width < chunk:
+                    break
+                start += chunk
+
+
+def _set_bits(key: str, offsets: set[int], value: int) -> Command:
+    if len(offsets) == 1:
+        return ("SETBIT", key, next(iter(offsets)), value)
+    args: list[str | int] = ["BITFIELD", key]
+    for offset in sorted(offsets):
+        args += ["SET", "u1", offset, value]
+    return tuple(args)
+
+
+def _as_int(reply: object) -> int:
+    if isinstance(reply, (int, bytes, str)):
+        return int(reply)
+    raise TypeError(f"unexpected reply {reply!r}")
+
+
+def _as_bytes(reply: object) -> bytes:
+    if reply is None:
+        return b""
+    if isinstance(reply, bytes):
+        return reply
+    raise TypeError(f"unexpected reply {reply!r}")
+
+
+def _as_iterable(reply: object) -> Iterable[bytes | str | int]:
+    if isinstance(reply, (set, list, tuple, frozenset)):
+        return reply  # type: ignore[return-value]
+    raise TypeError(f"unexpected reply {reply!r}")
