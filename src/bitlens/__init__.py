@@ -12,6 +12,8 @@ back?" — each answered in one round trip::
         await tracker.count(MonthEvents("active", 2026, 10) & MonthEvents("active", 2026, 11))
 """
 
+from contextlib import suppress as _suppress
+
 from ._default import (
     get_tracker,
     mark_event,
@@ -42,13 +44,16 @@ from ._expr import (
     BitOpXor,
     DayEvents,
     Events,
+    EventsBetween,
     Expr,
     HourEvents,
+    Last,
     MonthEvents,
     UniqueEvents,
     Universe,
     WeekEvents,
     YearEvents,
+    last,
 )
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
 from ._periods import Day, Hour, Month, Period, Week, Year
@@ -67,6 +72,7 @@ __all__ = [
     "DayEvents",
     "EmbeddedRedis",
     "Events",
+    "EventsBetween",
     "Expr",
     "GranularityNotTracked",
     "Hour",
@@ -77,6 +83,7 @@ __all__ = [
     "InvalidPrefix",
     "InvalidUserId",
     "KeySchema",
+    "Last",
     "Mark",
     "Month",
     "MonthEvents",
@@ -96,6 +103,7 @@ __all__ = [
     "YearEvents",
     "__version__",
     "get_tracker",
+    "last",
     "mark_event",
     "mark_events",
     "mark_unique",
@@ -105,11 +113,13 @@ __all__ = [
 ]
 
 # Show users bitlens.Tracker, not bitlens._tracker.Tracker (as httpx does).
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("bitlens._"):
-        try:
-            _obj.__module__ = "bitlens"
-        except (AttributeError, TypeError):  # pragma: no cover - e.g. type aliases
-            pass
-del _name, _obj
+def _rehome() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("bitlens._"):
+            with _suppress(AttributeError, TypeError):  # e.g. type aliases
+                obj.__module__ = "bitlens"
+
+
+_rehome()
+del _rehome, _suppress

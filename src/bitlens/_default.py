@@ -10,14 +10,15 @@ bitmapist keeps its Redis connection in global state; bitlens keeps every settin
 
 from __future__ import annotations
 
-import datetime as _dt
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ._exceptions import NoDefaultTracker
 from ._tracker import Mark, Tracker
 
 if TYPE_CHECKING:
+    import datetime as _dt
+    from collections.abc import Iterable
+
     from redis.asyncio import Redis
     from typing_extensions import Unpack
 
@@ -36,7 +37,9 @@ __all__ = [
 _default: Tracker | None = None
 
 
-def setup(url_or_client_or_tracker: str | Redis | Tracker, **options: Unpack[TrackerOptions]) -> Tracker:
+def setup(
+    url_or_client_or_tracker: str | Redis | Tracker, **options: Unpack[TrackerOptions]
+) -> Tracker:
     """Configure the default tracker used by module-level calls, and return it.
 
     :param url_or_client_or_tracker: a ``redis://`` URL, a ``redis.asyncio.Redis`` client

@@ -51,8 +51,7 @@ class InvalidUserId(BitlensError, ValueError):
         self.user_id = user_id
         self.limit = limit
         super().__init__(
-            f"user ids must be ints from 0 to {limit}; got {user_id!r} "
-            f"({type(user_id).__name__})"
+            f"user ids must be ints from 0 to {limit}; got {user_id!r} ({type(user_id).__name__})"
         )
 
 
@@ -81,7 +80,7 @@ class InvalidPrefix(BitlensError, ValueError):
 
 
 class InvalidPeriod(BitlensError, ValueError):
-    """A period does not exist (month 13, ISO week 53 of a 52-week year, ...) or a range is empty."""
+    """A period that does not exist (month 13, ISO week 53 of a 52-week year) or an empty range."""
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
@@ -123,7 +122,9 @@ class TrackerClosed(BitlensError, RuntimeError):
     """The tracker was used after ``aclose()``."""
 
     def __init__(self) -> None:
-        super().__init__("this Tracker is closed; create a new one (or use `async with Tracker(...)`)")
+        super().__init__(
+            "this Tracker is closed; create a new one (or use `async with Tracker(...)`)"
+        )
 
 
 class NoDefaultTracker(BitlensError, RuntimeError):

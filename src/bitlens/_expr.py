@@ -15,7 +15,6 @@ equal subtrees are computed once. An expression has no truth value: ``a and b`` 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
@@ -24,6 +23,8 @@ from ._keys import validate_event_name
 from ._periods import Day, Hour, Month, Period, TzLike, Week, Year, resolve_tz, to_local
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
     from ._tracker import Tracker
 
 __all__ = [
@@ -34,13 +35,16 @@ __all__ = [
     "BitOpXor",
     "DayEvents",
     "Events",
+    "EventsBetween",
     "Expr",
     "HourEvents",
+    "Last",
     "MonthEvents",
     "UniqueEvents",
     "Universe",
     "WeekEvents",
     "YearEvents",
+    "last",
 ]
 
 _E = TypeVar("_E", bound="Expr")
@@ -204,10 +208,20 @@ class Events(Expr):
         moment = _dt.datetime.now(zone) if dt is None else to_local(dt, zone)
         return cls._of(event, ptype.from_datetime(moment, zone))
 
-    def delta(self: _L, n: int) -> _L:  # noqa: D102 - documented on Expr
+    def delta(self: _L, n: int) -> _L:
         if self.period is None:
             raise UnsupportedOperation(f"{type(self).__name__} has no period to shift")
         return type(self)._of(self.event, self.period.delta(n))
+
+    def with_event(self: _L, event: str) -> _L:
+        """Return the same kind of leaf, in the same period, for another event.
+
+        Example: ``WeekEvents("signed_up", 2026, 47).with_event("active")``
+
+        :param event: the other event name
+        :raises InvalidEventName: for a bad event name
+        """
+        return type(self)._of(event, self.period)
 
     def period_start(self) -> _dt.datetime:
         """Return the first instant of the period as an aware datetime.
@@ -283,9 +297,7 @@ class DayEvents(Events):
     __slots__ = ()
     _period_type = Day
 
-    def __init__(
-        self, event: str, year: int, month: int, day: int, *, tz: TzLike = "UTC"
-    ) -> None:
+    def __init__(self, event: str, year: int, month: int, day: int, *, tz: TzLike = "UTC") -> None:
         self._set(event, Day(year, month, day, _tz(tz)))
 
 
@@ -328,11 +340,125 @@ class Universe(Expr):
     byte-padded NOT, which would count ids that were never seen.
     """
 
-    def delta(self, n: int) -> Universe:  # noqa: D102 - the universe has no period
+    def delta(self, n: int) -> Universe:
         return self
 
     def __repr__(self) -> str:
         return "Universe()"
+
+
+# ------------------------------------------------------------------------------------------
+# Date ranges and rolling windows
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class EventsBetween(Expr):
+    """Ids that did ``event`` at any time in the half-open range ``[start, end)``.
+
+    Answered as the OR of the fewest stored bitmaps that cover the range exactly: whole
+    months, then ISO weeks, then days, then hours at the edges (hours only where hourly
+    tracking is on). Naive datetimes and dates are taken in the tracker's time zone.
+
+    Example: ``EventsBetween("active", date(2026, 11, 1), date(2026, 11, 15))`` is
+    ``W2026-45 | W2026-46 | D2026-11-01 | D2026-11-02 | D2026-11-03 ... `` — as few keys as
+    the calendar allows.
+
+    :param event: the event name
+    :param start: the first moment (inclusive)
+    :param end: the last moment (exclusive)
+    :param hourly: whether hour bitmaps exist for this event (default: the tracker's
+        ``track_hourly``)
+    :raises GranularityNotTracked: when evaluated, if an edge needs hours that are not kept
+    """
+
+    event: str
+    start: _dt.datetime | _dt.date
+    end: _dt.datetime | _dt.date
+    hourly: bool | None = None
+
+    def __post_init__(self) -> None:
+        validate_event_name(self.event)
+
+    def delta(self, n: int) -> EventsBetween:
+        """Return the range moved by ``n`` times its own length.
+
+        :param n: how many range lengths to move (negative: back in time)
+        """
+        span = _as_datetime(self.end) - _as_datetime(self.start)
+        return EventsBetween(self.event, self.start + span * n, self.end + span * n, self.hourly)
+
+    def __repr__(self) -> str:
+        return f"EventsBetween({self.event!r}, {self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def _as_datetime(moment: _dt.datetime | _dt.date) -> _dt.datetime:
+    if isinstance(moment, _dt.datetime):
+        return moment
+    return _dt.datetime.combine(moment, _dt.time())
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Last(Expr):
+    """A rolling window: ids that did ``event`` in the last ``days`` days or ``hours`` hours.
+
+    The window is placed when the expression is evaluated, in the tracker's time zone:
+    ``days=7`` is today and the six days before it; ``hours=24`` is the current hour and
+    the 23 before it (needs hourly tracking). ``delta(-1)`` is the window just before.
+    Prefer the :func:`last` helper to build one.
+
+    :param event: the event name
+    :param days: the window's length in whole days
+    :param hours: the window's length in whole hours
+    :param offset: windows to move (negative: earlier)
+    """
+
+    event: str
+    days: int = 0
+    hours: int = 0
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        validate_event_name(self.event)
+        if (self.days > 0) == (self.hours > 0) or self.days < 0 or self.hours < 0:
+            raise UnsupportedOperation("give exactly one of days=N or hours=N, with N > 0")
+
+    def delta(self, n: int) -> Last:
+        return Last(self.event, self.days, self.hours, self.offset + n)
+
+    def window(self, now: _dt.datetime) -> tuple[_dt.datetime, _dt.datetime]:
+        """Return the window's local wall-clock bounds for a local ``now``.
+
+        :param now: the current time in the tracker's zone
+        """
+        local = now.replace(tzinfo=None)
+        if self.hours:
+            step = _dt.timedelta(hours=self.hours)
+            end = local.replace(minute=0, second=0, microsecond=0) + _dt.timedelta(hours=1)
+        else:
+            step = _dt.timedelta(days=self.days)
+            end = _dt.datetime.combine(local.date(), _dt.time()) + _dt.timedelta(days=1)
+        end += step * self.offset
+        return end - step, end
+
+    def __repr__(self) -> str:
+        size = f"days={self.days}" if self.days else f"hours={self.hours}"
+        shift = f", offset={self.offset}" if self.offset else ""
+        return f"last({self.event!r}, {size}{shift})"
+
+
+def last(event: str, *, days: int = 0, hours: int = 0) -> Last:
+    """Return the rolling window of the last ``days`` days (or ``hours`` hours) of ``event``.
+
+    Example: ``await tracker.count(last("active", days=7))`` is the weekly active users,
+    rolling; ``last("active", days=7).prev()`` is the week before.
+
+    :param event: the event name
+    :param days: the window's length in days (today included)
+    :param hours: the window's length in hours (current hour included; needs hourly data)
+    :raises UnsupportedOperation: unless exactly one of ``days`` and ``hours`` is positive
+    """
+    return Last(event, days=days, hours=hours)
 
 
 # ------------------------------------------------------------------------------------------
@@ -350,8 +476,8 @@ def _check(operands: tuple[object, ...]) -> tuple[Expr, ...]:
 def _flatten(cls: type[_NAry], operands: tuple[object, ...], *, dedupe: bool) -> tuple[Expr, ...]:
     flat: list[Expr] = []
     for operand in _check(operands):
-        if type(operand) is cls:
-            flat.extend(operand.operands)  # type: ignore[attr-defined]  # same class
+        if isinstance(operand, _NAry) and type(operand) is cls:
+            flat.extend(operand.operands)
         else:
             flat.append(operand)
     if dedupe:
@@ -371,12 +497,11 @@ class _NAry(Expr):
     def __init__(self, *operands: Expr) -> None:
         object.__setattr__(self, "operands", _flatten(type(self), operands, dedupe=self._dedupe))
 
-    def delta(self: _N, n: int) -> _N:  # noqa: D102 - documented on Expr
+    def delta(self: _N, n: int) -> _N:
         return type(self)(*(operand.delta(n) for operand in self.operands))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(map(repr, self.operands))})"
-
 
 
 class BitOpAnd(_NAry):
@@ -432,7 +557,7 @@ class BitOpDiff(Expr):
         object.__setattr__(self, "base", base)
         object.__setattr__(self, "subtract", tuple(dict.fromkeys(flat)))
 
-    def delta(self, n: int) -> BitOpDiff:  # noqa: D102 - documented on Expr
+    def delta(self, n: int) -> BitOpDiff:
         return BitOpDiff(self.base.delta(n), *(s.delta(n) for s in self.subtract))
 
     def __repr__(self) -> str:
@@ -457,7 +582,7 @@ class BitOpNot(Expr):
         object.__setattr__(self, "operand", operand)
         object.__setattr__(self, "universe", Universe() if universe is None else universe)
 
-    def delta(self, n: int) -> BitOpNot:  # noqa: D102 - documented on Expr
+    def delta(self, n: int) -> BitOpNot:
         return BitOpNot(self.operand.delta(n), self.universe.delta(n))
 
     def __repr__(self) -> str:

@@ -76,7 +76,8 @@ def validate_event_name(name: object) -> str:
     bad = _UNSAFE_EVENT.search(name)
     if bad is not None:
         raise InvalidEventName(
-            name, f"{bad.group()!r} is not allowed (no whitespace, control characters, '{{' or '}}')"
+            name,
+            f"{bad.group()!r} is not allowed (no whitespace, control characters, '{{' or '}}')",
         )
     return name
 
@@ -200,29 +201,29 @@ class ShardedSchema(KeySchema):
         ):
             raise ValueError(f"shard_bits must be an int from 8 to 32, got {self.shard_bits!r}")
 
-    def shard_of(self, user_id: int) -> int:  # noqa: D102 - documented on KeySchema
+    def shard_of(self, user_id: int) -> int:
         return user_id >> self.shard_bits
 
-    def bit_of(self, user_id: int) -> int:  # noqa: D102
+    def bit_of(self, user_id: int) -> int:
         return user_id & ((1 << self.shard_bits) - 1)
 
-    def user_id(self, shard: int, bit: int) -> int:  # noqa: D102
+    def user_id(self, shard: int, bit: int) -> int:
         return (shard << self.shard_bits) | bit
 
-    def event_key(self, event: str, period: Period | None, shard: int) -> str:  # noqa: D102
+    def event_key(self, event: str, period: Period | None, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:{event}:{period_suffix(period)}"
 
-    def universe_key(self, shard: int) -> str:  # noqa: D102
+    def universe_key(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:~all"
 
-    def temp_key(self, shard: int, token: str, n: int) -> str:  # noqa: D102
+    def temp_key(self, shard: int, token: str, n: int) -> str:
         return f"{self.prefix}:{{{shard}}}:~tmp:{token}:{n}"
 
     @property
-    def registry_key(self) -> str:  # noqa: D102
+    def registry_key(self) -> str:
         return f"{self.prefix}:~shards"
 
     @property
-    def scan_pattern(self) -> str:  # noqa: D102
+    def scan_pattern(self) -> str:
         escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
         return f"{escaped}:*"

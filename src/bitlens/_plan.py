@@ -14,16 +14,31 @@ made it. Equal subtrees share one temp key, across every question of a batch.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ._exceptions import InvalidExpression
-from ._expr import BitOpAnd, BitOpDiff, BitOpNot, BitOpOr, BitOpXor, Events, Expr, Universe
-from ._keys import KeySchema
-from ._periods import Period, Year
+from ._expr import (
+    BitOpAnd,
+    BitOpDiff,
+    BitOpNot,
+    BitOpOr,
+    BitOpXor,
+    Events,
+    EventsBetween,
+    Expr,
+    Last,
+    Universe,
+)
+from ._periods import UTC, Period, Year, cover, to_local
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+    from ._keys import KeySchema
 
 __all__ = [
     "Capabilities",
@@ -31,6 +46,7 @@ __all__ = [
     "KeyRef",
     "Node",
     "Op",
+    "ResolveContext",
     "ShardProgram",
     "evaluate",
     "iter_set_bits",
@@ -41,6 +57,7 @@ __all__ = [
 Arg: TypeAlias = "str | int | bytes"
 Command: TypeAlias = "tuple[Arg, ...]"
 OpName: TypeAlias = Literal["AND", "OR", "XOR", "DIFF"]
+Moment: TypeAlias = "_dt.datetime | _dt.date"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +145,37 @@ def _nary(op: Literal["AND", "OR", "XOR"], children: Iterable[Node]) -> Node:
     return Op(op, tuple(flat))
 
 
-def resolve(expr: Expr) -> Node:
+@dataclass(frozen=True, slots=True)
+class ResolveContext:
+    """What resolving a range needs from the tracker.
+
+    :param tz: the tracker's time zone
+    :param hourly: whether hour bitmaps are written by default
+    :param now: the current time for rolling windows (default: the clock, in ``tz``)
+    """
+
+    tz: _dt.tzinfo = UTC
+    hourly: bool = False
+    now: _dt.datetime | None = None
+
+
+_DEFAULT_CONTEXT = ResolveContext()
+
+
+def _range(event: str, start: Moment, end: Moment, hourly: bool, ctx: ResolveContext) -> Node:
+    return _nary("OR", (KeyRef(event, p) for p in cover(start, end, ctx.tz, hourly=hourly)))
+
+
+def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     """Resolve an expression into a tree of operations over concrete bitmaps.
 
     :param expr: any bitlens expression
+    :param ctx: the time zone, hourly setting and clock that ranges are resolved with
     :raises InvalidExpression: for an object that is not a bitlens expression
+    :raises GranularityNotTracked: for a range whose edges need hours that are not kept
     """
+    if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor, BitOpDiff, BitOpNot)):
+        return _resolve_op(expr, ctx)
     if isinstance(expr, Events):
         period = expr.period
         if isinstance(period, Year):
@@ -141,19 +183,35 @@ def resolve(expr: Expr) -> Node:
         return KeyRef(expr.event, period)
     if isinstance(expr, Universe):
         return UNIVERSE
-    if isinstance(expr, BitOpAnd):
-        return _nary("AND", map(resolve, expr.operands))
-    if isinstance(expr, BitOpOr):
-        return _nary("OR", map(resolve, expr.operands))
-    if isinstance(expr, BitOpXor):
-        return _nary("XOR", map(resolve, expr.operands))
-    if isinstance(expr, BitOpDiff):
-        subtract = _nary("OR", map(resolve, expr.subtract))
-        rest = subtract.children if isinstance(subtract, Op) and subtract.op == "OR" else (subtract,)
-        return Op("DIFF", (resolve(expr.base), *rest))
-    if isinstance(expr, BitOpNot):
-        return Op("DIFF", (resolve(expr.universe), resolve(expr.operand)))
+    if isinstance(expr, EventsBetween):
+        hourly = ctx.hourly if expr.hourly is None else expr.hourly
+        return _range(expr.event, expr.start, expr.end, hourly, ctx)
+    if isinstance(expr, Last):
+        now = ctx.now if ctx.now is not None else _dt.datetime.now(ctx.tz)
+        start, end = expr.window(to_local(now, ctx.tz))
+        return _range(expr.event, start, end, ctx.hourly or bool(expr.hours), ctx)
     raise InvalidExpression(expr)
+
+
+def _resolve_op(
+    expr: BitOpAnd | BitOpOr | BitOpXor | BitOpDiff | BitOpNot, ctx: ResolveContext
+) -> Node:
+    def sub(e: Expr) -> Node:
+        return resolve(e, ctx)
+
+    if isinstance(expr, BitOpAnd):
+        return _nary("AND", map(sub, expr.operands))
+    if isinstance(expr, BitOpOr):
+        return _nary("OR", map(sub, expr.operands))
+    if isinstance(expr, BitOpXor):
+        return _nary("XOR", map(sub, expr.operands))
+    if isinstance(expr, BitOpDiff):
+        subtract = _nary("OR", map(sub, expr.subtract))
+        rest = (
+            subtract.children if isinstance(subtract, Op) and subtract.op == "OR" else (subtract,)
+        )
+        return Op("DIFF", (sub(expr.base), *rest))
+    return Op("DIFF", (sub(expr.universe), sub(expr.operand)))
 
 
 def leaves_of(node: Node) -> tuple[KeyRef, ...]:
@@ -213,9 +271,9 @@ class ShardProgram:
     shard: int
     token: str
     caps: Capabilities = field(default_factory=Capabilities)
-    commands: list[Command] = field(default_factory=lambda: [])
-    temps: list[str] = field(default_factory=lambda: [])
-    _memo: dict[Node, str] = field(default_factory=lambda: {})
+    commands: list[Command] = field(default_factory=list)
+    temps: list[str] = field(default_factory=list)
+    _memo: dict[Node, str] = field(default_factory=dict)
     _finished: bool = False
 
     def _temp(self) -> str:

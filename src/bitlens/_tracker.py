@@ -5,27 +5,41 @@ from __future__ import annotations
 import datetime as _dt
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, TypedDict, Union
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeAlias, TypedDict, TypeVar, cast, overload
 
 from redis.asyncio import Redis
 
 from ._exceptions import TrackerClosed
 from ._execute import Executor
-from ._expr import Expr
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
-from ._plan import Capabilities, Command, KeyRef, Node, ShardProgram, evaluate, iter_set_bits, leaves_of, resolve
+from ._plan import (
+    Capabilities,
+    Command,
+    KeyRef,
+    Node,
+    ResolveContext,
+    ShardProgram,
+    evaluate,
+    iter_set_bits,
+    leaves_of,
+    resolve,
+)
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from typing_extensions import Self
+
+    from ._expr import Expr
 
 __all__ = ["Mark", "Tracker", "TrackerOptions"]
 
-Mark = Union[tuple[str, int], tuple[str, int, Union[_dt.datetime, _dt.date, None]]]
-"""One item of :meth:`Tracker.mark_events`: ``(event, user_id)`` or ``(event, user_id, at)``."""
+_K = TypeVar("_K")
 
+Mark: TypeAlias = "tuple[str, int] | tuple[str, int, _dt.datetime | _dt.date | None]"
+"""One item of :meth:`Tracker.mark_events`: ``(event, user_id)`` or ``(event, user_id, at)``."""
 
 
 class TrackerOptions(TypedDict, total=False):
@@ -112,6 +126,7 @@ class Tracker:
         self.max_user_id = max_user_id
         self.members_chunk_bytes = members_chunk_bytes
         self.mark_chunk_size = mark_chunk_size
+        self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
         self._executor = Executor(self._client)
         self._known_shards: set[int] = set()
         self._closed = False
@@ -333,6 +348,9 @@ class Tracker:
             total += len(chunk)
         return total
 
+    def _resolve(self, expr: Expr) -> Node:
+        return resolve(expr, self._context)
+
     def _uid(self, user_id: int) -> int:
         return validate_user_id(user_id, self.max_user_id)
 
@@ -391,8 +409,70 @@ class Tracker:
         :raises TrackerClosed: after ``aclose()``
         """
         self._check_open()
-        node = resolve(expr)
+        node = self._resolve(expr)
         return (await self._count_nodes([node]))[0]
+
+    @overload
+    async def count_many(self, exprs: Mapping[_K, Expr]) -> dict[_K, int]: ...  # type: ignore[overload-overlap]
+    @overload
+    async def count_many(self, exprs: Iterable[Expr]) -> list[int]: ...
+
+    async def count_many(
+        self, exprs: Mapping[_K, Expr] | Iterable[Expr]
+    ) -> dict[_K, int] | list[int]:
+        """Count many expressions in one round trip (e.g. a dashboard's 40 numbers).
+
+        Equal subtrees across the batch are computed once per shard.
+
+        Example::
+
+            counts = await tracker.count_many({"dau": today, "wau": this_week, "mau": this_month})
+
+        :param exprs: a mapping of names to expressions (answered as a dict with the same
+            keys), or an iterable of expressions (answered as a list in the same order)
+        :raises InvalidExpression: if an item is not an expression, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
+        if isinstance(exprs, Mapping):
+            named = cast("Mapping[_K, Expr]", exprs)
+            totals = await self._count_nodes([self._resolve(e) for e in named.values()])
+            return dict(zip(named, totals, strict=True))
+        nodes = [self._resolve(expr) for expr in exprs]
+        return await self._count_nodes(nodes) if nodes else []
+
+    async def contains_many(self, expr: Expr, user_ids: Iterable[int]) -> list[bool]:
+        """Return, for each id, whether it is in ``expr``: one round trip for all of them.
+
+        :param expr: any bitlens expression
+        :param user_ids: the ids to look up
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
+        node = self._resolve(expr)
+        uids = [self._uid(uid) for uid in user_ids]
+        leaves = leaves_of(node)
+        commands: list[Command] = []
+        for uid in uids:
+            shard, bit = self.schema.shard_of(uid), self.schema.bit_of(uid)
+            commands.extend(("GETBIT", leaf.key(self.schema, shard), bit) for leaf in leaves)
+        if not commands:
+            return []
+        replies = await self._executor.send(commands, transaction=False)
+        width = len(leaves)
+        return [
+            bool(
+                evaluate(
+                    node,
+                    {
+                        leaf: _as_int(r)
+                        for leaf, r in zip(leaves, replies[i : i + width], strict=False)
+                    },
+                )
+            )
+            for i in range(0, len(replies), width)
+        ]
 
     async def has_events(self, expr: Expr) -> bool:
         """Return whether ``expr`` holds at least one id.
@@ -413,15 +493,7 @@ class Tracker:
         :raises InvalidUserId: for a bad id, before anything is sent
         :raises TrackerClosed: after ``aclose()``
         """
-        self._check_open()
-        node = resolve(expr)
-        uid = self._uid(user_id)
-        shard, bit = self.schema.shard_of(uid), self.schema.bit_of(uid)
-        leaves = leaves_of(node)
-        commands: list[Command] = [("GETBIT", leaf.key(self.schema, shard), bit) for leaf in leaves]
-        replies = await self._executor.send(commands, transaction=False)
-        values = {leaf: _as_int(reply) for leaf, reply in zip(leaves, replies)}
-        return bool(evaluate(node, values))
+        return (await self.contains_many(expr, [user_id]))[0]
 
     async def members(self, expr: Expr) -> AsyncIterator[int]:
         """Yield the ids in ``expr`` in ascending order, streamed shard by shard.
@@ -439,7 +511,7 @@ class Tracker:
         :raises TrackerClosed: after ``aclose()``
         """
         self._check_open()
-        node = resolve(expr)
+        node = self._resolve(expr)
         leaves = leaves_of(node)
         await self._refresh_shards()
         chunk = self.members_chunk_bytes
@@ -450,12 +522,14 @@ class Tracker:
                 keys = [leaf.key(self.schema, shard) for leaf in leaves]
                 end = start + chunk - 1
                 commands: list[Command] = [("GETRANGE", key, start, end) for key in keys]
-                replies = [_as_bytes(r) for r in await self._executor.send(commands, transaction=False)]
+                replies = [
+                    _as_bytes(r) for r in await self._executor.send(commands, transaction=False)
+                ]
                 width = max(map(len, replies), default=0)
                 if width:
                     values: dict[KeyRef, int] = {
                         leaf: int.from_bytes(reply.ljust(width, b"\0"), "big")
-                        for leaf, reply in zip(leaves, replies)
+                        for leaf, reply in zip(leaves, replies, strict=False)
                     }
                     result = evaluate(node, values)
                     if result:
@@ -492,5 +566,5 @@ def _as_bytes(reply: object) -> bytes:
 
 def _as_iterable(reply: object) -> Iterable[bytes | str | int]:
     if isinstance(reply, (set, list, tuple, frozenset)):
-        return reply  # type: ignore[return-value]
+        return cast("Iterable[bytes | str | int]", reply)
     raise TypeError(f"unexpected reply {reply!r}")
