@@ -1,0 +1,49 @@
+"""Helpers shared by the tests that are not fixtures."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, cast
+
+import redis.asyncio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["connect", "ping", "scan_keys"]
+
+
+def connect(url: str) -> redis.asyncio.Redis:
+    """Return a ``redis.asyncio`` client of ``url``, with redis-py's defaults.
+
+    :param url: a ``redis://`` URL
+    """
+    return redis.asyncio.Redis.from_url(url)  # pyright: ignore[reportUnknownMemberType]
+
+
+async def ping(client: redis.asyncio.Redis) -> bool:
+    """Send one ``PING`` and return whether the server answered.
+
+    A typed wrapper: redis-py leaves ``ping``'s keyword arguments unannotated.
+
+    :param client: the client to ping with
+    """
+    answer: bool = await client.ping()  # pyright: ignore[reportUnknownMemberType]
+    return answer
+
+
+async def scan_keys(client: redis.asyncio.Redis, prefix: str) -> set[bytes]:
+    """Return every key under ``prefix:`` with ``SCAN`` (never ``KEYS``), for leak checks.
+
+    :param client: a client of the server to search
+    :param prefix: the test's key prefix, without the trailing colon
+    """
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"
+    keys: set[bytes] = set()
+    found = cast(
+        "AsyncIterator[bytes | str]",
+        client.scan_iter(match=pattern, count=1000),  # pyright: ignore[reportUnknownMemberType]
+    )
+    async for key in found:
+        keys.add(key.encode() if isinstance(key, str) else bytes(key))
+    return keys
