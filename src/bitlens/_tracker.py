@@ -9,6 +9,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypedDict, TypeVar, cast, overload
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._exceptions import TrackerClosed
 from ._execute import Executor
@@ -69,7 +73,8 @@ class Tracker:
             this_month = MonthEvents.from_date("active", datetime.now(UTC))
             print(await tracker.count(this_month), await tracker.contains(this_month, 123))
 
-    :param url_or_client: a ``redis://`` URL, or a ``redis.asyncio.Redis`` client (which
+    :param url_or_client: a ``redis://`` URL (the tracker then owns a client that retries
+        up to 5 times after connection errors), or a ``redis.asyncio.Redis`` client (which
         must not use ``decode_responses=True``: bitmaps are bytes)
     :param prefix: the first segment of every key (default ``bl``)
     :param tz: the time zone whose calendar defines days, weeks and months (default UTC);
@@ -101,7 +106,13 @@ class Tracker:
         mark_chunk_size: int = 10_000,
     ) -> None:
         if isinstance(url_or_client, str):
-            self._client: Redis = Redis.from_url(url_or_client)
+            # Marks are idempotent and queries leave nothing behind, so a retry after a
+            # dropped connection is always safe; redis-py does not retry from_url clients.
+            self._client: Redis = Redis.from_url(
+                url_or_client,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            )
             self._owns_client = True
         elif isinstance(url_or_client, Redis):
             self._client = url_or_client

@@ -1,0 +1,346 @@
+"""Expressions and the planner, without Redis: values, operators, resolution and plans."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from bitlens import (
+    BitOpAnd,
+    BitOpDiff,
+    BitOpNot,
+    BitOpOr,
+    BitOpXor,
+    DayEvents,
+    EventsBetween,
+    GranularityNotTracked,
+    HourEvents,
+    InvalidEventName,
+    InvalidExpression,
+    MonthEvents,
+    ShardedSchema,
+    UniqueEvents,
+    Universe,
+    UnsupportedOperation,
+    WeekEvents,
+    YearEvents,
+    last,
+)
+from bitlens._periods import Month
+from bitlens._plan import (
+    UNIVERSE,
+    Capabilities,
+    KeyRef,
+    Op,
+    ResolveContext,
+    ShardProgram,
+    evaluate,
+    iter_set_bits,
+    leaves_of,
+    resolve,
+)
+
+A = MonthEvents("a", 2026, 11)
+B = MonthEvents("b", 2026, 11)
+C = WeekEvents("c", 2026, 47)
+SCHEMA = ShardedSchema(prefix="p", shard_bits=20)
+
+
+def test_and_flattens_same_operator_children() -> None:
+    """(a & b) & c is one AND of three operands."""
+    assert BitOpAnd(A, B, C) == (A & B) & C
+    assert len(((A & B) & C).operands) == 3  # type: ignore[attr-defined]
+
+
+def test_or_flattens_and_dedupes() -> None:
+    """a | (b | a) keeps each operand once."""
+    assert BitOpOr(A, B) == (A | (B | A))
+
+
+def test_xor_keeps_duplicates() -> None:
+    """XOR is not idempotent, so a ^ a keeps both operands."""
+    assert len(BitOpXor(A, A).operands) == 2
+
+
+def test_operators_build_bitmapist_nodes() -> None:
+    """Each operator maps to its bitmapist-named node."""
+    assert isinstance(A & B, BitOpAnd)
+    assert isinstance(A | B, BitOpOr)
+    assert isinstance(A ^ B, BitOpXor)
+    assert isinstance(A - B, BitOpDiff)
+    assert isinstance(~A, BitOpNot)
+
+
+def test_difference_chains_flatten() -> None:
+    """(a - b) - c is a minus (b or c), one node."""
+    diff = (A - B) - C
+    assert isinstance(diff, BitOpDiff)
+    assert diff.base == A
+    assert diff.subtract == (B, C)
+
+
+def test_not_defaults_to_universe() -> None:
+    """~a is the complement within every marked id."""
+    node = ~A
+    assert isinstance(node, BitOpNot)
+    assert node.universe == Universe()
+
+
+def test_bool_raises_teaching_error() -> None:
+    """`a and b` cannot silently return b."""
+    with pytest.raises(TypeError, match=r"use & \| \^ - ~"):
+        bool(A)
+
+
+def test_len_and_in_raise_teaching_errors() -> None:
+    """len() and `in` point at the async API."""
+    with pytest.raises(TypeError, match=r"tracker\.count"):
+        len(A)
+    with pytest.raises(TypeError, match=r"tracker\.contains"):
+        _ = 3 in A
+
+
+def test_foreign_operand_is_rejected() -> None:
+    """An int operand gives TypeError (operators return NotImplemented)."""
+    with pytest.raises(TypeError):
+        _ = A & 1
+
+
+def test_constructor_rejects_foreign_operand() -> None:
+    """BitOpAnd(a, set()) raises InvalidExpression, also a TypeError."""
+    with pytest.raises(InvalidExpression):
+        BitOpAnd(A, set())  # type: ignore[arg-type]
+
+
+def test_equal_trees_are_equal_and_hashable() -> None:
+    """Trees are values: equal trees hash alike."""
+    assert hash((A & B) | C) == hash((A & B) | C)
+    assert {(A & B) | C, (A & B) | C} == {(A & B) | C}
+
+
+def test_repr_shows_tree() -> None:
+    """repr names every node."""
+    assert (
+        repr(A & ~B) == "BitOpAnd(MonthEvents('a', 2026-11), BitOpNot(MonthEvents('b', 2026-11)))"
+    )
+
+
+def test_delta_shifts_every_leaf() -> None:
+    """A composite expression moves in time as a whole."""
+    assert (A & C).delta(-1) == MonthEvents("a", 2026, 10) & WeekEvents("c", 2026, 46)
+
+
+def test_next_crosses_iso_year() -> None:
+    """WeekEvents 2026-W53 is followed by 2027-W01."""
+    assert WeekEvents("a", 2026, 53).next() == WeekEvents("a", 2027, 1)
+
+
+def test_delta_of_unique_raises() -> None:
+    """UniqueEvents has no period to shift."""
+    with pytest.raises(UnsupportedOperation):
+        (A & UniqueEvents("u")).delta(1)
+
+
+def test_event_name_is_validated_at_construction() -> None:
+    """A name that would break the hash tag is refused before any I/O."""
+    with pytest.raises(InvalidEventName):
+        MonthEvents("a{b}", 2026, 1)
+
+
+def test_from_date_uses_time_zone() -> None:
+    """from_date converts an aware datetime to the given zone first."""
+    at = dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.timezone.utc)
+    assert MonthEvents.from_date("a", at, tz="Europe/Berlin") == MonthEvents("a", 2026, 12)
+
+
+def test_year_resolves_to_or_of_months() -> None:
+    """YearEvents reads its twelve month bitmaps; no year key exists."""
+    node = resolve(YearEvents("a", 2026))
+    assert isinstance(node, Op)
+    assert node.op == "OR"
+    assert {leaf.period for leaf in leaves_of(node)} == set(Month(2026, 1).as_year().months())
+
+
+def test_not_resolves_to_universe_difference() -> None:
+    """~a becomes universe - a: never a bare BITOP NOT."""
+    assert resolve(~A) == Op("DIFF", (UNIVERSE, KeyRef("a", Month(2026, 11))))
+
+
+def test_resolution_flattens_nested_ors() -> None:
+    """A year OR'ed with one of its months is the same twelve-way OR."""
+    assert resolve(YearEvents("a", 2026) | MonthEvents("a", 2026, 3)) == resolve(
+        YearEvents("a", 2026)
+    )
+
+
+def test_plan_without_extensions_avoids_bitop_not() -> None:
+    """a - b is computed as a XOR (a AND b), exact whatever the key lengths."""
+    program = ShardProgram(SCHEMA, 3, "tok")
+    program.bitcount(resolve(A - B))
+    commands = program.finish()
+    assert [c[:2] for c in commands[:3]] == [
+        ("BITOP", "AND"),
+        ("BITOP", "XOR"),
+        ("BITCOUNT", "p:{3}:~tmp:tok:1"),
+    ]
+    assert commands[3] == ("DEL", "p:{3}:~tmp:tok:0", "p:{3}:~tmp:tok:1")
+    assert not any("NOT" in c for c in commands)
+
+
+def test_plan_uses_diff_when_server_has_it() -> None:
+    """With BITOP DIFF (Redis >= 8.2) a difference is one command."""
+    program = ShardProgram(SCHEMA, 0, "t", Capabilities(diff=True, andor=True))
+    program.bitcount(resolve(A - B - C))
+    assert program.finish()[0] == (
+        "BITOP",
+        "DIFF",
+        "p:{0}:~tmp:t:0",
+        "p:{0}:a:M2026-11",
+        "p:{0}:b:M2026-11",
+        "p:{0}:c:W2026-47",
+    )
+
+
+def test_plan_uses_andor_when_server_has_it() -> None:
+    """a & (b | c) becomes one BITOP ANDOR with the extension."""
+    program = ShardProgram(SCHEMA, 0, "t", Capabilities(diff=True, andor=True))
+    program.bitcount(resolve(A & (B | C)))
+    first = program.finish()[0]
+    assert first[:4] == ("BITOP", "ANDOR", "p:{0}:~tmp:t:0", "p:{0}:a:M2026-11")
+    assert set(first[4:]) == {"p:{0}:b:M2026-11", "p:{0}:c:W2026-47"}
+
+
+def test_equal_subtrees_share_one_temp_key_across_a_batch() -> None:
+    """Two questions sharing a & b compute it once."""
+    program = ShardProgram(SCHEMA, 0, "t")
+    program.bitcount(resolve((A & B) | C))
+    program.bitcount(resolve((B & A) - C))
+    bitops = [c for c in program.finish() if c[0] == "BITOP" and c[1] == "AND"]
+    sources = [c[3:] for c in bitops]
+    assert sources.count(("p:{0}:a:M2026-11", "p:{0}:b:M2026-11")) == 1
+
+
+def test_leaf_count_needs_no_temp_key() -> None:
+    """Counting one bitmap is a bare BITCOUNT, no transaction needed."""
+    program = ShardProgram(SCHEMA, 0, "t")
+    program.bitcount(resolve(A))
+    assert program.finish() == [("BITCOUNT", "p:{0}:a:M2026-11")]
+    assert program.temps == []
+
+
+def test_temp_keys_share_the_shard_hash_tag() -> None:
+    """Every temp key of shard 9 lives in shard 9's slot."""
+    program = ShardProgram(SCHEMA, 9, "t")
+    program.bitcount(resolve((A & B) ^ (C | ~A)))
+    assert program.temps
+    assert all(key.startswith("p:{9}:~tmp:t:") for key in program.temps)
+
+
+def test_evaluate_matches_set_algebra() -> None:
+    """The client-side evaluator agrees with Python sets on bit vectors."""
+    a, b, u = KeyRef("a", None), KeyRef("b", None), UNIVERSE
+    values = {a: 0b1100, b: 0b1010, u: 0b1111}
+    assert evaluate(Op("AND", (a, b)), values) == 0b1000
+    assert evaluate(Op("OR", (a, b)), values) == 0b1110
+    assert evaluate(Op("XOR", (a, b)), values) == 0b0110
+    assert evaluate(Op("DIFF", (u, a)), values) == 0b0011
+
+
+def test_iter_set_bits_is_msb_first() -> None:
+    """Bit 0 is 0x80 of byte 0, as in Redis."""
+    assert list(iter_set_bits(b"\x80\x00\x01", 100)) == [100, 123]
+
+
+def test_capabilities_from_info() -> None:
+    """DIFF/ANDOR only on Redis >= 8.2, never on Valkey."""
+    assert Capabilities.from_info({"redis_version": "8.2.1"}).diff
+    assert not Capabilities.from_info({"redis_version": "7.0.15"}).diff
+    assert not Capabilities.from_info({"redis_version": "8.2.0", "valkey_version": "8.1"}).diff
+
+
+def test_range_resolves_to_fewest_bitmaps() -> None:
+    """November 1..15 2026 is Sunday the 1st plus ISO weeks 45 and 46."""
+    node = resolve(EventsBetween("a", dt.date(2026, 11, 1), dt.date(2026, 11, 16)))
+    assert sorted(str(leaf.period) for leaf in leaves_of(node)) == [
+        "2026-11-01",
+        "2026-W45",
+        "2026-W46",
+    ]
+
+
+def test_range_with_hours_needs_hourly_tracking() -> None:
+    """A range starting at 13:00 raises before anything is sent when hours are not kept."""
+    start = dt.datetime(2026, 11, 2, 13)
+    with pytest.raises(GranularityNotTracked, match="hourly"):
+        resolve(EventsBetween("a", start, dt.datetime(2026, 11, 5)))
+
+
+def test_range_with_hours_uses_hour_bitmaps_when_tracked() -> None:
+    """With hourly tracking the ragged edge is covered by hours."""
+    ctx = ResolveContext(hourly=True)
+    node = resolve(EventsBetween("a", dt.datetime(2026, 11, 2, 22), dt.datetime(2026, 11, 4)), ctx)
+    assert sorted(str(leaf.period) for leaf in leaves_of(node)) == [
+        "2026-11-02T22",
+        "2026-11-02T23",
+        "2026-11-03",
+    ]
+
+
+def test_range_delta_moves_by_its_length() -> None:
+    """The previous range of a one-week range is the week before."""
+    week = EventsBetween("a", dt.date(2026, 11, 9), dt.date(2026, 11, 16))
+    assert week.prev() == EventsBetween("a", dt.date(2026, 11, 2), dt.date(2026, 11, 9))
+
+
+def test_last_days_window_ends_today() -> None:
+    """last(days=7) is today and the six days before, in the tracker's zone."""
+    ctx = ResolveContext(now=dt.datetime(2026, 11, 27, 15, tzinfo=dt.timezone.utc))
+    node = resolve(last("a", days=7), ctx)
+    # Nov 21..27: neither ISO week 47 (16..22) nor 48 (23..29) fits inside, so seven days.
+    assert sorted(str(leaf.period) for leaf in leaves_of(node)) == [
+        f"2026-11-{d}" for d in range(21, 28)
+    ]
+
+
+def test_last_hours_window_needs_no_tracker_setting() -> None:
+    """last(hours=3) covers the current hour and the two before."""
+    ctx = ResolveContext(
+        hourly=False, now=dt.datetime(2026, 11, 27, 15, 40, tzinfo=dt.timezone.utc)
+    )
+    node = resolve(last("a", hours=3), ctx)
+    assert sorted(str(leaf.period) for leaf in leaves_of(node)) == [
+        "2026-11-27T13",
+        "2026-11-27T14",
+        "2026-11-27T15",
+    ]
+
+
+def test_last_prev_is_the_window_before() -> None:
+    """last(days=7).prev() is the seven days before the current window."""
+    ctx = ResolveContext(now=dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc))
+    assert resolve(last("a", days=7).prev(), ctx) == resolve(
+        EventsBetween("a", dt.date(2026, 11, 14), dt.date(2026, 11, 21)), ctx
+    )
+
+
+def test_last_needs_exactly_one_length() -> None:
+    """last() with both or neither of days/hours is refused."""
+    with pytest.raises(UnsupportedOperation):
+        last("a", days=1, hours=1)
+    with pytest.raises(UnsupportedOperation):
+        last("a")
+
+
+def test_hour_events_key_suffix() -> None:
+    """Hour keys are zero-padded and sort chronologically."""
+    leaf = resolve(HourEvents("a", 2026, 1, 5, 3))
+    assert isinstance(leaf, KeyRef)
+    assert leaf.key(SCHEMA, 0) == "p:{0}:a:H2026-01-05T03"
+
+
+def test_day_events_key_suffix() -> None:
+    """Day keys are zero-padded."""
+    leaf = resolve(DayEvents("a", 2026, 1, 5))
+    assert isinstance(leaf, KeyRef)
+    assert leaf.key(SCHEMA, 7) == "p:{7}:a:D2026-01-05"

@@ -1,0 +1,280 @@
+"""Expression queries on real servers: answers against a set model, round trips, no leaks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from _helpers import scan_keys
+from _proxy import RoundTripProxy
+from _reference import Model
+from bitlens import (
+    BitOpAnd,
+    BitOpDiff,
+    BitOpNot,
+    BitOpOr,
+    BitOpXor,
+    DayEvents,
+    EventsBetween,
+    Expr,
+    GranularityNotTracked,
+    MonthEvents,
+    Tracker,
+    UniqueEvents,
+    Universe,
+    WeekEvents,
+    YearEvents,
+    last,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import redis.asyncio
+
+pytestmark = pytest.mark.anyio
+
+UTC = dt.timezone.utc
+EVENTS = ("a", "b", "c")
+FIRST_DAY = dt.datetime(2026, 10, 20, tzinfo=UTC)
+SHARD_BITS = 8  # 256 ids per shard: the data below spans ~24 shards
+
+LEAVES: tuple[Expr, ...] = (
+    *(MonthEvents(e, 2026, m) for e in EVENTS for m in (10, 11, 12)),
+    *(WeekEvents(e, 2026, w) for e in EVENTS[:2] for w in (44, 45, 47, 49)),
+    DayEvents("a", 2026, 11, 2),
+    DayEvents("b", 2026, 11, 15),
+    YearEvents("c", 2026),
+    UniqueEvents("a"),
+    UniqueEvents("b"),
+    Universe(),
+    EventsBetween("a", dt.date(2026, 10, 28), dt.date(2026, 11, 20)),
+    EventsBetween("b", dt.date(2026, 11, 1), dt.date(2026, 12, 1)),
+)
+
+
+def trees(depth: int) -> st.SearchStrategy[Expr]:
+    """Random expression trees of at most ``depth`` operator levels."""
+    leaf = st.sampled_from(LEAVES)
+    if depth == 0:
+        return leaf
+    sub = st.deferred(lambda: trees(depth - 1))
+    children = st.lists(sub, min_size=2, max_size=3)
+    return st.one_of(
+        leaf,
+        children.map(lambda xs: BitOpAnd(*xs)),
+        children.map(lambda xs: BitOpOr(*xs)),
+        children.map(lambda xs: BitOpXor(*xs)),
+        children.map(lambda xs: BitOpDiff(xs[0], *xs[1:])),
+        sub.map(lambda x: BitOpNot(x)),
+        st.tuples(sub, sub).map(lambda xy: BitOpNot(xy[0], universe=xy[1])),
+    )
+
+
+@dataclass
+class Seeded:
+    """A tracker over a fixed random data set, its model, and the round-trip proxy."""
+
+    tracker: Tracker
+    model: Model
+    proxy: RoundTripProxy
+    ids: list[int]
+
+
+async def _seed(tracker: Tracker, model: Model, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    ids = sorted(rng.sample(range(6_000), 700))
+    marks: list[tuple[str, int, dt.datetime]] = []
+    for uid in ids:
+        for _ in range(rng.randrange(1, 6)):
+            at = FIRST_DAY + dt.timedelta(hours=rng.randrange(50 * 24))
+            event = rng.choice(EVENTS)
+            marks.append((event, uid, at))
+            model.mark(event, uid, at)
+    await tracker.mark_events(marks)
+    for uid in rng.sample(ids, 200):
+        event = rng.choice(EVENTS[:2])
+        await tracker.mark_unique(event, uid)
+        model.mark_unique(event, uid)
+    return ids
+
+
+@pytest.fixture
+async def seeded(
+    counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
+) -> AsyncIterator[Seeded]:
+    """Marks ~2,000 random events over ~24 shards once per test function."""
+    tracker = Tracker(counted_client, prefix=prefix, shard_bits=SHARD_BITS)
+    model = Model()
+    ids = await _seed(tracker, model, seed=len(prefix) + 11)
+    await tracker.count(Universe())  # learn the server's capabilities
+    proxy.reset()
+    yield Seeded(tracker, model, proxy, ids)
+    await tracker.aclose()
+
+
+TREE_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@TREE_SETTINGS
+@given(tree=trees(5))
+async def test_count_matches_reference(seeded: Seeded, tree: Expr) -> None:
+    """count of any tree up to depth 5 equals the set model."""
+    assert await seeded.tracker.count(tree) == len(seeded.model.ids(tree))
+
+
+@TREE_SETTINGS
+@given(tree=trees(5), probe=st.lists(st.integers(0, 6_300), min_size=1, max_size=25))
+async def test_contains_matches_reference(seeded: Seeded, tree: Expr, probe: list[int]) -> None:
+    """contains_many of any tree equals set membership, for marked and unmarked ids."""
+    expected = seeded.model.ids(tree)
+    answers = await seeded.tracker.contains_many(tree, probe)
+    assert answers == [uid in expected for uid in probe]
+
+
+@TREE_SETTINGS
+@given(tree=trees(5))
+async def test_members_matches_reference(seeded: Seeded, tree: Expr) -> None:
+    """members of any tree yields exactly the model's ids, ascending."""
+    got = [uid async for uid in seeded.tracker.members(tree)]
+    assert got == sorted(seeded.model.ids(tree))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tree=trees(5))
+async def test_any_tree_costs_one_round_trip(seeded: Seeded, tree: Expr) -> None:
+    """count of a tree of depth 1..5 over ~24 shards is one round trip."""
+    seeded.proxy.reset()
+    await seeded.tracker.count(tree)
+    assert seeded.proxy.round_trips == 1
+
+
+async def test_contains_costs_one_round_trip(seeded: Seeded) -> None:
+    """contains of a composite tree is one round trip and writes nothing."""
+    tree = (LEAVES[0] & ~LEAVES[4]) | (LEAVES[10] - YearEvents("c", 2026))
+    await seeded.tracker.contains(tree, seeded.ids[5])
+    assert seeded.proxy.round_trips == 1
+    assert set(seeded.proxy.command_names) == {"GETBIT"}
+
+
+async def test_batch_of_40_questions_costs_one_round_trip(seeded: Seeded) -> None:
+    """A dashboard's 40 counts are answered in one round trip, each exactly."""
+    rng = random.Random(5)
+    questions = {
+        f"q{i}": rng.choice(LEAVES) & ~rng.choice(LEAVES) | rng.choice(LEAVES) for i in range(40)
+    }
+    answers = await seeded.tracker.count_many(questions)
+    assert seeded.proxy.round_trips == 1
+    assert answers == {name: len(seeded.model.ids(q)) for name, q in questions.items()}
+
+
+async def test_temp_keys_are_created_and_deleted_in_one_transaction(seeded: Seeded) -> None:
+    """A composite count sends MULTI, the BITOPs, BITCOUNTs, one DEL per shard, EXEC."""
+    await seeded.tracker.count(LEAVES[0] & LEAVES[1])
+    names = seeded.proxy.command_names
+    assert names[0] == "MULTI"
+    assert names[-1] == "EXEC"
+    assert names.count("BITOP") == names.count("BITCOUNT") == names.count("DEL")
+
+
+async def test_no_bare_not_is_ever_sent(seeded: Seeded) -> None:
+    """The complement never uses BITOP NOT, which counts ids that do not exist."""
+    n = await seeded.tracker.count(~MonthEvents("a", 2026, 11))
+    assert n == len(seeded.model.everyone - seeded.model.ids(MonthEvents("a", 2026, 11)))
+    assert n < 6_000
+
+
+async def test_not_within_named_universe(seeded: Seeded) -> None:
+    """BitOpNot(x, universe=u) is u minus x."""
+    expr = BitOpNot(MonthEvents("a", 2026, 11), universe=UniqueEvents("b"))
+    assert await seeded.tracker.count(expr) == len(
+        seeded.model.unique["b"] - seeded.model.ids(MonthEvents("a", 2026, 11))
+    )
+
+
+async def test_no_temp_key_survives_queries_cancelled_or_dropped(
+    seeded: Seeded, client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """After 1,000 random queries, some cancelled and some cut off, only data keys remain."""
+    before = await scan_keys(client, prefix)
+    rng = random.Random(99)
+    cancelled = dropped = 0
+    for i in range(1_000):
+        tree = BitOpAnd(rng.choice(LEAVES), BitOpOr(rng.choice(LEAVES), ~rng.choice(LEAVES)))
+        if i % 7 == 0:
+            with anyio.move_on_after(rng.uniform(0, 0.002)) as scope:
+                await seeded.tracker.count(tree)
+            cancelled += scope.cancelled_caught
+        elif i % 11 == 0:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(seeded.proxy.drop_connections)
+                try:
+                    await seeded.tracker.count(tree)
+                except ConnectionError:
+                    dropped += 1
+                except Exception as exc:  # redis' ConnectionError is not the builtin
+                    if "Connection" not in type(exc).__name__:
+                        raise
+                    dropped += 1
+        else:
+            assert await seeded.tracker.count(tree) == len(seeded.model.ids(tree))
+    assert cancelled > 0
+    assert dropped > 0
+    after = await scan_keys(client, prefix)
+    assert after == before
+    assert not any(b"~tmp" in key for key in after)
+
+
+async def test_answers_stay_exact_after_cancellations(seeded: Seeded) -> None:
+    """A cancelled query leaves no half-read reply on a pooled connection."""
+    tree = (LEAVES[0] | LEAVES[5]) - LEAVES[1]
+    for delay in (0.0, 0.0001, 0.0003, 0.001):
+        with anyio.move_on_after(delay):
+            await seeded.tracker.count(tree)
+        assert await seeded.tracker.count(tree) == len(seeded.model.ids(tree))
+
+
+async def test_rolling_window_counts_recent_marks(client: redis.asyncio.Redis, prefix: str) -> None:
+    """last(days=7) counts marks of the last seven calendar days, not older ones."""
+    tracker = Tracker(client, prefix=prefix)
+    now = dt.datetime.now(UTC)
+    await tracker.mark_event("a", 1, now)
+    await tracker.mark_event("a", 2, now - dt.timedelta(days=6))
+    await tracker.mark_event("a", 3, now - dt.timedelta(days=8))
+    assert [u async for u in tracker.members(last("a", days=7))] == [1, 2]
+    assert 3 in [u async for u in tracker.members(last("a", days=7).prev())]
+
+
+async def test_hour_range_without_hourly_raises_before_sending(
+    counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
+) -> None:
+    """A range with ragged hours on a daily tracker raises and sends nothing."""
+    tracker = Tracker(counted_client, prefix=prefix)
+    with pytest.raises(GranularityNotTracked):
+        await tracker.count(EventsBetween("a", dt.datetime(2026, 11, 2, 13), dt.date(2026, 11, 4)))
+    assert proxy.commands == 0
+
+
+async def test_hour_range_with_hourly_tracking_is_exact(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """With hourly tracking a range from 22:00 to the next midnight is exact."""
+    tracker = Tracker(client, prefix=prefix, track_hourly=True)
+    await tracker.mark_event("a", 1, dt.datetime(2026, 11, 2, 21, 59))
+    await tracker.mark_event("a", 2, dt.datetime(2026, 11, 2, 22, 0))
+    await tracker.mark_event("a", 3, dt.datetime(2026, 11, 3, 0, 0))
+    between = EventsBetween("a", dt.datetime(2026, 11, 2, 22), dt.datetime(2026, 11, 3))
+    assert [u async for u in tracker.members(between)] == [2]
