@@ -31,10 +31,10 @@ from bitlens._periods import Month
 from bitlens._plan import (
     UNIVERSE,
     Capabilities,
+    CountPlan,
     KeyRef,
     Op,
     ResolveContext,
-    ShardProgram,
     evaluate,
     iter_set_bits,
     leaves_of,
@@ -162,79 +162,94 @@ def test_year_resolves_to_or_of_months() -> None:
     assert {leaf.period for leaf in leaves_of(node)} == set(Month(2026, 1).as_year().months())
 
 
-def test_not_resolves_to_universe_difference() -> None:
-    """~a becomes universe - a: never a bare BITOP NOT."""
-    assert resolve(~A) == Op("DIFF", (UNIVERSE, KeyRef("a", Month(2026, 11))))
+def test_not_resolves_to_xor_with_universe() -> None:
+    """~a is U ^ a (exact: every bitmap is inside the universe), never a bare BITOP NOT."""
+    assert resolve(~A) == Op("XOR", (UNIVERSE, KeyRef("a", Month(2026, 11))))
 
 
-def test_resolution_flattens_nested_ors() -> None:
-    """A year OR'ed with one of its months is the same twelve-way OR."""
-    assert resolve(YearEvents("a", 2026) | MonthEvents("a", 2026, 3)) == resolve(
-        YearEvents("a", 2026)
-    )
+def test_double_complement_cancels() -> None:
+    """~~a resolves back to a."""
+    assert resolve(~~A) == resolve(A)
 
 
-def test_plan_without_extensions_avoids_bitop_not() -> None:
-    """a - b is computed as a XOR (a AND b), exact whatever the key lengths."""
-    program = ShardProgram(SCHEMA, 3, "tok")
-    program.bitcount(resolve(A - B))
-    commands = program.finish()
-    assert [c[:2] for c in commands[:3]] == [
-        ("BITOP", "AND"),
-        ("BITOP", "XOR"),
-        ("BITCOUNT", "p:{3}:~tmp:tok:1"),
-    ]
-    assert commands[3] == ("DEL", "p:{3}:~tmp:tok:0", "p:{3}:~tmp:tok:1")
-    assert not any("NOT" in c for c in commands)
+def test_difference_merges_into_enclosing_and() -> None:
+    """(a - b) & c is one AND of a, c and U ^ b."""
+    node = resolve((A - B) & C)
+    assert isinstance(node, Op)
+    assert node.op == "AND"
+    assert set(node.children) == {resolve(A), resolve(C), resolve(~B)}
+
+
+def test_not_within_named_universe_resolves_to_and() -> None:
+    """BitOpNot(a, universe=v) is v & (U ^ a)."""
+    v = UniqueEvents("v")
+    assert resolve(BitOpNot(A, universe=v)) == resolve(v & ~A)
+
+
+def _bitops(plan: CountPlan) -> list[tuple[str | int, ...]]:
+    """Decode the BITOP instructions of a plan as (op, dest, *sources)."""
+    argv, out, i = plan.argv, [], 1
+    while i < len(argv):
+        if argv[i] == "B":
+            n = int(argv[i + 3])
+            out.append((argv[i + 1], argv[i + 2], *argv[i + 4 : i + 4 + n]))
+            i += 4 + n
+        elif argv[i] == "C":
+            i += 2
+        else:
+            i += 2 + int(argv[i + 1])
+    return out
+
+
+def test_plan_without_extensions_never_sends_not() -> None:
+    """a - b is XOR U b then AND: two BITOPs, the same server work as bitmapist's NOT+AND."""
+    plan = CountPlan.compile([resolve(A - B)])
+    assert [op[0] for op in _bitops(plan)] == ["XOR", "AND"]
 
 
 def test_plan_uses_diff_when_server_has_it() -> None:
     """With BITOP DIFF (Redis >= 8.2) a difference is one command."""
-    program = ShardProgram(SCHEMA, 0, "t", Capabilities(diff=True, andor=True))
-    program.bitcount(resolve(A - B - C))
-    assert program.finish()[0] == (
-        "BITOP",
-        "DIFF",
-        "p:{0}:~tmp:t:0",
-        "p:{0}:a:M2026-11",
-        "p:{0}:b:M2026-11",
-        "p:{0}:c:W2026-47",
-    )
+    plan = CountPlan.compile([resolve(A - B - C)], Capabilities(diff=True, andor=True))
+    ops = _bitops(plan)
+    assert [op[0] for op in ops] == ["OR", "DIFF"]
 
 
 def test_plan_uses_andor_when_server_has_it() -> None:
     """a & (b | c) becomes one BITOP ANDOR with the extension."""
-    program = ShardProgram(SCHEMA, 0, "t", Capabilities(diff=True, andor=True))
-    program.bitcount(resolve(A & (B | C)))
-    first = program.finish()[0]
-    assert first[:4] == ("BITOP", "ANDOR", "p:{0}:~tmp:t:0", "p:{0}:a:M2026-11")
-    assert set(first[4:]) == {"p:{0}:b:M2026-11", "p:{0}:c:W2026-47"}
+    plan = CountPlan.compile([resolve(A & (B | C))], Capabilities(diff=True, andor=True))
+    assert [op[0] for op in _bitops(plan)] == ["ANDOR"]
 
 
 def test_equal_subtrees_share_one_temp_key_across_a_batch() -> None:
     """Two questions sharing a & b compute it once."""
-    program = ShardProgram(SCHEMA, 0, "t")
-    program.bitcount(resolve((A & B) | C))
-    program.bitcount(resolve((B & A) - C))
-    bitops = [c for c in program.finish() if c[0] == "BITOP" and c[1] == "AND"]
-    sources = [c[3:] for c in bitops]
-    assert sources.count(("p:{0}:a:M2026-11", "p:{0}:b:M2026-11")) == 1
+    plan = CountPlan.compile([resolve((A & B) | C), resolve((B & A) - C)])
+    ands = [op for op in _bitops(plan) if op[0] == "AND" and len(op) == 4]
+    assert len(ands) == 1
 
 
 def test_leaf_count_needs_no_temp_key() -> None:
-    """Counting one bitmap is a bare BITCOUNT, no transaction needed."""
-    program = ShardProgram(SCHEMA, 0, "t")
-    program.bitcount(resolve(A))
-    assert program.finish() == [("BITCOUNT", "p:{0}:a:M2026-11")]
-    assert program.temps == []
+    """Counting one bitmap is a bare BITCOUNT of its slot: no temp key, no DEL."""
+    plan = CountPlan.compile([resolve(A)])
+    assert plan.argv == [1, "C", 1]
+    assert plan.temp_count == 0
 
 
 def test_temp_keys_share_the_shard_hash_tag() -> None:
-    """Every temp key of shard 9 lives in shard 9's slot."""
-    program = ShardProgram(SCHEMA, 9, "t")
-    program.bitcount(resolve((A & B) ^ (C | ~A)))
-    assert program.temps
-    assert all(key.startswith("p:{9}:~tmp:t:") for key in program.temps)
+    """Every key of shard 9's slots, temp keys included, lives in shard 9's slot."""
+    plan = CountPlan.compile([resolve((A & B) ^ (C | ~A))])
+    keys = plan.keys(SCHEMA, 9, "t")
+    assert plan.temp_count > 0
+    assert all(key.startswith("p:{9}:") for key in keys)
+    assert sum("~tmp:t:" in key for key in keys) == plan.temp_count
+
+
+def test_plan_deletes_every_temp_slot() -> None:
+    """The plan's last instruction deletes exactly its temp slots."""
+    plan = CountPlan.compile([resolve((A & B) | ~C)])
+    d = plan.argv.index("D")
+    deleted = plan.argv[d + 2 :]
+    temps = [i + 1 for i, slot in enumerate(plan.slots) if isinstance(slot, int)]
+    assert deleted == temps
 
 
 def test_evaluate_matches_set_algebra() -> None:
@@ -244,7 +259,12 @@ def test_evaluate_matches_set_algebra() -> None:
     assert evaluate(Op("AND", (a, b)), values) == 0b1000
     assert evaluate(Op("OR", (a, b)), values) == 0b1110
     assert evaluate(Op("XOR", (a, b)), values) == 0b0110
-    assert evaluate(Op("DIFF", (u, a)), values) == 0b0011
+    assert (
+        evaluate(
+            resolve(~MonthEvents("x", 2026, 1)), {u: 0b1111, KeyRef("x", Month(2026, 1)): 0b1100}
+        )
+        == 0b0011
+    )
 
 
 def test_iter_set_bits_is_msb_first() -> None:

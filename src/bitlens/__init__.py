@@ -12,8 +12,6 @@ back?" — each answered in one round trip::
         await tracker.count(MonthEvents("active", 2026, 10) & MonthEvents("active", 2026, 11))
 """
 
-from contextlib import suppress as _suppress
-
 from ._default import (
     get_tracker,
     mark_event,
@@ -112,14 +110,17 @@ __all__ = [
     "unmark_unique",
 ]
 
+
 # Show users bitlens.Tracker, not bitlens._tracker.Tracker (as httpx does).
 def _rehome() -> None:
+    from contextlib import suppress
+
     for name in __all__:
         obj = globals()[name]
         if getattr(obj, "__module__", "").startswith("bitlens._"):
-            with _suppress(AttributeError, TypeError):  # e.g. type aliases
+            with suppress(AttributeError, TypeError):  # e.g. type aliases
                 obj.__module__ = "bitlens"
 
 
 _rehome()
-del _rehome, _suppress
+del _rehome

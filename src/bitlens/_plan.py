@@ -1,12 +1,23 @@
-"""The planner: expressions and questions to per-shard Redis command lists (pure, no I/O).
+r"""The planner: expressions and questions to Redis commands (pure, no I/O).
 
 An expression is first *resolved* into a small tree of bitmap operations over concrete
-keys (``YearEvents`` becomes the OR of its months, ``~x`` becomes ``universe - x``, and
-same-operator children flatten). A :class:`ShardProgram` then turns questions about that
-tree into the commands of one shard: ``BITOP`` into temp keys named with the shard's hash
-tag, the question itself (``BITCOUNT``), then one ``DEL`` of every temp key. The executor
-sends each program inside MULTI/EXEC, so a temp key never outlives the transaction that
-made it. Equal subtrees share one temp key, across every question of a batch.
+keys: ``YearEvents`` becomes the OR of its months, a range the OR of its covering periods,
+and same-operator children flatten. Complements use the **universe** ``U`` of the shard
+(every id ever marked, written in the same transaction as each mark), so every bitmap
+under the prefix is a subset of ``U``. That invariant makes the complement one exact XOR::
+
+    ~x      = U ^ x                (x is inside U)
+    a - b   = a & (U ^ b)          (so (a - b) & c is one AND of a, c and U ^ b)
+    BitOpNot(x, universe=v) = v & (U ^ x)
+
+Never Redis' bare ``BITOP NOT``, whose padding bits would stand for ids that do not exist.
+
+A :class:`CountPlan` compiles a batch of trees once, independent of the shard, into
+instructions over numbered key slots. The executor sends it as one ``EVAL`` of
+:data:`COUNT_SCRIPT` per node (standalone: all shards in one call), with each shard's keys.
+The script runs the ``BITOP``\ s into temp keys named with the shard's hash tag, sums the
+``BITCOUNT``\ s per question, and deletes every temp key before it returns, so no temp key
+outlives the atomic script that made it (see :data:`COUNT_SCRIPT` for failures).
 
 ``contains`` and ``members`` need no temp keys at all: they read the leaves' bits
 (``GETBIT`` / ``GETRANGE``) and evaluate the tree here, on Python ints.
@@ -46,8 +57,10 @@ __all__ = [
     "KeyRef",
     "Node",
     "Op",
+    "COUNT_SCRIPT",
+    "CountPlan",
     "ResolveContext",
-    "ShardProgram",
+    "complement",
     "evaluate",
     "iter_set_bits",
     "leaves_of",
@@ -56,7 +69,7 @@ __all__ = [
 
 Arg: TypeAlias = "str | int | bytes"
 Command: TypeAlias = "tuple[Arg, ...]"
-OpName: TypeAlias = Literal["AND", "OR", "XOR", "DIFF"]
+OpName: TypeAlias = Literal["AND", "OR", "XOR"]
 Moment: TypeAlias = "_dt.datetime | _dt.date"
 
 
@@ -113,10 +126,7 @@ class KeyRef:
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """A bitmap operation over resolved children.
-
-    ``DIFF`` is ``children[0]`` minus the union of the rest.
-    """
+    """A bitmap operation over resolved children (the complement is ``XOR`` with U)."""
 
     op: OpName
     children: tuple[Node, ...]
@@ -206,12 +216,25 @@ def _resolve_op(
     if isinstance(expr, BitOpXor):
         return _nary("XOR", map(sub, expr.operands))
     if isinstance(expr, BitOpDiff):
-        subtract = _nary("OR", map(sub, expr.subtract))
-        rest = (
-            subtract.children if isinstance(subtract, Op) and subtract.op == "OR" else (subtract,)
-        )
-        return Op("DIFF", (sub(expr.base), *rest))
-    return Op("DIFF", (sub(expr.universe), sub(expr.operand)))
+        gone = _nary("OR", map(sub, expr.subtract))
+        return _nary("AND", (sub(expr.base), complement(gone)))
+    if isinstance(expr.universe, Universe):
+        return complement(sub(expr.operand))
+    return _nary("AND", (sub(expr.universe), complement(sub(expr.operand))))
+
+
+def complement(node: Node) -> Node:
+    """Return the complement of ``node`` within the universe: ``U ^ node``.
+
+    Exact because every bitmap under the prefix is a subset of the universe.
+
+    :param node: a resolved tree
+    """
+    if isinstance(node, Op) and node.op == "XOR" and UNIVERSE in node.children:
+        rest = list(node.children)
+        rest.remove(UNIVERSE)  # U ^ (U ^ x) == x
+        return rest[0] if len(rest) == 1 else Op("XOR", tuple(rest))
+    return Op("XOR", (UNIVERSE, node))
 
 
 def leaves_of(node: Node) -> tuple[KeyRef, ...]:
@@ -236,7 +259,7 @@ def evaluate(node: Node, values: Mapping[KeyRef, int]) -> int:
     """Evaluate a resolved tree over bit vectors held as non-negative Python ints.
 
     Used for ``contains`` (each value is one bit, 0 or 1) and ``members`` (each value is a
-    chunk of a bitmap). No bare NOT exists in a resolved tree, so no mask is needed.
+    chunk of a bitmap). The complement is ``U ^ x``, so no mask is ever needed.
 
     :param node: a resolved tree
     :param values: the value of every leaf of the tree
@@ -248,98 +271,189 @@ def evaluate(node: Node, values: Mapping[KeyRef, int]) -> int:
         return reduce(int.__and__, parts)
     if node.op == "OR":
         return reduce(int.__or__, parts)
-    if node.op == "XOR":
-        return reduce(int.__xor__, parts)
-    return parts[0] & ~reduce(int.__or__, parts[1:])
+    return reduce(int.__xor__, parts)
+
+
+COUNT_SCRIPT = """\
+-- bitlens count: run a compiled CountPlan over one or more shards, atomically.
+-- KEYS: for each shard, the same number of key slots (leaves, then temp keys).
+-- ARGV: slots per shard, then instructions:
+--   B <op> <dest> <n> <src1..srcn>   BITOP op dest srcs    (slots are 1-based)
+--   C <slot>                          BITCOUNT of a slot: the next question
+--   D <n> <slot1..slotn>              DEL of the temp slots
+-- Returns one total per question, summed over the shards.
+-- Every command runs through pcall and the DEL always runs, so a failing BITOP (e.g. OOM)
+-- still deletes the temp keys made before it; the first error is returned after cleanup.
+-- A script is atomic like MULTI/EXEC: nothing else runs while it does, and a script is
+-- never half-applied by a dropped connection, so no expiry safety net is needed.
+local width = tonumber(ARGV[1])
+local program, i = {}, 2
+while i <= #ARGV do
+  local code = ARGV[i]
+  if code == 'B' then
+    local n = tonumber(ARGV[i + 3])
+    local srcs = {}
+    for j = 1, n do srcs[j] = tonumber(ARGV[i + 3 + j]) end
+    program[#program + 1] = {'B', ARGV[i + 1], tonumber(ARGV[i + 2]), srcs}
+    i = i + 4 + n
+  elseif code == 'C' then
+    program[#program + 1] = {'C', tonumber(ARGV[i + 1])}
+    i = i + 2
+  else
+    local n = tonumber(ARGV[i + 1])
+    local slots = {}
+    for j = 1, n do slots[j] = tonumber(ARGV[i + 1 + j]) end
+    program[#program + 1] = {'D', slots}
+    i = i + 2 + n
+  end
+end
+local totals, failure = {}, nil
+for base = 0, #KEYS - width, width do
+  local q = 0
+  for _, step in ipairs(program) do
+    if step[1] == 'B' then
+      local args = {'BITOP', step[2], KEYS[base + step[3]]}
+      for _, src in ipairs(step[4]) do args[#args + 1] = KEYS[base + src] end
+      local reply = redis.pcall(unpack(args))
+      if type(reply) == 'table' and reply.err then failure = failure or reply end
+    elseif step[1] == 'C' then
+      q = q + 1
+      local reply = redis.pcall('BITCOUNT', KEYS[base + step[2]])
+      if type(reply) == 'number' then
+        totals[q] = (totals[q] or 0) + reply
+      else
+        totals[q] = totals[q] or 0
+        failure = failure or reply
+      end
+    else
+      local doomed = {}
+      for _, slot in ipairs(step[2]) do doomed[#doomed + 1] = KEYS[base + slot] end
+      redis.pcall('DEL', unpack(doomed))
+    end
+  end
+end
+if failure then return failure end
+return totals
+"""
+"""The Lua script that answers a :class:`CountPlan` (one ``EVAL`` per node or shard)."""
 
 
 @dataclass(slots=True)
-class ShardProgram:
-    """The commands of one shard for one query or a batch of queries.
+class CountPlan:
+    """A batch of count questions compiled once, for any shard.
 
     Example::
 
-        program = ShardProgram(schema, shard=0, token="f3a9", caps=Capabilities())
-        index = program.bitcount(resolve(a & b))   # BITOP AND tmp a b; BITCOUNT tmp
-        commands = program.finish()                # ... DEL tmp
+        plan = CountPlan.compile([resolve(a & b), resolve(~a)], Capabilities())
+        keys = plan.keys(schema, shard=7, token="f3a9")  # that shard's slots
+        command = ("EVAL", COUNT_SCRIPT, len(keys), *keys, *plan.argv)
 
-    The reply to ``commands[index]`` is the answer. ``finish()`` appends the ``DEL`` of every
-    temp key, so the executor must send the whole list in one MULTI/EXEC.
+    Slots are numbered from 1: each is a leaf bitmap or a temp key. Equal subtrees share a
+    slot, across every question of the batch.
+
+    :param caps: the server's BITOP extensions
     """
 
-    schema: KeySchema
-    shard: int
-    token: str
     caps: Capabilities = field(default_factory=Capabilities)
-    commands: list[Command] = field(default_factory=list)
-    temps: list[str] = field(default_factory=list)
-    _memo: dict[Node, str] = field(default_factory=dict)
-    _finished: bool = False
+    slots: list[KeyRef | int] = field(default_factory=list)
+    argv: list[str | int] = field(default_factory=list)
+    questions: int = 0
+    _memo: dict[Node, int] = field(default_factory=dict)
+    _temps: list[int] = field(default_factory=list)
 
-    def _temp(self) -> str:
-        key = self.schema.temp_key(self.shard, self.token, len(self.temps))
-        self.temps.append(key)
-        return key
+    @classmethod
+    def compile(cls, nodes: Sequence[Node], caps: Capabilities | None = None) -> CountPlan:
+        """Compile count questions into one plan.
 
-    def _bitop(self, op: str, sources: Sequence[str]) -> str:
+        :param nodes: resolved trees, one per question
+        :param caps: the server's BITOP extensions (default: none)
+        """
+        plan = cls(caps or Capabilities())
+        plan.argv.append(0)  # slots per shard, filled in below
+        for node in nodes:
+            plan.argv += ["C", plan._slot(node)]
+            plan.questions += 1
+        if plan._temps:
+            plan.argv += ["D", len(plan._temps), *plan._temps]
+        plan.argv[0] = len(plan.slots)
+        return plan
+
+    @property
+    def temp_count(self) -> int:
+        """How many temp keys each shard needs."""
+        return len(self._temps)
+
+    def keys(self, schema: KeySchema, shard: int, token: str) -> list[str]:
+        """Return the keys of ``shard``'s slots, temp keys named with ``token``.
+
+        :param schema: the key schema
+        :param shard: the shard number
+        :param token: a random token unique to this query
+        """
+        return [
+            slot.key(schema, shard)
+            if isinstance(slot, KeyRef)
+            else schema.temp_key(shard, token, slot)
+            for slot in self.slots
+        ]
+
+    def _new_slot(self, value: KeyRef | int) -> int:
+        self.slots.append(value)
+        return len(self.slots)
+
+    def _temp(self) -> int:
+        slot = self._new_slot(len(self._temps))
+        self._temps.append(slot)
+        return slot
+
+    def _bitop(self, op: str, sources: Sequence[int]) -> int:
         dest = self._temp()
-        self.commands.append(("BITOP", op, dest, *sources))
+        self.argv += ["B", op, dest, len(sources), *sources]
         return dest
 
-    def key_for(self, node: Node) -> str:
-        """Return a key holding ``node``'s bitmap, emitting the BITOPs that compute it.
-
-        :param node: a resolved tree
-        """
+    def _slot(self, node: Node) -> int:
+        found = self._memo.get(node)
+        if found is not None:
+            return found
         if isinstance(node, KeyRef):
-            return node.key(self.schema, self.shard)
-        cached = self._memo.get(node)
-        if cached is not None:
-            return cached
-        if node.op == "DIFF":
-            key = self._diff(node.children[0], node.children[1:])
-        elif node.op == "AND" and self.caps.andor:
-            key = self._and_with_andor(node.children)
+            slot = self._new_slot(node)
+        elif node.op == "AND":
+            slot = self._and(node.children)
         else:
-            key = self._bitop(node.op, [self.key_for(c) for c in node.children])
-        self._memo[node] = key
-        return key
+            slot = self._bitop(node.op, [self._slot(c) for c in node.children])
+        self._memo[node] = slot
+        return slot
 
-    def _diff(self, base: Node, subtract: Sequence[Node]) -> str:
-        base_key = self.key_for(base)
-        sub_keys = [self.key_for(s) for s in subtract]
-        if self.caps.diff:
-            return self._bitop("DIFF", [base_key, *sub_keys])
-        # X - Y == X ^ (X & Y): exact whatever the lengths, and without BITOP NOT, whose
-        # padding bits would stand for ids that do not exist.
-        union = sub_keys[0] if len(sub_keys) == 1 else self._bitop("OR", sub_keys)
-        both = self._bitop("AND", [base_key, union])
-        return self._bitop("XOR", [base_key, both])
+    def _and(self, children: Sequence[Node]) -> int:
+        caps = self.caps
+        if caps.diff:  # x & (U ^ y) == x - y: one BITOP DIFF instead of XOR + AND
+            negated = [c for c in children if _is_complement(c)]
+            plain = [c for c in children if not _is_complement(c)]
+            if negated and plain:
+                base = self._slot(plain[0] if len(plain) == 1 else Op("AND", tuple(plain)))
+                gone = [self._slot(_complemented(c)) for c in negated]
+                return self._bitop("DIFF", [base, *gone])
+        if caps.andor:  # x & (y1 | y2 ..) in one BITOP ANDOR
+            ors = [c for c in children if isinstance(c, Op) and c.op == "OR"]
+            if ors:
+                rest = [c for c in children if c is not ors[0]]
+                x = self._slot(rest[0] if len(rest) == 1 else Op("AND", tuple(rest)))
+                return self._bitop("ANDOR", [x, *(self._slot(y) for y in ors[0].children)])
+        return self._bitop("AND", [self._slot(c) for c in children])
 
-    def _and_with_andor(self, children: Sequence[Node]) -> str:
-        ors = [c for c in children if isinstance(c, Op) and c.op == "OR"]
-        if not ors:
-            return self._bitop("AND", [self.key_for(c) for c in children])
-        first = ors[0]
-        rest = [c for c in children if c is not first]
-        x = self.key_for(rest[0]) if len(rest) == 1 else self.key_for(Op("AND", tuple(rest)))
-        return self._bitop("ANDOR", [x, *(self.key_for(c) for c in first.children)])
 
-    def bitcount(self, node: Node) -> int:
-        """Append the BITCOUNT of ``node`` and return the index of its reply.
+def _is_complement(node: Node) -> bool:
+    return (
+        isinstance(node, Op)
+        and node.op == "XOR"
+        and len(node.children) == 2
+        and UNIVERSE in node.children
+    )
 
-        :param node: a resolved tree
-        """
-        key = self.key_for(node)
-        self.commands.append(("BITCOUNT", key))
-        return len(self.commands) - 1
 
-    def finish(self) -> list[Command]:
-        """Append the deletion of every temp key and return the commands to send."""
-        if not self._finished and self.temps:
-            self.commands.append(("DEL", *self.temps))
-        self._finished = True
-        return self.commands
+def _complemented(node: Node) -> Node:
+    assert isinstance(node, Op)
+    return node.children[1] if node.children[0] == UNIVERSE else node.children[0]
 
 
 _BITS_OF_BYTE: tuple[tuple[int, ...], ...] = tuple(

@@ -19,12 +19,12 @@ from ._execute import Executor
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 from ._plan import (
-    Capabilities,
+    COUNT_SCRIPT,
     Command,
+    CountPlan,
     KeyRef,
     Node,
     ResolveContext,
-    ShardProgram,
     evaluate,
     iter_set_bits,
     leaves_of,
@@ -140,6 +140,7 @@ class Tracker:
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
         self._executor = Executor(self._client)
         self._known_shards: set[int] = set()
+        self._registry_loaded = False
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -367,47 +368,56 @@ class Tracker:
 
     # -- evaluation -------------------------------------------------------------------------
 
+    def _learn_shards(self, reply: object) -> list[int]:
+        """Merge an SMEMBERS reply of the registry; return the known shards it lacks."""
+        stored = {int(s) for s in _as_iterable(reply)}
+        self._known_shards |= stored
+        self._registry_loaded = True
+        return sorted(self._known_shards - stored)
+
     async def _refresh_shards(self) -> None:
         """Read the shard registry; re-register known shards it lost (e.g. after a flush)."""
         registry = self.schema.registry_key
-        reply = await self._executor.send([("SMEMBERS", registry)], transaction=False)
-        stored = {int(s) for s in _as_iterable(reply[0])}
-        lost = self._known_shards - stored
+        reply = await self._executor.send([("SMEMBERS", registry)])
+        lost = self._learn_shards(reply[0])
         if lost:
-            await self._executor.send([("SADD", registry, *sorted(lost))], transaction=False)
-        self._known_shards |= stored
+            await self._executor.send([("SADD", registry, *lost)])
 
     async def _count_nodes(self, nodes: Sequence[Node]) -> list[int]:
         """Count several resolved trees over every shard: normally one round trip.
 
-        The pipeline carries a ``SCARD`` of the shard registry. Shards are only ever added,
-        and every shard this tracker knows is registered, so an equal cardinality proves
-        the answer covered every shard; otherwise the registry is read and the new shards
-        are counted too.
+        The round trip carries one ``EVAL`` of the count script over every known shard's
+        keys and a check of the shard registry: a ``SCARD`` once the tracker has read the
+        registry (shards are only ever added and every shard this tracker knows is
+        registered, so an equal cardinality proves every shard was covered), else the
+        registry itself (``SMEMBERS``). Shards found that way are counted in one more round
+        trip: a tracker's first count on data written elsewhere takes two.
         """
         totals = [0] * len(nodes)
+        plan = CountPlan.compile(nodes, self._executor.capabilities)
+        registry = self.schema.registry_key
         queried: set[int] = set()
         pending = sorted(self._known_shards)
         while True:
-            commands: list[Command] = [("SCARD", self.schema.registry_key)]
-            indexes: list[list[int]] = []
-            transaction = False
-            caps = self._executor.capabilities
-            token = secrets.token_hex(8)
-            for shard in pending:
-                program = ShardProgram(self.schema, shard, token, caps or Capabilities())
-                base = len(commands)
-                indexes.append([base + program.bitcount(node) for node in nodes])
-                commands.extend(program.finish())
-                transaction = transaction or bool(program.temps)
-            replies = await self._executor.send(commands, transaction=transaction, probe=True)
-            for shard_indexes in indexes:
-                for i, index in enumerate(shard_indexes):
-                    totals[i] += _as_int(replies[index])
+            loaded = self._registry_loaded
+            commands: list[Command] = [("SCARD" if loaded else "SMEMBERS", registry)]
+            if pending:
+                token = secrets.token_hex(8)
+                keys = [key for shard in pending for key in plan.keys(self.schema, shard, token)]
+                commands.append(("EVAL", COUNT_SCRIPT, len(keys), *keys, *plan.argv))
+            replies = await self._executor.send(commands, probe=True)
+            if pending:
+                for i, value in enumerate(_as_list(replies[1])):
+                    totals[i] += _as_int(value)
             queried.update(pending)
-            if _as_int(replies[0]) == len(queried):
+            if loaded and _as_int(replies[0]) == len(queried):
                 return totals
-            await self._refresh_shards()
+            if loaded:
+                await self._refresh_shards()
+            else:
+                lost = self._learn_shards(replies[0])
+                if lost:
+                    await self._executor.send([("SADD", registry, *lost)])
             pending = sorted(self._known_shards - queried)
             if not pending:
                 return totals
@@ -572,6 +582,12 @@ def _as_bytes(reply: object) -> bytes:
         return b""
     if isinstance(reply, bytes):
         return reply
+    raise TypeError(f"unexpected reply {reply!r}")
+
+
+def _as_list(reply: object) -> list[object]:
+    if isinstance(reply, list):
+        return cast("list[object]", reply)
     raise TypeError(f"unexpected reply {reply!r}")
 
 
