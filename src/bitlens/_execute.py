@@ -31,7 +31,33 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
-__all__ = ["Executor", "parse_info"]
+__all__ = ["Executor", "pack", "parse_info"]
+
+
+def pack(commands: Sequence[Command]) -> bytes:
+    """Encode commands as one RESP request (arrays of bulk strings), ready to write.
+
+    A leaner twin of redis-py's ``pack_commands``: one bytes object, no per-argument
+    encoder objects, and ``str`` arguments (keys, the count script) encoded once each.
+
+    :param commands: the commands, each a tuple of ``str``, ``int`` or ``bytes`` arguments
+    :raises TypeError: for another argument type
+    """
+    out: list[bytes] = []
+    append = out.append
+    for command in commands:
+        append(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, str):
+                data = arg.encode()
+            elif isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, int) and not isinstance(arg, bool):
+                data = b"%d" % arg
+            else:
+                raise TypeError(f"cannot send {arg!r} to Redis")
+            append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def parse_info(reply: object) -> dict[str, str]:
@@ -100,11 +126,12 @@ class Executor:
         return replies
 
     async def _round_trip(self, pool: Any, wire: list[Command]) -> list[object]:
+        packed = pack(wire)
         conn: Any = await pool.get_connection()
         try:
 
             async def attempt() -> list[object]:
-                await conn.send_packed_command(conn.pack_commands(wire), check_health=False)
+                await conn.send_packed_command(packed, check_health=False)
                 return await _read_all(conn, len(wire))
 
             async def on_failure(error: Exception) -> None:

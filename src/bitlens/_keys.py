@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from ._exceptions import InvalidEventName, InvalidPrefix, InvalidUserId
@@ -80,6 +81,12 @@ def validate_event_name(name: object) -> str:
             f"{bad.group()!r} is not allowed (no whitespace, control characters, '{{' or '}}')",
         )
     return name
+
+
+@lru_cache(maxsize=1 << 16)
+def _sharded_event_key(prefix: str, event: str, period: Period | None, shard: int) -> str:
+    # Hot path: the same keys are built for every query and every mark.
+    return f"{prefix}:{{{shard}}}:{event}:{period_suffix(period)}"
 
 
 def period_suffix(period: Period | None) -> str:
@@ -211,7 +218,7 @@ class ShardedSchema(KeySchema):
         return (shard << self.shard_bits) | bit
 
     def event_key(self, event: str, period: Period | None, shard: int) -> str:
-        return f"{self.prefix}:{{{shard}}}:{event}:{period_suffix(period)}"
+        return _sharded_event_key(self.prefix, event, period, shard)
 
     def universe_key(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:~all"
