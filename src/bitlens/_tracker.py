@@ -42,7 +42,7 @@ __all__ = ["Mark", "Tracker", "TrackerOptions"]
 
 _K = TypeVar("_K")
 
-Mark: TypeAlias = "tuple[str, int] | tuple[str, int, _dt.datetime | _dt.date | None]"
+Mark: TypeAlias = tuple[str, int] | tuple[str, int, _dt.datetime | _dt.date | None]
 """One item of :meth:`Tracker.mark_events`: ``(event, user_id)`` or ``(event, user_id, at)``."""
 
 

@@ -1,0 +1,135 @@
+"""Pins the public surface of ``bitlens``: what ``__all__`` exports and how it presents itself."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import bitlens
+
+EXPORTED = [
+    "MAX_USER_ID",
+    "BitOpAnd",
+    "BitOpDiff",
+    "BitOpNot",
+    "BitOpOr",
+    "BitOpXor",
+    "BitlensError",
+    "Day",
+    "DayEvents",
+    "EmbeddedRedis",
+    "Events",
+    "EventsBetween",
+    "Expr",
+    "GranularityNotTracked",
+    "Hour",
+    "HourEvents",
+    "InvalidEventName",
+    "InvalidExpression",
+    "InvalidPeriod",
+    "InvalidPrefix",
+    "InvalidUserId",
+    "KeySchema",
+    "Last",
+    "Mark",
+    "Month",
+    "MonthEvents",
+    "NoDefaultTracker",
+    "Period",
+    "RedisServerNotFound",
+    "ShardedSchema",
+    "Tracker",
+    "TrackerClosed",
+    "TrackerOptions",
+    "UniqueEvents",
+    "Universe",
+    "UnsupportedOperation",
+    "Week",
+    "WeekEvents",
+    "Year",
+    "YearEvents",
+    "__version__",
+    "get_tracker",
+    "last",
+    "mark_event",
+    "mark_events",
+    "mark_unique",
+    "setup",
+    "unmark_event",
+    "unmark_unique",
+]
+"""The exact public names; adding or removing one is an API change that must edit this list."""
+
+CLASSES = [name for name in EXPORTED if inspect.isclass(getattr(bitlens, name, None))]
+FUNCTIONS = [name for name in EXPORTED if inspect.isfunction(getattr(bitlens, name, None))]
+
+
+def test_all_is_exactly_the_pinned_list() -> None:
+    """bitlens.__all__ equals the pinned list, in the same order."""
+    assert bitlens.__all__ == EXPORTED
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """Sort as isort's order-by-type does: CONSTANTS, then Classes, then everything else.
+
+    :param name: an exported name
+    """
+    group = 0 if name.isupper() else 1 if name[0].isupper() else 2
+    return group, name
+
+
+def test_all_is_sorted() -> None:
+    """bitlens.__all__ is sorted isort-style: constants, classes, then functions and dunders."""
+    assert bitlens.__all__ == sorted(bitlens.__all__, key=_isort_key)
+
+
+def test_all_has_no_duplicates() -> None:
+    """No name appears twice in bitlens.__all__."""
+    assert len(set(bitlens.__all__)) == len(bitlens.__all__)
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_every_name_resolves(name: str) -> None:
+    """Every exported name is an attribute of the package."""
+    assert hasattr(bitlens, name)
+
+
+def test_star_import_gives_exactly_the_public_names() -> None:
+    """``from bitlens import *`` binds the names of __all__ and nothing else."""
+    namespace: dict[str, object] = {}
+    exec("from bitlens import *", namespace)  # a fixed, trusted statement
+    namespace.pop("__builtins__", None)
+    assert sorted(namespace) == sorted(EXPORTED)
+
+
+def test_the_pinned_classes_are_the_expected_ones() -> None:
+    """The exported classes are every name of the list but constants, aliases and functions."""
+    assert sorted(set(EXPORTED) - set(CLASSES) - set(FUNCTIONS)) == [
+        "MAX_USER_ID",
+        "Mark",
+        "__version__",
+    ]
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_public_classes_live_in_bitlens(name: str) -> None:
+    """Every exported class reports ``__module__ == "bitlens"``, not a private module."""
+    assert getattr(bitlens, name).__module__ == "bitlens"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_public_functions_live_in_bitlens(name: str) -> None:
+    """Every exported function reports ``__module__ == "bitlens"``, not a private module."""
+    assert getattr(bitlens, name).__module__ == "bitlens"
+
+
+def test_max_user_id_is_the_largest_signed_64_bit_int() -> None:
+    """MAX_USER_ID is 2**63 - 1."""
+    assert bitlens.MAX_USER_ID == 2**63 - 1
+
+
+def test_version_is_a_non_empty_string() -> None:
+    """__version__ is a non-empty str."""
+    assert isinstance(bitlens.__version__, str)
+    assert bitlens.__version__
