@@ -58,6 +58,10 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=DEV, default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and print the README tables (server and client on separate CPUs)."""
+    """Run the benchmarks and print the README tables (server and client on separate CPUs).
+
+    bitmapist 3.119 needs redis-py < 6, so it runs from a venv of its own beside this one,
+    ``.nox/bench-bitmapist``, which ``benchmarks/run.py`` creates on first use.
+    """
     session.install("-e", ".[embedded]")
     session.run("python", "benchmarks/run.py", *session.posargs)

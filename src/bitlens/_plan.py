@@ -284,8 +284,11 @@ COUNT_SCRIPT = """\
 -- Returns one total per question, summed over the shards.
 -- Every command runs through pcall and the DEL always runs, so a failing BITOP (e.g. OOM)
 -- still deletes the temp keys made before it; the first error is returned after cleanup.
--- A script is atomic like MULTI/EXEC: nothing else runs while it does, and a script is
--- never half-applied by a dropped connection, so no expiry safety net is needed.
+-- A script is atomic like MULTI/EXEC (nothing else runs while it does; a dropped
+-- connection cannot cut it in half; replicas and the AOF receive its effects as one
+-- MULTI/EXEC), and the DEL below always runs. The only way left to strand a temp key is a
+-- script stopped midway by the operator (SHUTDOWN NOSAVE, a crash with no persistence
+-- replaying it): for that, each temp key also gets a 60 s PEXPIRE as a safety net.
 local width = tonumber(ARGV[1])
 local program, i = {}, 2
 while i <= #ARGV do
@@ -315,7 +318,11 @@ for base = 0, #KEYS - width, width do
       local args = {'BITOP', step[2], KEYS[base + step[3]]}
       for _, src in ipairs(step[4]) do args[#args + 1] = KEYS[base + src] end
       local reply = redis.pcall(unpack(args))
-      if type(reply) == 'table' and reply.err then failure = failure or reply end
+      if type(reply) == 'table' and reply.err then
+        failure = failure or reply
+      elseif reply > 0 then
+        redis.pcall('PEXPIRE', args[3], 60000)
+      end
     elseif step[1] == 'C' then
       q = q + 1
       local reply = redis.pcall('BITCOUNT', KEYS[base + step[2]])
