@@ -24,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from redis.exceptions import ResponseError
 
-from ._plan import Capabilities, Command
+from ._plan import Capabilities
+from ._writes import Packed
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from redis.asyncio import Redis
+
+    from ._writes import Command
 
 __all__ = ["Executor", "pack", "parse_info"]
 
@@ -38,15 +41,19 @@ def pack(commands: Sequence[Command]) -> bytes:
     """Encode commands as one RESP request (arrays of bulk strings), ready to write.
 
     A leaner twin of redis-py's ``pack_commands``: one bytes object, no per-argument
-    encoder objects, and ``str`` arguments (keys, the count script) encoded once each.
+    encoder objects, and :class:`~bitlens._writes.Packed` blocks copied as they are.
 
-    :param commands: the commands, each a tuple of ``str``, ``int`` or ``bytes`` arguments
+    :param commands: the commands, each a tuple of ``str``, ``int``, ``bytes`` or ``Packed``
     :raises TypeError: for another argument type
     """
     out: list[bytes] = []
     append = out.append
     for command in commands:
-        append(b"*%d\r\n" % len(command))
+        header = len(command)
+        for arg in command:
+            if isinstance(arg, Packed):
+                header += arg.count - 1
+        append(b"*%d\r\n" % header)
         for arg in command:
             if isinstance(arg, str):
                 data = arg.encode()
@@ -54,6 +61,9 @@ def pack(commands: Sequence[Command]) -> bytes:
                 data = arg
             elif isinstance(arg, int) and not isinstance(arg, bool):
                 data = b"%d" % arg
+            elif isinstance(arg, Packed):
+                append(arg.data)
+                continue
             else:
                 raise TypeError(f"cannot send {arg!r} to Redis")
             append(b"$%d\r\n%b\r\n" % (len(data), data))

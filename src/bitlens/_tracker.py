@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import secrets
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypedDict, TypeVar, cast, overload
 
 from redis.asyncio import Redis
@@ -16,8 +15,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._exceptions import TrackerClosed
 from ._execute import Executor
+from ._ingest import Background, Batch, Coalescer, Counters, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
-from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
+from ._periods import Day, Hour, Period, TzLike, resolve_tz, to_local
 from ._plan import (
     COUNT_SCRIPT,
     Command,
@@ -30,6 +30,7 @@ from ._plan import (
     leaves_of,
     resolve,
 )
+from ._writes import Granularity, WriteBatch
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -46,6 +47,9 @@ Mark: TypeAlias = tuple[str, int] | tuple[str, int, _dt.datetime | _dt.date | No
 """One item of :meth:`Tracker.mark_events`: ``(event, user_id)`` or ``(event, user_id, at)``."""
 
 
+_UNIQUE_ONLY: tuple[None] = (None,)
+
+
 class TrackerOptions(TypedDict, total=False):
     """The keyword options of :class:`Tracker`, for functions that pass them on."""
 
@@ -58,6 +62,12 @@ class TrackerOptions(TypedDict, total=False):
     schema: KeySchema | None
     members_chunk_bytes: int
     mark_chunk_size: int
+    expire_after: Mapping[Granularity, _dt.timedelta] | None
+    coalesce: bool
+    coalesce_max_marks: int
+    coalesce_delay: float
+    coalesce_max_in_flight: int
+    nowait_max_queue: int
 
 
 class Tracker:
@@ -104,6 +114,12 @@ class Tracker:
         schema: KeySchema | None = None,
         members_chunk_bytes: int = 64 * 1024,
         mark_chunk_size: int = 10_000,
+        expire_after: Mapping[Granularity, _dt.timedelta] | None = None,
+        coalesce: bool = False,
+        coalesce_max_marks: int = 1_000,
+        coalesce_delay: float = 0.002,
+        coalesce_max_in_flight: int = 4,
+        nowait_max_queue: int = 100_000,
     ) -> None:
         if isinstance(url_or_client, str):
             # Marks are idempotent and queries leave nothing behind, so a retry after a
@@ -128,8 +144,13 @@ class Tracker:
             )
         if not 1 <= max_user_id <= MAX_USER_ID:
             raise ValueError(f"max_user_id must be from 1 to 2**63-1, got {max_user_id!r}")
-        if members_chunk_bytes < 1 or mark_chunk_size < 1:
-            raise ValueError("members_chunk_bytes and mark_chunk_size must be positive")
+        if min(members_chunk_bytes, mark_chunk_size, coalesce_max_marks) < 1:
+            raise ValueError("chunk sizes and coalesce_max_marks must be positive")
+        if coalesce_delay < 0 or coalesce_max_in_flight < 1 or nowait_max_queue < 1:
+            raise ValueError("coalesce_delay must be >= 0; in-flight and queue limits >= 1")
+        unknown = set(expire_after or ()) - {"hour", "day", "week", "month"}
+        if unknown:
+            raise ValueError(f"expire_after takes hour, day, week and month; got {unknown}")
         self.schema: KeySchema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         self.tz: _dt.tzinfo = resolve_tz(tz)
         self.track_hourly = track_hourly
@@ -137,11 +158,24 @@ class Tracker:
         self.max_user_id = max_user_id
         self.members_chunk_bytes = members_chunk_bytes
         self.mark_chunk_size = mark_chunk_size
+        self.expire_after: dict[Granularity, _dt.timedelta] = dict(expire_after or {})
+        self.coalesce = coalesce
+        self.coalesce_max_marks = coalesce_max_marks
+        self.coalesce_delay = coalesce_delay
+        self.coalesce_max_in_flight = coalesce_max_in_flight
+        self.nowait_max_queue = nowait_max_queue
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
         self._executor = Executor(self._client)
         self._known_shards: set[int] = set()
         self._registry_loaded = False
         self._closed = False
+        self._draining = False
+        self._counters = Counters()
+        self._expiry_set: set[str] = set()
+        self._period_cache: dict[tuple[int, int, int, int, bool], tuple[Period | None, ...]] = {}
+        self._valid_events: set[str] = set()
+        self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
+        self._background: Background | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -167,16 +201,28 @@ class Tracker:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the tracker, and its client if the tracker made it from a URL.
+    async def aclose(self, *, drain_timeout: float | None = 30.0) -> None:
+        """Flush pending marks and close; close the client too if the tracker made it.
 
-        A client that was handed in stays open. Calling ``aclose()`` twice is harmless.
+        Waits for coalesced batches in flight and drains the fire-and-forget queue (marks
+        still queued after ``drain_timeout`` seconds are dropped, counted and logged). A
+        client that was handed in stays open. Calling ``aclose()`` twice is harmless.
+
+        :param drain_timeout: seconds to wait for the fire-and-forget queue (None: no limit)
         """
         if self._closed:
             return
         self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
+        self._draining = True
+        try:
+            if self._coalescer is not None:
+                await self._coalescer.wait_idle()
+            if self._background is not None:
+                await self._background.drain(drain_timeout)
+        finally:
+            self._draining = False
+            if self._owns_client:
+                await self._client.aclose()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -188,48 +234,34 @@ class Tracker:
 
     # -- marking ----------------------------------------------------------------------------
 
-    def _periods(self, at: _dt.datetime | _dt.date | None, hourly: bool) -> list[Period]:
-        moment = _dt.datetime.now(self.tz) if at is None else to_local(at, self.tz)
-        periods: list[Period] = [
-            Month.from_datetime(moment, self.tz),
-            Week.from_datetime(moment, self.tz),
-            Day.from_datetime(moment, self.tz),
-        ]
-        if hourly:
-            periods.append(Hour.from_datetime(moment, self.tz))
+    def _periods(
+        self, at: _dt.datetime | _dt.date | None, hourly: bool, unique: bool = False
+    ) -> tuple[Period | None, ...]:
+        """The periods a mark at ``at`` sets (``None``: UniqueEvents), cached per hour.
+
+        The same tuple object comes back for every mark of the same local hour, which lets
+        a WriteBatch find its keys once per batch.
+        """
+        tz = self.tz
+        if at is None:
+            moment = _dt.datetime.now(tz)
+        elif type(at) is _dt.datetime and at.tzinfo is tz:  # the hot path: no conversion
+            moment = at
+        else:
+            moment = to_local(at, tz)
+        key = (moment.year, moment.month, moment.day, moment.hour if hourly else -1, unique)
+        periods = self._period_cache.get(key)
+        if periods is None:
+            day = Day(moment.year, moment.month, moment.day, self.tz)
+            found: tuple[Period | None, ...] = (day.as_month(), day.as_week(), day)
+            if hourly:
+                found += (Hour(moment.year, moment.month, moment.day, moment.hour, self.tz),)
+            if unique:
+                found += (None,)
+            if len(self._period_cache) > 4096:
+                self._period_cache.clear()
+            periods = self._period_cache[key] = found
         return periods
-
-    def _write_commands(
-        self, bits: dict[str, set[int]], universe: dict[int, set[int]], value: int
-    ) -> list[Command]:
-        """Turn per-key bit offsets into commands: one SETBIT or one BITFIELD per key."""
-        commands: list[Command] = []
-        for key, offsets in bits.items():
-            commands.append(_set_bits(key, offsets, value))
-        for shard, offsets in universe.items():
-            commands.append(_set_bits(self.schema.universe_key(shard), offsets, 1))
-        new = [shard for shard in universe if shard not in self._known_shards]
-        if new:
-            commands.append(("SADD", self.schema.registry_key, *new))
-        return commands
-
-    async def _write(
-        self,
-        items: Sequence[tuple[str, int, Sequence[Period | None]]],
-        value: int,
-    ) -> None:
-        bits: dict[str, set[int]] = defaultdict(set)
-        universe: dict[int, set[int]] = defaultdict(set)
-        schema = self.schema
-        for event, user_id, periods in items:
-            shard, bit = schema.shard_of(user_id), schema.bit_of(user_id)
-            for period in periods:
-                bits[schema.event_key(event, period, shard)].add(bit)
-            if value:
-                universe[shard].add(bit)
-        commands = self._write_commands(bits, universe, value)
-        await self._executor.send(commands, transaction=True)
-        self._known_shards.update(universe)
 
     def _validate_mark(
         self,
@@ -238,15 +270,57 @@ class Tracker:
         at: _dt.datetime | _dt.date | None,
         track_hourly: bool | None,
         track_unique: bool | None,
-    ) -> tuple[str, int, list[Period | None]]:
-        event = validate_event_name(event)
-        user_id = validate_user_id(user_id, self.max_user_id)
+    ) -> tuple[str, int, tuple[Period | None, ...]]:
+        if event not in self._valid_events:
+            validate_event_name(event)
+            if len(self._valid_events) < 10_000:
+                self._valid_events.add(event)
+        if type(user_id) is not int or not 0 <= user_id <= self.max_user_id:
+            user_id = validate_user_id(user_id, self.max_user_id)
         hourly = self.track_hourly if track_hourly is None else track_hourly
         unique = self.track_unique if track_unique is None else track_unique
-        periods: list[Period | None] = list(self._periods(at, hourly))
-        if unique:
-            periods.append(None)
-        return event, user_id, periods
+        return event, user_id, self._periods(at, hourly, unique)
+
+    def _validate_unique(self, event: str, user_id: int) -> tuple[str, int, tuple[None]]:
+        return validate_event_name(event), self._uid(user_id), _UNIQUE_ONLY
+
+    def _new_writes(self) -> WriteBatch:
+        return WriteBatch(self.schema, self.expire_after, self._expiry_set)
+
+    async def _flush(self, writes: WriteBatch) -> None:
+        """Send a batch of marks in one MULTI/EXEC; register the shards it created."""
+        self._check_open_or_draining()
+        if not writes.marks:
+            return
+        shards = writes.shards
+        commands = writes.commands(secrets.token_hex(8), shards - self._known_shards)
+        await self._executor.send(commands, transaction=True)
+        self._known_shards |= shards
+        self._counters.marks_written += writes.marks
+        self._counters.batches_sent += 1
+
+    def _check_open_or_draining(self) -> None:
+        # Marks accepted before aclose() are still sent while it drains them.
+        if self._closed and not self._draining:
+            raise TrackerClosed
+
+    async def _write_one(
+        self, item: tuple[str, int, tuple[Period | None, ...]], value: int
+    ) -> None:
+        if self.coalesce:
+            if self._coalescer is None:
+                self._coalescer = Coalescer(
+                    self._flush,
+                    self._new_writes,
+                    max_marks=self.coalesce_max_marks,
+                    delay=self.coalesce_delay,
+                    max_in_flight=self.coalesce_max_in_flight,
+                )
+            await self._coalescer.add((*item, value))
+            return
+        writes = self._new_writes()
+        writes.add(*item, value)
+        await self._flush(writes)
 
     async def mark_event(
         self,
@@ -261,7 +335,9 @@ class Tracker:
 
         Sets the month, ISO week and day bits (and the hour and unique bits when asked) and
         the shard's universe bit, atomically in one MULTI/EXEC. Marking is idempotent, so
-        retrying after a connection error never counts anyone twice.
+        retrying after a connection error never counts anyone twice. With
+        ``Tracker(coalesce=True)`` concurrent calls share one round trip; each still
+        returns only once its mark is written.
 
         :param event: the event name
         :param user_id: an int from 0 to the tracker's ``max_user_id``
@@ -274,8 +350,48 @@ class Tracker:
         :raises TrackerClosed: after ``aclose()``
         """
         self._check_open()
+        await self._write_one(
+            self._validate_mark(event, user_id, at, track_hourly, track_unique), 1
+        )
+
+    def mark_event_nowait(
+        self,
+        event: str,
+        user_id: int,
+        at: _dt.datetime | _dt.date | None = None,
+        *,
+        track_hourly: bool | None = None,
+        track_unique: bool | None = None,
+    ) -> bool:
+        """Queue a mark and return at once: for handlers that must never wait on Redis.
+
+        A background task sends the queue in chunks; failures are retried with backoff,
+        logged on the ``bitlens`` logger and counted in :meth:`stats`, never raised here.
+        The queue holds at most ``nowait_max_queue`` marks: past that the new mark is
+        dropped (counted, logged) and ``False`` is returned. ``aclose()`` drains the queue.
+        Call it from inside the event loop (e.g. a request handler).
+
+        :param event: the event name
+        :param user_id: the id
+        :param at: when it happened (default: now, taken at the call)
+        :param track_hourly: also set the hour bit (default: the tracker's setting)
+        :param track_unique: also set the UniqueEvents bit (default: the tracker's setting)
+        :returns: whether the mark was queued
+        :raises InvalidUserId: for a bad id (a bug in the caller, so it is raised)
+        :raises InvalidEventName: for a bad event name
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
         item = self._validate_mark(event, user_id, at, track_hourly, track_unique)
-        await self._write([item], 1)
+        if self._background is None:
+            self._background = Background(
+                self._flush,
+                self._new_writes,
+                self._counters,
+                max_queue=self.nowait_max_queue,
+                chunk=self.mark_chunk_size,
+            )
+        return self._background.put((*item, 1))
 
     async def unmark_event(
         self,
@@ -297,8 +413,9 @@ class Tracker:
         :raises InvalidEventName: for a bad event name, before anything is sent
         """
         self._check_open()
-        item = self._validate_mark(event, user_id, at, track_hourly, track_unique)
-        await self._write([item], 0)
+        await self._write_one(
+            self._validate_mark(event, user_id, at, track_hourly, track_unique), 0
+        )
 
     async def mark_unique(self, event: str, user_id: int) -> None:
         """Mark ``user_id`` in ``UniqueEvents(event)`` (no time dimension), in one round trip.
@@ -309,7 +426,7 @@ class Tracker:
         :raises InvalidEventName: for a bad event name, before anything is sent
         """
         self._check_open()
-        await self._write([(validate_event_name(event), self._uid(user_id), [None])], 1)
+        await self._write_one(self._validate_unique(event, user_id), 1)
 
     async def unmark_unique(self, event: str, user_id: int) -> None:
         """Clear ``user_id`` from ``UniqueEvents(event)``.
@@ -320,7 +437,21 @@ class Tracker:
         :raises InvalidEventName: for a bad event name, before anything is sent
         """
         self._check_open()
-        await self._write([(validate_event_name(event), self._uid(user_id), [None])], 0)
+        await self._write_one(self._validate_unique(event, user_id), 0)
+
+    def batch(self) -> Batch:
+        """Return a batch: marks collected in memory, sent together in one round trip.
+
+        Example::
+
+            async with tracker.batch() as batch:
+                batch.mark_event("active", 1)
+                batch.mark_event("purchase", 1)
+
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._check_open()
+        return Batch(self)
 
     async def mark_events(
         self,
@@ -328,37 +459,65 @@ class Tracker:
         *,
         track_hourly: bool | None = None,
         track_unique: bool | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> int:
         """Mark many ``(event, user_id)`` or ``(event, user_id, at)`` items.
 
-        Items are sent in chunks of ``mark_chunk_size``, one round trip per chunk, each
-        chunk one MULTI/EXEC with one command per key (``SETBIT`` for one bit, ``BITFIELD``
-        for several). Each chunk is validated whole before it is sent; when an item is bad,
-        the chunks before it have been written (marking is idempotent: fix and resend).
+        Items are streamed in chunks of ``mark_chunk_size``, one round trip per chunk, each
+        chunk one MULTI/EXEC with few commands per key (see the README's ingest section).
+        Each chunk is validated whole before it is sent; when an item is bad, the chunks
+        before it have been written (marking is idempotent: fix and resend).
 
-        :param marks: the items to mark; ``at`` defaults to now
+        :param marks: the items to mark; ``at`` defaults to now; any iterable, even endless
         :param track_hourly: also set hour bits (default: the tracker's setting)
         :param track_unique: also set UniqueEvents bits (default: the tracker's setting)
+        :param progress: called with the number of items written so far after each chunk
         :returns: the number of items marked
         :raises InvalidUserId: for a bad id in the chunk, before that chunk is sent
         :raises InvalidEventName: for a bad name in the chunk, before that chunk is sent
         """
         self._check_open()
-        total = 0
-        chunk: list[tuple[str, int, Sequence[Period | None]]] = []
+        writes = self._new_writes()
+        validate = self._validate_mark
+        sent = 0
         for mark in marks:
-            if not isinstance(mark, tuple) or len(mark) not in (2, 3):
-                raise TypeError(f"expected (event, user_id) or (event, user_id, at), got {mark!r}")
-            at = mark[2] if len(mark) == 3 else None
-            chunk.append(self._validate_mark(mark[0], mark[1], at, track_hourly, track_unique))
-            if len(chunk) >= self.mark_chunk_size:
-                await self._write(chunk, 1)
-                total += len(chunk)
-                chunk = []
-        if chunk:
-            await self._write(chunk, 1)
-            total += len(chunk)
-        return total
+            if type(mark) is not tuple:
+                raise TypeError(f"expected (event, user_id[, at]), got {mark!r}")
+            if len(mark) == 3:
+                event, user_id, at = mark
+            elif len(mark) == 2:
+                event, user_id, at = (*mark, None)
+            else:
+                raise TypeError(f"expected (event, user_id[, at]), got {mark!r}")
+            writes.add(*validate(event, user_id, at, track_hourly, track_unique), 1)
+            if writes.marks >= self.mark_chunk_size:
+                await self._flush(writes)
+                sent += writes.marks
+                writes = self._new_writes()
+                if progress is not None:
+                    progress(sent)
+        if writes.marks:
+            await self._flush(writes)
+            sent += writes.marks
+            if progress is not None:
+                progress(sent)
+        return sent
+
+    def stats(self) -> IngestStats:
+        """Return a snapshot of the write counters (marks written, queue, drops, retries)."""
+        c = self._counters
+        return IngestStats(
+            marks_written=c.marks_written,
+            batches_sent=c.batches_sent,
+            coalesced_batches=c.coalesced_batches,
+            nowait_enqueued=c.nowait_enqueued,
+            nowait_written=c.nowait_written,
+            nowait_dropped=c.nowait_dropped,
+            nowait_pending=len(self._background) if self._background is not None else 0,
+            nowait_failures=c.nowait_failures,
+        )
+
+    # -- evaluation -------------------------------------------------------------------------
 
     def _resolve(self, expr: Expr) -> Node:
         return resolve(expr, self._context)
@@ -560,15 +719,6 @@ class Tracker:
                 if width < chunk:
                     break
                 start += chunk
-
-
-def _set_bits(key: str, offsets: set[int], value: int) -> Command:
-    if len(offsets) == 1:
-        return ("SETBIT", key, next(iter(offsets)), value)
-    args: list[str | int] = ["BITFIELD", key]
-    for offset in sorted(offsets):
-        args += ["SET", "u1", offset, value]
-    return tuple(args)
 
 
 def _as_int(reply: object) -> int:

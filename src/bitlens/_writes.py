@@ -1,0 +1,277 @@
+"""Write batches: marks grouped per key and turned into few commands (pure, no I/O).
+
+Every mark sets one bit in each of its period bitmaps and in its shard's universe. A
+:class:`WriteBatch` collects marks and emits, per key, the cheapest exact command:
+
+* one bit: ``SETBIT key offset value``;
+* a few bits: one ``BITFIELD key SET u1 o1 v SET u1 o2 v ...``;
+* many bits close together (a busy day's bitmap): the bits are drawn into a byte image on
+  the client and OR'ed in on the server — ``SETRANGE tmp lo image``, ``BITOP OR key key
+  tmp``, ``DEL tmp`` — three commands however many bits (the temp key carries the shard's
+  hash tag and lives inside the same MULTI/EXEC).
+
+The executor sends a batch as one MULTI/EXEC per node, so each shard's marks are atomic.
+Bit values follow the order of the calls: marking then unmarking a bit in one batch
+leaves it clear.
+
+Expiry: with ``expire_after`` a key of that granularity gets ``EXPIREAT <end of its period
++ ttl>`` once per process (and again after every ``BITOP``, which drops a key's TTL). The
+deadline is computed from the period, so every process sets the same one and no mark
+pays for an ``EXPIRE``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+from ._keys import KeySchema, ShardedSchema
+from ._periods import Day, Hour, Month, Period, Week
+
+if TYPE_CHECKING:
+    import datetime as _dt
+    from collections.abc import Callable, Mapping, Sequence
+
+
+__all__ = ["Granularity", "Packed", "WriteBatch"]
+
+Granularity: TypeAlias = Literal["hour", "day", "week", "month"]
+Command: TypeAlias = "tuple[str | int | bytes | Packed, ...]"
+
+IMAGE_MIN_BITS = 24
+"""Below this many bits a key is written with SETBIT/BITFIELD, never with an image."""
+
+IMAGE_BYTES_PER_BIT = 24
+"""An image is used while its span costs fewer bytes than this per bit (BITFIELD's cost)."""
+
+_GRANULARITY: dict[type[Period], Granularity] = {
+    Hour: "hour",
+    Day: "day",
+    Week: "week",
+    Month: "month",
+}
+
+
+@dataclass(slots=True)
+class _KeyBits:
+    shard: int
+    period: Period | None
+    ones: set[int] = field(default_factory=lambda: set[int]())
+    zeros: set[int] = field(default_factory=lambda: set[int]())
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Marks collected for one round trip, emitted as few commands per key.
+
+    Example::
+
+        batch = WriteBatch(schema)
+        batch.add("active", 42, [Month(2026, 11), Week(2026, 48), Day(2026, 11, 27)], 1)
+        commands = batch.commands(token="f3a9", new_shards=batch.shards)
+
+    :param schema: the key schema
+    :param expire_after: a time to live per granularity, counted from the end of each period
+    :param expiry_set: keys this process already gave their deadline (shared across batches)
+    """
+
+    schema: KeySchema
+    expire_after: Mapping[Granularity, _dt.timedelta] = field(default_factory=dict)
+    expiry_set: set[str] = field(default_factory=lambda: set[str]())
+    _keys: dict[str, _KeyBits] = field(default_factory=dict)
+    _universe: dict[int, set[int]] = field(default_factory=dict)
+    _pending: dict[tuple[str, int], tuple[Sequence[Period | None], list[int]]] = field(
+        default_factory=dict
+    )
+    marks: int = 0
+    _shift: int = -1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.schema, ShardedSchema):  # inline its arithmetic
+            self._shift = self.schema.shard_bits
+
+    def __len__(self) -> int:
+        return self.marks
+
+    @property
+    def shards(self) -> set[int]:
+        """The shards this batch writes to."""
+        self._settle()
+        return {bits.shard for bits in self._keys.values()} | set(self._universe)
+
+    def add(self, event: str, user_id: int, periods: Sequence[Period | None], value: int) -> None:
+        """Add one validated mark (``value`` 1) or unmark (``value`` 0).
+
+        Marks are only appended to a list per (event, periods) here — the hot path of
+        ``mark_events`` — and spread into per-key bit sets with set operations later.
+
+        :param event: a validated event name
+        :param user_id: a validated user id
+        :param periods: the periods to write (``None``: the UniqueEvents bitmap); pass the
+            same sequence object for marks of the same hour (the tracker caches them) so
+            they group together; identity is checked, not equality
+        :param value: 1 to set the bits, 0 to clear them (the universe keeps the id)
+        """
+        self.marks += 1
+        if value:
+            group = (event, id(periods))
+            found = self._pending.get(group)
+            if found is None or found[0] is not periods:
+                if found is not None:  # an id() reused by another object: settle the old one
+                    self._settle()
+                found = self._pending[group] = (periods, [])
+            found[1].append(user_id)
+            return
+        self._settle()  # marks before this unmark are applied first, in order
+        for shard, bits in self._split([user_id]).items():
+            for period in periods:
+                target = self._bits(event, period, shard)
+                target.zeros |= bits
+                target.ones -= bits
+
+    def _split(self, user_ids: list[int]) -> dict[int, set[int]]:
+        """Group ids by shard, as bit offsets."""
+        shift = self._shift
+        if shift < 0:
+            schema = self.schema
+            by_shard: dict[int, set[int]] = {}
+            for uid in user_ids:
+                by_shard.setdefault(schema.shard_of(uid), set()).add(schema.bit_of(uid))
+            return by_shard
+        mask = (1 << shift) - 1
+        lo, hi = min(user_ids) >> shift, max(user_ids) >> shift
+        if lo == hi:  # the common case: one shard, one set comprehension
+            return {lo: {uid & mask for uid in user_ids}}
+        by_shard = {}
+        for uid in user_ids:
+            by_shard.setdefault(uid >> shift, set()).add(uid & mask)
+        return by_shard
+
+    def _settle(self) -> None:
+        """Spread the pending marks into per-key bit sets and the universe."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        universe = self._universe
+        for (event, _), (periods, user_ids) in pending.items():
+            for shard, bits in self._split(user_ids).items():
+                for period in periods:
+                    target = self._bits(event, period, shard)
+                    target.ones |= bits
+                    if target.zeros:
+                        target.zeros -= bits
+                seen = universe.get(shard)
+                if seen is None:
+                    universe[shard] = set(bits)
+                else:
+                    seen |= bits
+
+    def _bits(self, event: str, period: Period | None, shard: int) -> _KeyBits:
+        key = self.schema.event_key(event, period, shard)
+        bits = self._keys.get(key)
+        if bits is None:
+            bits = self._keys[key] = _KeyBits(shard, period)
+        return bits
+
+    def commands(self, token: str, new_shards: set[int]) -> list[Command]:
+        """Return the commands that apply the batch (to be sent inside MULTI/EXEC).
+
+        :param token: a random token for the temp keys of byte images
+        :param new_shards: shards to add to the registry
+        """
+        self._settle()
+        out: list[Command] = []
+        temp = _TempNames(self.schema, token)
+        for key, bits in self._keys.items():
+            used_image = False
+            if bits.ones:
+                used_image = _emit(out, key, bits.ones, 1, bits.shard, temp)
+            if bits.zeros:
+                _emit(out, key, bits.zeros, 0, bits.shard, temp)
+            self._expire(out, key, bits.period, force=used_image)
+        for shard, offsets in self._universe.items():
+            _emit(out, self.schema.universe_key(shard), offsets, 1, shard, temp)
+        if new_shards:
+            out.append(("SADD", self.schema.registry_key, *sorted(new_shards)))
+        return out
+
+    def _expire(self, out: list[Command], key: str, period: Period | None, *, force: bool) -> None:
+        if period is None or not self.expire_after:
+            return
+        ttl = self.expire_after.get(_GRANULARITY[type(period)])
+        if ttl is None or (key in self.expiry_set and not force):
+            return
+        out.append(("EXPIREAT", key, int((period.end + ttl).timestamp())))
+        self.expiry_set.add(key)
+
+
+@dataclass(slots=True)
+class _TempNames:
+    schema: KeySchema
+    token: str
+    count: int = 0
+
+    def __call__(self, shard: int) -> str:
+        self.count += 1
+        return self.schema.temp_key(shard, self.token, self.count)
+
+
+def _emit(
+    out: list[Command],
+    key: str,
+    offsets: set[int],
+    value: int,
+    shard: int,
+    temp: Callable[[int], str],
+) -> bool:
+    """Append the cheapest exact command(s) for ``offsets``; return whether an image was used."""
+    if len(offsets) == 1:
+        out.append(("SETBIT", key, next(iter(offsets)), value))
+        return False
+    ordered = sorted(offsets)
+    lo, hi = ordered[0] >> 3, ordered[-1] >> 3
+    span = hi - lo + 1
+    if value and len(ordered) >= IMAGE_MIN_BITS and span <= IMAGE_BYTES_PER_BIT * len(ordered):
+        image = bytearray(span)
+        base = lo << 3
+        for offset in ordered:
+            rel = offset - base
+            image[rel >> 3] |= 0x80 >> (rel & 7)
+        name = temp(shard)
+        out.append(("SETRANGE", name, lo, bytes(image)))
+        out.append(("BITOP", "OR", key, key, name))
+        out.append(("DEL", name))
+        return True
+    # BITFIELD key SET u1 <o1> v SET u1 <o2> v ...: its arguments are encoded here, once,
+    # as one pre-packed block: offsets of the same digit count share a template, so one
+    # C-level `template * n % offsets` formats them all.
+    blocks: list[bytes] = []
+    start, total = 0, len(ordered)
+    for digits, templates in enumerate(_SET_U1_TEMPLATES, 1):
+        end = bisect_left(ordered, 10**digits, start)
+        if end > start:
+            blocks.append((templates[value] * (end - start)) % tuple(ordered[start:end]))
+            start = end
+        if start == total:
+            break
+    out.append(("BITFIELD", key, Packed(b"".join(blocks), 4 * total)))
+    return False
+
+
+_SET_U1_TEMPLATES = tuple(
+    tuple(b"$3\r\nSET\r\n$2\r\nu1\r\n$%d\r\n%%d\r\n$1\r\n%d\r\n" % (digits, v) for v in (0, 1))
+    for digits in range(1, 21)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """Arguments already encoded as RESP bulk strings (``count`` of them), sent as they are.
+
+    :param data: the encoded arguments
+    :param count: how many arguments ``data`` holds
+    """
+
+    data: bytes
+    count: int
