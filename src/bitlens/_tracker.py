@@ -293,7 +293,9 @@ class Tracker:
         if not writes.marks:
             return
         shards = writes.shards
-        commands = writes.commands(secrets.token_hex(8), shards - self._known_shards)
+        # Every batch re-asserts its shards in the registry (one SADD in the same MULTI):
+        # a registry lost with a server restart or a flush heals with the next write.
+        commands = writes.commands(secrets.token_hex(8), shards)
         await self._executor.send(commands, transaction=True)
         self._known_shards |= shards
         self._counters.marks_written += writes.marks
