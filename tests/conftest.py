@@ -6,6 +6,12 @@ as one :class:`~bitlens._embedded.EmbeddedRedis` for the session. Set
 ``BITLENS_REQUIRE_SERVERS=N`` to fail the session when fewer than N binaries are found (CI
 uses 2), and ``BITLENS_REDIS_SERVER`` to test one specific binary.
 
+Cluster tests run against one :class:`~bitlens._embedded.EmbeddedCluster` (3 masters, 1
+replica each) for the session, built from the newest binary found only (id like
+``cluster-7.0.15``): :func:`redis_cluster`, :func:`cluster_client`, and
+:func:`counted_cluster_client` with :func:`cluster_proxies` to count round trips per node.
+Tests that kill nodes take a private :func:`own_cluster` instead.
+
 Tests never share keys: each gets a unique :func:`prefix`.
 """
 
@@ -17,11 +23,13 @@ from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import pytest
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from _cluster_counter import ClusterProxies
 from _helpers import connect, ping
 from _proxy import RoundTripProxy
 from bitlens import _embedded
-from bitlens._embedded import EmbeddedRedis, RedisServerNotFound
+from bitlens._embedded import EmbeddedCluster, EmbeddedRedis, RedisServerNotFound
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -43,6 +51,19 @@ def _servers() -> tuple[tuple[str, str], ...]:
         version = ".".join(map(str, _embedded.server_version(binary)))
         found.append((binary, f"redis-{version}"))
     return tuple(found)
+
+
+@cache
+def _cluster_servers() -> tuple[tuple[str, str], ...]:
+    """Return ``(binary, test id)`` for the newest redis-server binary only, or nothing.
+
+    :raises RedisServerNotFound: if ``BITLENS_REDIS_SERVER`` names no executable
+    """
+    versions = [(_embedded.server_version(binary), binary) for binary, _ in _servers()]
+    if not versions:
+        return ()
+    version, binary = max(versions)
+    return ((binary, "cluster-" + ".".join(map(str, version))),)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,6 +105,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             "redis_binary",
             [binary for binary, _ in servers],
             ids=[name for _, name in servers],
+            indirect=True,
+            scope="session",
+        )
+    if "cluster_binary" in metafunc.fixturenames:
+        newest = _cluster_servers()
+        metafunc.parametrize(
+            "cluster_binary",
+            [binary for binary, _ in newest],
+            ids=[name for _, name in newest],
             indirect=True,
             scope="session",
         )
@@ -178,3 +208,95 @@ async def counted_client(proxy: RoundTripProxy) -> AsyncIterator[redis.asyncio.R
         yield connection
     finally:
         await connection.aclose()
+
+
+async def _close_cluster_client(connection: RedisCluster) -> None:
+    """Close every connection of a ``RedisCluster``, even after a connection error.
+
+    redis-py 8.1's ``aclose()`` does nothing while the client is marked for
+    re-initialization, which any ``ConnectionError`` leaves it, so its nodes are closed
+    directly too (else their sockets leak and warn).
+
+    :param connection: the client to close
+    """
+    await connection.aclose()
+    await connection.nodes_manager.aclose()
+    await connection.nodes_manager.aclose("startup_nodes")
+
+
+@pytest.fixture(scope="session")
+def cluster_binary(request: pytest.FixtureRequest) -> str:
+    """Return the path of the redis-server binary cluster tests run (the newest found).
+
+    :param request: the fixture request, whose ``param`` is the binary
+    """
+    binary: str = request.param
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(cluster_binary: str) -> Iterator[EmbeddedCluster]:
+    """Run one healthy cluster (3 masters, 1 replica each) for the whole session.
+
+    Tests must leave it healthy: those that kill nodes use :func:`own_cluster`.
+
+    :param cluster_binary: the binary to run
+    """
+    with EmbeddedCluster(cluster_binary) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_cluster(cluster_binary: str) -> Iterator[EmbeddedCluster]:
+    """Run a private cluster (3 masters, 1 replica each) for one test that may break it.
+
+    :param cluster_binary: the binary to run
+    """
+    with EmbeddedCluster(cluster_binary) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster: EmbeddedCluster) -> AsyncIterator[RedisCluster]:
+    """Yield an initialized ``RedisCluster`` client of the session cluster, closed after.
+
+    :param redis_cluster: the session cluster
+    """
+    connection = RedisCluster.from_url(redis_cluster.url)
+    try:
+        await connection.initialize()
+        yield connection
+    finally:
+        await _close_cluster_client(connection)
+
+
+@pytest.fixture
+async def cluster_proxies(redis_cluster: EmbeddedCluster) -> AsyncIterator[ClusterProxies]:
+    """Yield one round-trip counting proxy per node of the session cluster.
+
+    :param redis_cluster: the session cluster
+    """
+    async with ClusterProxies(redis_cluster.startup_nodes) as proxies:
+        yield proxies
+
+
+@pytest.fixture
+async def counted_cluster_client(cluster_proxies: ClusterProxies) -> AsyncIterator[RedisCluster]:
+    """Yield a ``RedisCluster`` whose every connection runs through :func:`cluster_proxies`.
+
+    It is initialized, has one connection open to every node (a ``PING`` to all nodes), and
+    the counters are zeroed, so the test counts only its own round trips.
+
+    :param cluster_proxies: the per-node counting proxies
+    """
+    connection = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster_proxies.proxied()],
+        address_remap=cluster_proxies.remap,
+    )
+    try:
+        await connection.initialize()
+        await connection.ping(target_nodes=RedisCluster.ALL_NODES)  # pyright: ignore[reportUnknownMemberType]
+        cluster_proxies.reset()
+        yield connection
+    finally:
+        await _close_cluster_client(connection)
