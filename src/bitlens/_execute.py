@@ -19,11 +19,24 @@ Faults:
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from redis.exceptions import ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._exceptions import BitlensError
 from ._plan import Capabilities
 from ._writes import Packed
 
@@ -34,7 +47,7 @@ if TYPE_CHECKING:
 
     from ._writes import Command
 
-__all__ = ["Executor", "pack", "parse_info"]
+__all__ = ["Executor", "Group", "ReplicationTimeout", "pack", "parse_info"]
 
 
 def pack(commands: Sequence[Command]) -> bytes:
@@ -88,31 +101,104 @@ def parse_info(reply: object) -> dict[str, str]:
     return info
 
 
-class Executor:
-    """Sends command lists in one round trip each on a ``redis.asyncio`` client's pool.
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Commands that must reach the node owning ``route`` (all their keys share its slot).
 
-    :param client: the client whose connection pool to use; the executor never closes it
+    :param route: a key whose hash slot picks the node (ignored on a single server)
+    :param commands: the commands, in order
+    :param transaction: wrap them in MULTI/EXEC (atomic; required with temp keys)
     """
 
-    __slots__ = ("_client", "_slots", "capabilities")
+    route: str
+    commands: Sequence[Command]
+    transaction: bool = False
 
-    def __init__(self, client: Redis) -> None:
+
+_RETRYABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    MovedError,
+    AskError,
+    TryAgainError,
+    ClusterDownError,
+    SlotNotCoveredError,
+)
+
+
+class ReplicationTimeout(BitlensError, RedisTimeoutError):
+    """A write reached its master but not ``replicas_ack`` replicas in time.
+
+    The write may or may not survive a failover; sending it again is safe (idempotent).
+    """
+
+    def __init__(self, wanted: int, got: int) -> None:
+        self.wanted = wanted
+        self.got = got
+        super().__init__(f"write acknowledged by {got} replica(s), {wanted} required")
+
+
+class Executor:
+    """Sends command groups in one round trip per node on a ``redis.asyncio`` client.
+
+    On a single server every group of a call travels in one pipeline on one pooled
+    connection. On a Redis Cluster the groups are split by the node owning each group's
+    slot, and the nodes' pipelines are sent concurrently (a bounded task group); a node
+    that fails with a redirection (MOVED/ASK/TRYAGAIN), CLUSTERDOWN or a connection error
+    makes the executor re-read the cluster's layout and send that node's groups again,
+    with backoff, up to ``retries`` times. Every group bitlens sends is safe to repeat:
+    marks are idempotent and queries leave nothing behind.
+
+    :param client: a ``Redis`` or ``RedisCluster`` client; the executor never closes it
+    :param replicas_ack: after writes, wait until this many replicas have them (``WAIT``)
+    :param replicas_timeout: how long ``WAIT`` may take, in seconds
+    :param retries: attempts after the first on a cluster
+    """
+
+    __slots__ = (
+        "_client",
+        "_cluster",
+        "_fanout",
+        "_slots",
+        "capabilities",
+        "replicas_ack",
+        "replicas_timeout",
+        "retries",
+    )
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        replicas_ack: int = 0,
+        replicas_timeout: float = 1.0,
+        retries: int = 8,
+    ) -> None:
         self._client = client
+        self._cluster = isinstance(client, RedisCluster)
         self.capabilities: Capabilities | None = None
+        self.replicas_ack = replicas_ack
+        self.replicas_timeout = replicas_timeout
+        self.retries = retries
         # redis-py's pool raises MaxConnectionsError past its limit (100 by default);
         # bitlens queues its own callers instead, so thousands of tasks can share a tracker.
-        limit = getattr(client.connection_pool, "max_connections", None)
+        limit = getattr(getattr(client, "connection_pool", None), "max_connections", None)
+        if self._cluster:
+            limit = getattr(client, "max_connections", None)
         self._slots = anyio.Semaphore(
             limit if isinstance(limit, int) and 0 < limit < 2**31 else 100
         )
+        self._fanout = anyio.CapacityLimiter(16)
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the client is a ``RedisCluster``."""
+        return self._cluster
 
     async def send(
         self, commands: Sequence[Command], *, transaction: bool = False, probe: bool = False
     ) -> list[object]:
-        """Send ``commands`` in one round trip and return their replies in order.
-
-        While the server's BITOP capabilities are unknown and ``probe`` is set, an
-        ``INFO server`` rides along (no extra round trip) and is consumed here.
+        """Send one group on a single server (or to the node of its first key).
 
         :param commands: the commands, each a tuple of arguments
         :param transaction: wrap them in MULTI/EXEC (atomic per server)
@@ -120,22 +206,42 @@ class Executor:
         :raises redis.exceptions.ResponseError: the first error reply, after all were read
         :raises redis.exceptions.ConnectionError: when the connection fails (after retries)
         """
-        probing = probe and self.capabilities is None
-        wire: list[Command] = list(commands)
-        if probing:
-            wire.insert(0, ("INFO", "server"))
-        if transaction:
-            wire = [("MULTI",), *wire, ("EXEC",)]
-        pool: Any = self._client.connection_pool
-        async with self._slots:
-            replies = await self._round_trip(pool, wire)
-        if transaction:
-            replies = _exec_replies(replies)
-        if probing:
-            self.capabilities = Capabilities.from_info(parse_info(replies.pop(0)))
-        return replies
+        route = next((str(c[1]) for c in commands if len(c) > 1), "")
+        return (await self.run([Group(route, commands, transaction)], probe=probe))[0]
 
-    async def _round_trip(self, pool: Any, wire: list[Command]) -> list[object]:
+    async def run(self, groups: Sequence[Group], *, probe: bool = False) -> list[list[object]]:
+        """Send ``groups`` in one round trip per node; return each group's replies.
+
+        While the server's BITOP capabilities are unknown and ``probe`` is set, an
+        ``INFO server`` rides along with the first group (no extra round trip).
+
+        :param groups: the command groups
+        :param probe: learn the server's capabilities if still unknown
+        :raises redis.exceptions.ResponseError: the first error reply, after all were read
+        :raises redis.exceptions.ConnectionError: when a node stays unreachable
+        :raises ReplicationTimeout: when writes were not acknowledged by enough replicas
+        """
+        if not groups:
+            return []
+        probing = probe and self.capabilities is None
+        if probing:
+            first = groups[0]
+            groups = [
+                Group(first.route, [("INFO", "server"), *first.commands], first.transaction),
+                *groups[1:],
+            ]
+        if self._cluster:
+            results = await self._run_cluster(groups)
+        else:
+            client: Any = self._client
+            async with self._slots:
+                results = await self._run_pool(client.connection_pool, groups)
+        if probing:
+            self.capabilities = Capabilities.from_info(parse_info(results[0].pop(0)))
+        return results
+
+    async def _run_pool(self, pool: Any, groups: Sequence[Group]) -> list[list[object]]:
+        wire = self._wire(groups)
         packed = pack(wire)
         conn: Any = await pool.get_connection()
         try:
@@ -151,7 +257,96 @@ class Executor:
         finally:
             with anyio.CancelScope(shield=True):
                 await pool.release(conn)
-        return replies
+        return self._split(groups, replies)
+
+    def _wire(self, groups: Sequence[Group]) -> list[Command]:
+        wire: list[Command] = []
+        for group in groups:
+            if group.transaction:
+                wire.append(("MULTI",))
+                wire.extend(group.commands)
+                wire.append(("EXEC",))
+            else:
+                wire.extend(group.commands)
+        if self.replicas_ack and any(g.transaction for g in groups):
+            wire.append(("WAIT", self.replicas_ack, int(self.replicas_timeout * 1000)))
+        return wire
+
+    def _split(self, groups: Sequence[Group], replies: list[object]) -> list[list[object]]:
+        results: list[list[object]] = []
+        at = 0
+        for group in groups:
+            if group.transaction:
+                at += len(group.commands) + 2
+                results.append(_exec_replies([replies[at - 1]]))
+            else:
+                results.append(replies[at : at + len(group.commands)])
+                at += len(group.commands)
+        if at < len(replies):  # the WAIT
+            acked = replies[at]
+            if not isinstance(acked, int) or acked < self.replicas_ack:
+                raise ReplicationTimeout(self.replicas_ack, acked if isinstance(acked, int) else 0)
+        return results
+
+    async def _run_cluster(self, groups: Sequence[Group]) -> list[list[object]]:
+        client: Any = self._client
+        if not client.nodes_manager.slots_cache:
+            await client.initialize()
+        results: list[list[object] | None] = [None] * len(groups)
+        pending = list(range(len(groups)))
+        for attempt in range(self.retries + 1):
+            by_node: dict[Any, list[int]] = {}
+            for index in pending:
+                node = client.get_node_from_key(groups[index].route)
+                by_node.setdefault(node, []).append(index)
+            failed: list[int] = []
+            errors: list[BaseException] = []
+            async with anyio.create_task_group() as tg:
+                for node, indexes in by_node.items():
+                    tg.start_soon(self._node_task, node, groups, indexes, results, failed, errors)
+            if not failed:
+                break
+            if attempt == self.retries:
+                raise errors[0]
+            await anyio.sleep(min(0.05 * 2**attempt, 1.0))
+            with anyio.CancelScope(shield=True), contextlib.suppress(*_RETRYABLE):
+                await client.nodes_manager.initialize()  # the next attempt tries again
+            pending = sorted(failed)
+        return [r if r is not None else [] for r in results]
+
+    async def _node_task(
+        self,
+        node: Any,
+        groups: Sequence[Group],
+        indexes: list[int],
+        results: list[list[object] | None],
+        failed: list[int],
+        errors: list[BaseException],
+    ) -> None:
+        async with self._fanout:
+            try:
+                replies = await self._run_node(node, [groups[i] for i in indexes])
+            except _RETRYABLE as exc:
+                failed.extend(indexes)
+                errors.append(exc)
+                return
+        for index, reply in zip(indexes, replies, strict=True):
+            results[index] = reply
+
+    async def _run_node(self, node: Any, groups: Sequence[Group]) -> list[list[object]]:
+        wire = self._wire(groups)
+        packed = pack(wire)
+        conn: Any = node.acquire_connection()
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            replies = await _read_all(conn, len(wire))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.disconnect()
+            raise
+        finally:
+            node.release(conn)
+        return self._split(groups, replies)
 
 
 async def _read_all(conn: Any, count: int) -> list[object]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as _dt
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, TypeAlias, TypedDict, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar, cast, overload
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._exceptions import TrackerClosed
-from ._execute import Executor
+from ._execute import Executor, Group
 from ._ingest import Background, Batch, Coalescer, Counters, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
 from ._periods import Day, Hour, Period, TzLike, resolve_tz, to_local
@@ -68,6 +69,8 @@ class TrackerOptions(TypedDict, total=False):
     coalesce_delay: float
     coalesce_max_in_flight: int
     nowait_max_queue: int
+    cluster: bool
+    replicas_ack: int
 
 
 class Tracker:
@@ -84,8 +87,9 @@ class Tracker:
             print(await tracker.count(this_month), await tracker.contains(this_month, 123))
 
     :param url_or_client: a ``redis://`` URL (the tracker then owns a client that retries
-        up to 5 times after connection errors), or a ``redis.asyncio.Redis`` client (which
-        must not use ``decode_responses=True``: bitmaps are bytes)
+        up to 5 times after connection errors), a ``redis.asyncio.Redis`` or a
+        ``redis.asyncio.cluster.RedisCluster`` client (neither may use
+        ``decode_responses=True``: bitmaps are bytes)
     :param prefix: the first segment of every key (default ``bl``)
     :param tz: the time zone whose calendar defines days, weeks and months (default UTC);
         aware datetimes are converted to it, naive ones are taken to be in it
@@ -97,13 +101,23 @@ class Tracker:
     :param schema: a custom key schema (overrides ``prefix`` and ``shard_bits``)
     :param members_chunk_bytes: bytes of bitmap read per round trip by ``members``
     :param mark_chunk_size: events sent per round trip by ``mark_events``
+    :param expire_after: a time to live per granularity (``"hour"``, ``"day"``, ``"week"``,
+        ``"month"``), counted from the end of each period
+    :param coalesce: merge concurrent ``mark_event`` calls into shared round trips
+    :param coalesce_max_marks: a coalesced batch is sent once it holds this many marks
+    :param coalesce_delay: the longest a coalesced batch waits for company, in seconds
+    :param coalesce_max_in_flight: coalesced batches on the wire at once (back-pressure)
+    :param nowait_max_queue: marks ``mark_event_nowait`` may hold; new ones beyond are dropped
+    :param cluster: with a URL, connect to a Redis Cluster (``RedisCluster.from_url``)
+    :param replicas_ack: after each write, wait (``WAIT``) until this many replicas have it,
+        so an acknowledged mark survives a failover; raises ``ReplicationTimeout`` if not
     :raises TypeError: for a client that is neither a URL nor a ``redis.asyncio.Redis``
     :raises ValueError: for a client with ``decode_responses=True``
     """
 
     def __init__(
         self,
-        url_or_client: str | Redis,
+        url_or_client: str | Redis | RedisCluster,
         *,
         prefix: str = "bl",
         tz: TzLike = "UTC",
@@ -120,25 +134,37 @@ class Tracker:
         coalesce_delay: float = 0.002,
         coalesce_max_in_flight: int = 4,
         nowait_max_queue: int = 100_000,
+        cluster: bool = False,
+        replicas_ack: int = 0,
     ) -> None:
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
         if isinstance(url_or_client, str):
             # Marks are idempotent and queries leave nothing behind, so a retry after a
             # dropped connection is always safe; redis-py does not retry from_url clients.
-            self._client: Redis = Redis.from_url(
-                url_or_client,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
-                retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            )
+            if cluster:
+                self._client: Redis | RedisCluster = RedisCluster.from_url(url_or_client)
+            else:
+                self._client = Redis.from_url(
+                    url_or_client,
+                    retry=retry,
+                    retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                )
             self._owns_client = True
-        elif isinstance(url_or_client, Redis):
+        elif isinstance(url_or_client, (Redis, RedisCluster)):
             self._client = url_or_client
             self._owns_client = False
         else:
             raise TypeError(
-                "Tracker needs a redis:// URL or a redis.asyncio.Redis client, got "
-                f"{type(url_or_client).__name__}"
+                "Tracker needs a redis:// URL, a redis.asyncio.Redis or a "
+                f"redis.asyncio.cluster.RedisCluster client, got {type(url_or_client).__name__}"
             )
-        if self._client.connection_pool.connection_kwargs.get("decode_responses"):
+        client: Any = self._client
+        kwargs = (
+            client.get_connection_kwargs()
+            if isinstance(client, RedisCluster)
+            else client.connection_pool.connection_kwargs
+        )
+        if kwargs.get("decode_responses"):
             raise ValueError(
                 "bitlens reads bitmaps as bytes: pass a client made with decode_responses=False"
             )
@@ -165,7 +191,7 @@ class Tracker:
         self.coalesce_max_in_flight = coalesce_max_in_flight
         self.nowait_max_queue = nowait_max_queue
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
-        self._executor = Executor(self._client)
+        self._executor = Executor(self._client, replicas_ack=replicas_ack)
         self._known_shards: set[int] = set()
         self._registry_loaded = False
         self._closed = False
@@ -180,7 +206,7 @@ class Tracker:
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
-    def client(self) -> Redis:
+    def client(self) -> Redis | RedisCluster:
         """The ``redis.asyncio`` client this tracker sends on."""
         return self._client
 
@@ -293,10 +319,21 @@ class Tracker:
         if not writes.marks:
             return
         shards = writes.shards
-        # Every batch re-asserts its shards in the registry (one SADD in the same MULTI):
-        # a registry lost with a server restart or a flush heals with the next write.
-        commands = writes.commands(secrets.token_hex(8), shards)
-        await self._executor.send(commands, transaction=True)
+        token = secrets.token_hex(8)
+        registry = self.schema.registry_key
+        # Every batch re-asserts its shards in the registry: a registry lost with a server
+        # restart or a flush heals with the next write.
+        if self._executor.is_cluster:
+            # One MULTI/EXEC per shard (its keys share one slot) on the shard's node; the
+            # registry lives in a slot of its own. One pipeline per node, concurrently.
+            groups = [
+                Group(self.schema.universe_key(shard), commands, transaction=True)
+                for shard, commands in writes.by_shard(token).items()
+            ]
+            groups.append(Group(registry, [("SADD", registry, *sorted(shards))]))
+            await self._executor.run(groups)
+        else:
+            await self._executor.send(writes.commands(token, shards), transaction=True)
         self._known_shards |= shards
         self._counters.marks_written += writes.marks
         self._counters.batches_sent += 1
@@ -561,14 +598,23 @@ class Tracker:
         pending = sorted(self._known_shards)
         while True:
             loaded = self._registry_loaded
-            commands: list[Command] = [("SCARD" if loaded else "SMEMBERS", registry)]
-            if pending:
-                token = secrets.token_hex(8)
+            check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
+            token = secrets.token_hex(8)
+            if self._executor.is_cluster:  # scripts need one slot: an EVAL per shard
+                groups = [Group(registry, [check])] + [
+                    Group(
+                        self.schema.universe_key(shard),
+                        [_eval(plan.keys(self.schema, shard, token), plan.argv)],
+                    )
+                    for shard in pending
+                ]
+            else:  # one EVAL for every shard of the server
                 keys = [key for shard in pending for key in plan.keys(self.schema, shard, token)]
-                commands.append(("EVAL", COUNT_SCRIPT, len(keys), *keys, *plan.argv))
-            replies = await self._executor.send(commands, probe=True)
-            if pending:
-                for i, value in enumerate(_as_list(replies[1])):
+                groups = [Group(registry, [check, *([_eval(keys, plan.argv)] if pending else [])])]
+            results = await self._executor.run(groups, probe=True)
+            replies = [reply for result in results for reply in result]
+            for reply in replies[1:]:
+                for i, value in enumerate(_as_list(reply)):
                     totals[i] += _as_int(value)
             queried.update(pending)
             if loaded and _as_int(replies[0]) == len(queried):
@@ -635,13 +681,17 @@ class Tracker:
         node = self._resolve(expr)
         uids = [self._uid(uid) for uid in user_ids]
         leaves = leaves_of(node)
-        commands: list[Command] = []
+        groups: list[Group] = []
         for uid in uids:
             shard, bit = self.schema.shard_of(uid), self.schema.bit_of(uid)
-            commands.extend(("GETBIT", leaf.key(self.schema, shard), bit) for leaf in leaves)
-        if not commands:
+            keys = [leaf.key(self.schema, shard) for leaf in leaves]
+            groups.append(Group(keys[0], [("GETBIT", key, bit) for key in keys]))
+        if not groups:
             return []
-        replies = await self._executor.send(commands, transaction=False)
+        results = await self._executor.run(
+            _merge(groups) if not self._executor.is_cluster else groups
+        )
+        replies = [reply for result in results for reply in result]
         width = len(leaves)
         return [
             bool(
@@ -721,6 +771,15 @@ class Tracker:
                 if width < chunk:
                     break
                 start += chunk
+
+
+def _eval(keys: list[str], argv: list[str | int]) -> Command:
+    return ("EVAL", COUNT_SCRIPT, len(keys), *keys, *argv)
+
+
+def _merge(groups: list[Group]) -> list[Group]:
+    """One group of every command (a single server takes them in one pipeline anyway)."""
+    return [Group(groups[0].route, [c for g in groups for c in g.commands])]
 
 
 def _as_int(reply: object) -> int:

@@ -180,20 +180,31 @@ class WriteBatch:
         :param token: a random token for the temp keys of byte images
         :param new_shards: shards to add to the registry
         """
-        self._settle()
-        out: list[Command] = []
-        temp = _TempNames(self.schema, token)
-        for key, bits in self._keys.items():
-            used_image = False
-            if bits.ones:
-                used_image = _emit(out, key, bits.ones, 1, bits.shard, temp)
-            if bits.zeros:
-                _emit(out, key, bits.zeros, 0, bits.shard, temp)
-            self._expire(out, key, bits.period, force=used_image)
-        for shard, offsets in self._universe.items():
-            _emit(out, self.schema.universe_key(shard), offsets, 1, shard, temp)
+        out = [command for commands in self.by_shard(token).values() for command in commands]
         if new_shards:
             out.append(("SADD", self.schema.registry_key, *sorted(new_shards)))
+        return out
+
+    def by_shard(self, token: str) -> dict[int, list[Command]]:
+        """Return the commands of each shard (all keys of a shard share one hash slot).
+
+        :param token: a random token for the temp keys of byte images
+        """
+        self._settle()
+        out: dict[int, list[Command]] = {}
+        temp = _TempNames(self.schema, token)
+        for key, bits in self._keys.items():
+            commands = out.setdefault(bits.shard, [])
+            used_image = False
+            if bits.ones:
+                used_image = _emit(commands, key, bits.ones, 1, bits.shard, temp)
+            if bits.zeros:
+                _emit(commands, key, bits.zeros, 0, bits.shard, temp)
+            self._expire(commands, key, bits.period, force=used_image)
+        for shard, offsets in self._universe.items():
+            _emit(
+                out.setdefault(shard, []), self.schema.universe_key(shard), offsets, 1, shard, temp
+            )
         return out
 
     def _expire(self, out: list[Command], key: str, period: Period | None, *, force: bool) -> None:
