@@ -48,7 +48,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 import bitlens
-from bitlens import EmbeddedRedis, Expr, Month, MonthEvents, ShardedSchema, Tracker
+from bitlens import Day, EmbeddedRedis, Expr, Month, MonthEvents, ShardedSchema, Tracker, Week
+from bitlens.cohort import Criterion, get_dates_data, retention
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -781,6 +782,354 @@ def _expressions_section(
         )
     else:
         section.notes.append(f"bitmapist {BITMAPIST_VERSION} not measured: {failure}")
+    return section
+
+
+# -------------------------------------------------------------------------------------------
+# Group "cohort": issue "Cohorts and retention, in one round trip"
+# -------------------------------------------------------------------------------------------
+
+COHORT_EVENT = "active"
+COHORT_FIRST_DAY = dt.date(2026, 10, 1)
+COHORT_DAYS = 45
+COHORT_USERS = 200_000
+COHORT_USERS_QUICK = 50_000
+COHORT_ROWS, COHORT_BUCKETS = 31, 13  # bitmapist's default table: num_results x (num_of_rows+1)
+# The table's cohorts are days 2..32, so the last cohort's bucket 12 is day 44, the last one.
+COHORT_START = COHORT_FIRST_DAY + dt.timedelta(days=2)
+COHORT_END = COHORT_START + dt.timedelta(days=COHORT_ROWS - 1)
+COHORT_NOW = dt.datetime.combine(
+    COHORT_FIRST_DAY + dt.timedelta(days=COHORT_DAYS), dt.time(), tzinfo=dt.timezone.utc
+)
+COHORT_KWARGS: dict[str, Any] = {
+    "select1": COHORT_EVENT,
+    "select2": COHORT_EVENT,
+    "time_group": "days",
+    "num_results": COHORT_ROWS,
+    "num_of_rows": COHORT_BUCKETS - 1,
+    "start_date": COHORT_START.isoformat(),
+}
+
+
+def cohort_days(users: int) -> dict[dt.date, bytes]:
+    """Daily bitmaps of ``users`` ids: each joins on a random day, then comes back less and less.
+
+    On day ``a`` after joining a user is active with probability ``0.05 + 0.35 * 0.93**a``.
+    """
+    rng = random.Random(SEED)
+    nbytes = (users + 7) // 8
+    days = [bytearray(nbytes) for _ in range(COHORT_DAYS)]
+    joiners: list[list[int]] = [[] for _ in range(COHORT_DAYS)]
+    for uid in range(users):
+        joiners[rng.randrange(COHORT_DAYS)].append(uid)
+    for joined, ids in enumerate(joiners):
+        for day in range(joined, COHORT_DAYS):
+            age = day - joined
+            share = 1.0 if age == 0 else 0.05 + 0.35 * 0.93**age
+            for uid in rng.sample(ids, round(share * len(ids))):
+                days[day][uid >> 3] |= 0x80 >> (uid & 7)
+    return {COHORT_FIRST_DAY + dt.timedelta(days=i): bytes(b) for i, b in enumerate(days)}
+
+
+def _or_bytes(parts: Sequence[bytes]) -> bytes:
+    value = 0
+    for part in parts:
+        value |= int.from_bytes(part, "big")
+    return value.to_bytes(len(parts[0]), "big")
+
+
+async def cohort_fill(client: Redis, schema: ShardedSchema, users: int) -> int:
+    """Write the daily, ISO weekly and monthly bitmaps in both layouts; return the marks.
+
+    bitlens: ``bench:{0}:active:D2026-10-01`` etc. (one shard holds every id), the universe
+    and the registry; bitmapist: ``trackist_active_2026-10-1``, ``trackist_active_W2026-40``,
+    ``trackist_active_2026-10``. Same bytes in both: the id is the bit offset.
+    """
+    await command(client, "FLUSHALL")
+    days = cohort_days(users)
+    weeks: dict[tuple[int, int], list[bytes]] = {}
+    months: dict[tuple[int, int], list[bytes]] = {}
+    for day, data in days.items():
+        weeks.setdefault(day.isocalendar()[:2], []).append(data)
+        months.setdefault((day.year, day.month), []).append(data)
+    pipe = client.pipeline(transaction=False)
+    for day, data in days.items():
+        pipe.execute_command(
+            "SET", f"trackist_{COHORT_EVENT}_{day.year}-{day.month}-{day.day}", data
+        )
+        pipe.execute_command(
+            "SET", schema.event_key(COHORT_EVENT, Day(day.year, day.month, day.day), 0), data
+        )
+    for (iso_year, week), parts in weeks.items():
+        data = _or_bytes(parts)
+        pipe.execute_command("SET", f"trackist_{COHORT_EVENT}_W{iso_year}-{week}", data)
+        pipe.execute_command("SET", schema.event_key(COHORT_EVENT, Week(iso_year, week), 0), data)
+    for (year, month), parts in months.items():
+        data = _or_bytes(parts)
+        pipe.execute_command("SET", f"trackist_{COHORT_EVENT}_{year}-{month}", data)
+        pipe.execute_command("SET", schema.event_key(COHORT_EVENT, Month(year, month), 0), data)
+    pipe.execute_command("SET", schema.universe_key(0), _or_bytes(list(days.values())))
+    pipe.execute_command("SADD", schema.registry_key, 0)
+    await pipe.execute()
+    return sum(int.from_bytes(d, "big").bit_count() for d in days.values())
+
+
+def run_bitmapist_cohort(
+    server: EmbeddedRedis, settings: Settings, pinned: bool
+) -> tuple[Timing, list[list[Any]], str]:
+    """Time bitmapist's ``get_dates_data`` on CPU 1; return the timing, its rows and versions.
+
+    :raises RuntimeError: if bitmapist cannot be installed or the script fails
+    """
+    python = ensure_bitmapist_venv()
+    argv = [str(python), str(HERE / "bitmapist_cohort_side.py")]
+    argv += ["--host", server.host, "--port", str(server.port)]
+    if pinned:
+        argv += ["--cpu", str(CLIENT_CPU)]
+    job = {
+        "bench": {
+            "kwargs": COHORT_KWARGS,
+            "iterations": settings.per_round,
+            "warmup": min(settings.warmup, 3),
+            "max_seconds": settings.max_seconds / settings.rounds,
+        }
+    }
+    done = subprocess.run(
+        argv, input=json.dumps(job), capture_output=True, text=True, timeout=900, check=False
+    )
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-8:])
+        raise RuntimeError(f"bitmapist_cohort_side.py exited with {done.returncode}:\n{tail}")
+    report = json.loads(done.stdout)
+    raw = report["bench"]
+    timing = Timing(
+        samples=[float(s) for s in raw["samples"]],
+        cpu=float(raw["cpu"]),
+        round_trips=float(raw["round_trips"]),
+        server=ServerStats.from_commandstats(raw["commandstats"], len(raw["samples"])),
+        count=int(raw["count"]),
+    )
+    versions = (
+        f"bitmapist {report['bitmapist']}, redis-py {report['redis_py']} "
+        f"(Python {report['python']})"
+    )
+    return timing, raw["rows"], versions
+
+
+@dataclass(frozen=True)
+class CohortWorkload:
+    """One bitlens call that answers the 31 x 13 day table."""
+
+    name: str
+    description: str
+    run: Callable[[Tracker], Awaitable[list[list[Any]]]]
+
+
+async def _retention_rows(tracker: Tracker, criterion: Criterion) -> list[list[Any]]:
+    table = await retention(
+        tracker,
+        COHORT_EVENT,
+        period="day",
+        cohorts=COHORT_ROWS,
+        buckets=COHORT_BUCKETS,
+        end=COHORT_END,
+        criterion=criterion,
+        now=COHORT_NOW,
+    )
+    return [
+        [row.cohort.start.isoformat(), row.size, *(c.percent for c in row.cells)]
+        for row in table.rows
+    ]
+
+
+async def _dates_rows(tracker: Tracker) -> list[list[Any]]:
+    rows = await get_dates_data(**COHORT_KWARGS, tracker=tracker)
+    return [
+        [row[0].isoformat() if isinstance(row[0], dt.datetime) else row[0], *row[1:]]
+        for row in rows
+    ]
+
+
+COHORT_WORKLOADS = (
+    CohortWorkload(
+        "get_dates_data (bitmapist's API)",
+        "`bitlens.cohort.get_dates_data('active', 'active', time_group='days', "
+        f"start_date='{COHORT_START}', tracker=tracker)`",
+        _dates_rows,
+    ),
+    CohortWorkload(
+        "retention(criterion='on')",
+        f"`retention(tracker, 'active', period='day', cohorts=31, buckets=13, end={COHORT_END})`",
+        lambda tracker: _retention_rows(tracker, "on"),
+    ),
+    CohortWorkload(
+        "retention(criterion='on_or_after')",
+        "the same table, each cell 'came back on day k or any later day' (an OR of up to 44 "
+        "days, covered by month, week and day bitmaps)",
+        lambda tracker: _retention_rows(tracker, "on_or_after"),
+    ),
+)
+
+
+@register("cohort")
+async def cohort(ctx: Context) -> list[Section]:
+    """The 31 x 13 day retention table: bitlens (one round trip) vs bitmapist's get_dates_data."""
+    return [await _cohort_on(ctx, binary) for binary in ctx.binaries]
+
+
+async def _cohort_on(ctx: Context, binary: str) -> Section:
+    settings = ctx.settings
+    users = COHORT_USERS_QUICK if settings.quick else COHORT_USERS
+    server = ctx.server(binary)
+    try:
+        client = Redis.from_url(server.url)
+        schema = ShardedSchema(prefix=PREFIX)
+        t0 = time.perf_counter()
+        marks = await cohort_fill(client, schema, users)
+        took = time.perf_counter() - t0
+        log(f"[{ctx.versions[binary]}] cohort data: {marks:,} user-days in {took:.1f} s")
+        ours_rounds: dict[str, list[Timing]] = {w.name: [] for w in COHORT_WORKLOADS}
+        answers: dict[str, list[list[Any]]] = {}
+        theirs_rounds: list[Timing] = []
+        theirs_rows: list[list[Any]] = []
+        versions = ""
+        failure = "" if settings.bitmapist else "not asked (--no-bitmapist)"
+        counter = SendCounter()
+
+        def bitmapist_round() -> str:
+            nonlocal theirs_rows, versions
+            try:
+                timing, theirs_rows, versions = run_bitmapist_cohort(server, settings, ctx.pinned)
+            except RuntimeError as exc:
+                log(f"  bitmapist: not measured: {exc}")
+                return str(exc)
+            theirs_rounds.append(timing)
+            return ""
+
+        with counter.installed():
+            async with Tracker(client, prefix=PREFIX) as tracker:
+                for r in range(settings.rounds):
+                    if r % 2 == 1 and not failure:
+                        failure = bitmapist_round()
+                    for w in COHORT_WORKLOADS:
+                        answers[w.name] = await w.run(tracker)
+                        ours_rounds[w.name].append(
+                            await measure(_cells(tracker, w), client, counter, settings)
+                        )
+                    if r % 2 == 0 and not failure:
+                        failure = bitmapist_round()
+                    log(f"  round {r + 1}/{settings.rounds} done")
+        await client.aclose()
+    finally:
+        server.stop()
+    ours = {name: Timing.merge(parts) for name, parts in ours_rounds.items()}
+    theirs = Timing.merge(theirs_rounds) if theirs_rounds and not failure else None
+    return _cohort_section(
+        ctx, binary, users, marks, ours, answers, theirs, theirs_rows, versions, failure
+    )
+
+
+def _cells(tracker: Tracker, workload: CohortWorkload) -> Callable[[], Awaitable[int]]:
+    async def query() -> int:
+        rows = await workload.run(tracker)
+        return len(rows) * len(rows[0])
+
+    return query
+
+
+def _cohort_section(
+    ctx: Context,
+    binary: str,
+    users: int,
+    marks: int,
+    ours: dict[str, Timing],
+    answers: dict[str, list[list[Any]]],
+    theirs: Timing | None,
+    theirs_rows: list[list[Any]],
+    versions: str,
+    failure: str,
+) -> Section:
+    settings = ctx.settings
+    section = Section(
+        f"Cohorts: the 31 x 13 day retention table on redis-server {ctx.versions[binary]}",
+        f"{users:,} users, {COHORT_DAYS} days of activity ({marks:,} user-days; each user joins "
+        "on a random day and comes back less and less), written once in both key layouts "
+        f"(the same bytes). The table: cohorts {COHORT_START} .. {COHORT_END}, buckets 0..12, "
+        f"every cell in the data. {settings.rounds} round(s), bitlens and bitmapist taking turns. "
+        "Latency: median (p10 - p90), wall clock on the client; round trips and client CPU per "
+        "table; server: µs per table from `INFO commandstats`.",
+    )
+    rows = []
+    for w in COHORT_WORKLOADS:
+        a = ours[w.name]
+        ratio = "n/a" if theirs is None else f"{theirs.median / a.median:.1f}x faster"
+        rows.append(
+            [
+                w.name,
+                fmt_timing(a),
+                _num(a.round_trips),
+                fmt_time(a.cpu),
+                fmt_usec(a.server.total_usec),
+                ratio,
+            ]
+        )
+    if theirs is not None:
+        rows.append(
+            [
+                f"bitmapist {BITMAPIST_VERSION} `get_dates_data`",
+                fmt_timing(theirs),
+                _num(theirs.round_trips),
+                fmt_time(theirs.cpu),
+                fmt_usec(theirs.server.total_usec),
+                "1x",
+            ]
+        )
+    section.tables.append(
+        table(
+            [
+                "workload",
+                "median",
+                "round trips",
+                "client CPU",
+                "server µs per table",
+                "vs bitmapist",
+            ],
+            rows,
+        )
+    )
+    details = [
+        [w.name, _num(ours[w.name].server.commands), ours[w.name].server.breakdown()]
+        for w in COHORT_WORKLOADS
+    ]
+    if theirs is not None:
+        details.append(
+            ["bitmapist get_dates_data", _num(theirs.server.commands), theirs.server.breakdown()]
+        )
+    section.tables.append(
+        "Server work per table (commands; µs from `INFO commandstats`):\n\n"
+        + table(["workload", "commands", "breakdown"], details)
+    )
+    for w in COHORT_WORKLOADS:
+        section.notes.append(f"**{w.name}**: {w.description}.")
+    if theirs is None:
+        section.notes.append(f"bitmapist {BITMAPIST_VERSION} not measured: {failure}")
+        return section
+    same = answers["get_dates_data (bitmapist's API)"] == theirs_rows
+    on = answers["retention(criterion='on')"]
+    same_on = [row[1:] for row in on] == [row[1:] for row in theirs_rows]
+    section.notes.append(
+        f"Same numbers: bitlens' `get_dates_data` rows are "
+        f"{'identical to' if same else 'DIFFERENT from'} bitmapist's (dates, sizes, every "
+        "float); `retention(criterion='on')` sizes and percentages "
+        f"{'equal' if same_on else 'DIFFER from'} bitmapist's cells. {versions}."
+    )
+    section.notes.append(
+        "bitmapist asks each number on its own: per row one `BITCOUNT` of the cohort, then per "
+        "cell a `BITCOUNT` (has anything been marked?), a `BITOP AND` and a `BITCOUNT`, one round "
+        "trip each, and a `DEL` of its result keys at the end. bitlens sends the whole table as "
+        "one `EVAL` of its count script (plus the registry `SCARD`): 403 cells and 31 sizes, "
+        "equal subtrees computed once."
+    )
     return section
 
 

@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 import bitlens
+from bitlens import cohort
 
 EXPORTED = [
     "MAX_USER_ID",
@@ -19,6 +20,7 @@ EXPORTED = [
     "Day",
     "DayEvents",
     "EmbeddedRedis",
+    "Event",
     "Events",
     "EventsBetween",
     "Expr",
@@ -133,3 +135,47 @@ def test_version_is_a_non_empty_string() -> None:
     """__version__ is a non-empty str."""
     assert isinstance(bitlens.__version__, str)
     assert bitlens.__version__
+
+
+COHORT_EXPORTED = [
+    "CellDict",
+    "Criterion",
+    "CriterionName",
+    "DatesRow",
+    "InvalidRetentionQuery",
+    "Mode",
+    "PeriodName",
+    "RetentionCell",
+    "RetentionRow",
+    "RetentionTable",
+    "RowDict",
+    "TimeGroup",
+    "Values",
+    "get_dates_data",
+    "retention",
+]
+"""The exact public names of ``bitlens.cohort``."""
+
+COHORT_DEFINED = [
+    name
+    for name in COHORT_EXPORTED
+    if inspect.isclass(getattr(cohort, name)) or inspect.isfunction(getattr(cohort, name))
+]
+
+
+def test_cohort_all_is_exactly_the_pinned_list() -> None:
+    """bitlens.cohort.__all__ equals its pinned list, sorted isort-style."""
+    assert cohort.__all__ == COHORT_EXPORTED
+    assert cohort.__all__ == sorted(cohort.__all__, key=_isort_key)
+
+
+@pytest.mark.parametrize("name", COHORT_DEFINED)
+def test_cohort_classes_and_functions_live_in_bitlens_cohort(name: str) -> None:
+    """Every class and function of bitlens.cohort reports ``__module__ == "bitlens.cohort"``."""
+    assert getattr(cohort, name).__module__ == "bitlens.cohort"
+
+
+def test_invalid_retention_query_is_a_bitlens_value_error() -> None:
+    """InvalidRetentionQuery joins the exception tree as a usage error and a ValueError."""
+    assert issubclass(cohort.InvalidRetentionQuery, bitlens.BitlensError)
+    assert issubclass(cohort.InvalidRetentionQuery, ValueError)

@@ -301,9 +301,14 @@ class Executor:
                 by_node.setdefault(node, []).append(index)
             failed: list[int] = []
             errors: list[BaseException] = []
+            fatal: list[Exception] = []
             async with anyio.create_task_group() as tg:
                 for node, indexes in by_node.items():
-                    tg.start_soon(self._node_task, node, groups, indexes, results, failed, errors)
+                    tg.start_soon(
+                        self._node_task, node, groups, indexes, results, failed, errors, fatal
+                    )
+            if fatal:  # e.g. a WRONGTYPE reply: raised as itself, as on a single server
+                raise fatal[0]
             if not failed:
                 break
             if attempt == self.retries:
@@ -322,6 +327,7 @@ class Executor:
         results: list[list[object] | None],
         failed: list[int],
         errors: list[BaseException],
+        fatal: list[Exception],
     ) -> None:
         async with self._fanout:
             try:
@@ -329,6 +335,12 @@ class Executor:
             except _RETRYABLE as exc:
                 failed.extend(indexes)
                 errors.append(exc)
+                return
+            except Exception as exc:
+                # Kept for _run_cluster to raise once every node's pipeline is read: raised
+                # here, anyio's task group would wrap it in an ExceptionGroup, so callers
+                # could not catch a ResponseError on a cluster as they do on one server.
+                fatal.append(exc)
                 return
         for index, reply in zip(indexes, replies, strict=True):
             results[index] = reply

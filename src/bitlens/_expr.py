@@ -10,6 +10,9 @@ in one round trip per Redis node::
 Same-operator children flatten (``(a & b) & c`` is one ``BITOP AND`` of three keys) and
 equal subtrees are computed once. An expression has no truth value: ``a and b`` raises a
 ``TypeError`` instead of silently returning ``b``.
+
+``Event("active")`` is a period-free template for reports such as retention:
+``(Event("active") & Event("ios")).at(Week(2026, 48))`` binds it to one period.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "BitOpOr",
     "BitOpXor",
     "DayEvents",
+    "Event",
     "Events",
     "EventsBetween",
     "Expr",
@@ -122,6 +126,17 @@ class Expr:
     def prev(self: _E) -> _E:
         """Return the expression one period earlier (``delta(-1)``)."""
         return self.delta(-1)
+
+    def at(self, period: Period) -> Expr:
+        """Return this expression with every :class:`Event` template bound to ``period``.
+
+        Concrete leaves (``MonthEvents``, ``UniqueEvents``, ``Universe()``, ranges) stay as
+        they are, so ``(Event("active") & UniqueEvents("ios")).at(Week(2026, 48))`` is
+        ``WeekEvents("active", 2026, 48) & UniqueEvents("ios")``.
+
+        :param period: an Hour, Day, Week, Month or Year
+        """
+        return self
 
     # -- evaluation on a tracker (the default one when none is given) -----------------------
 
@@ -332,6 +347,53 @@ class UniqueEvents(Events):
         return f"UniqueEvents({self.event!r})"
 
 
+_LEAF_OF_PERIOD: dict[type[Period], type[Events]] = {
+    Hour: HourEvents,
+    Day: DayEvents,
+    Week: WeekEvents,
+    Month: MonthEvents,
+    Year: YearEvents,
+}
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Event(Expr):
+    """A period-free event: a template that :meth:`at` binds to a period.
+
+    Templates describe a set "per period" once, for reports that evaluate it in many
+    periods (cohorts, retention). ``Event("active").at(Week(2026, 48))`` is
+    ``WeekEvents("active", 2026, 48)``; ``(Event("active") & Event("ios")).at(day)`` is
+    "active and on iOS that day". An unbound template cannot be counted.
+
+    Example: ``await tracker.count((Event("active") & Event("ios")).at(Month(2026, 11)))``
+
+    :param event: the event name
+    :raises InvalidEventName: for a bad event name
+    """
+
+    event: str
+
+    def __post_init__(self) -> None:
+        validate_event_name(self.event)
+
+    def at(self, period: Period) -> Events:
+        """Return the concrete leaf of this event in ``period`` (e.g. ``DayEvents``).
+
+        :param period: an Hour, Day, Week, Month or Year
+        :raises UnsupportedOperation: for anything else
+        """
+        leaf = _LEAF_OF_PERIOD.get(type(period))
+        if leaf is None:
+            raise UnsupportedOperation(f"cannot bind {self!r} to {period!r}: not a period")
+        return leaf._of(self.event, period)
+
+    def delta(self, n: int) -> Event:
+        raise UnsupportedOperation(f"{self!r} has no period to shift: bind it with .at(period)")
+
+    def __repr__(self) -> str:
+        return f"Event({self.event!r})"
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Universe(Expr):
     """Every id the tracker has ever marked (kept at write time, per shard).
@@ -500,6 +562,9 @@ class _NAry(Expr):
     def delta(self: _N, n: int) -> _N:
         return type(self)(*(operand.delta(n) for operand in self.operands))
 
+    def at(self: _N, period: Period) -> _N:
+        return type(self)(*(operand.at(period) for operand in self.operands))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(map(repr, self.operands))})"
 
@@ -560,6 +625,9 @@ class BitOpDiff(Expr):
     def delta(self, n: int) -> BitOpDiff:
         return BitOpDiff(self.base.delta(n), *(s.delta(n) for s in self.subtract))
 
+    def at(self, period: Period) -> BitOpDiff:
+        return BitOpDiff(self.base.at(period), *(s.at(period) for s in self.subtract))
+
     def __repr__(self) -> str:
         return f"BitOpDiff({', '.join(map(repr, (self.base, *self.subtract)))})"
 
@@ -584,6 +652,9 @@ class BitOpNot(Expr):
 
     def delta(self, n: int) -> BitOpNot:
         return BitOpNot(self.operand.delta(n), self.universe.delta(n))
+
+    def at(self, period: Period) -> BitOpNot:
+        return BitOpNot(self.operand.at(period), self.universe.at(period))
 
     def __repr__(self) -> str:
         if isinstance(self.universe, Universe):

@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from ._exceptions import InvalidExpression
+from ._exceptions import InvalidExpression, UnsupportedOperation
 from ._expr import (
     BitOpAnd,
     BitOpDiff,
     BitOpNot,
     BitOpOr,
     BitOpXor,
+    Event,
     Events,
     EventsBetween,
     Expr,
@@ -182,6 +183,7 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     :param expr: any bitlens expression
     :param ctx: the time zone, hourly setting and clock that ranges are resolved with
     :raises InvalidExpression: for an object that is not a bitlens expression
+    :raises UnsupportedOperation: for an :class:`Event` template not bound to a period
     :raises GranularityNotTracked: for a range whose edges need hours that are not kept
     """
     if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor, BitOpDiff, BitOpNot)):
@@ -200,6 +202,11 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
         now = ctx.now if ctx.now is not None else _dt.datetime.now(ctx.tz)
         start, end = expr.window(to_local(now, ctx.tz))
         return _range(expr.event, start, end, ctx.hourly or bool(expr.hours), ctx)
+    if isinstance(expr, Event):
+        raise UnsupportedOperation(
+            f"{expr!r} is a template without a period: bind it first with .at(period), "
+            f"e.g. {expr!r}.at(Day(2026, 11, 27)) or .at(Week(2026, 48))"
+        )
     raise InvalidExpression(expr)
 
 

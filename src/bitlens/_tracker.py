@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ._expr import Expr
+    from .cohort import Criterion, Mode, PeriodName, RetentionTable
 
 __all__ = ["Mark", "Tracker", "TrackerOptions"]
 
@@ -330,7 +331,10 @@ class Tracker:
                 Group(self.schema.universe_key(shard), commands, transaction=True)
                 for shard, commands in writes.by_shard(token).items()
             ]
-            groups.append(Group(registry, [("SADD", registry, *sorted(shards))]))
+            # The registry's SADD is a transaction too, only so that with replicas_ack the
+            # executor sends WAIT after it (it does so after transactions): a registry entry
+            # lost in a failover would hide an acknowledged mark from every new reader.
+            groups.append(Group(registry, [("SADD", registry, *sorted(shards))], transaction=True))
             await self._executor.run(groups)
         else:
             await self._executor.send(writes.commands(token, shards), transaction=True)
@@ -705,6 +709,55 @@ class Tracker:
             )
             for i in range(0, len(replies), width)
         ]
+
+    async def retention(
+        self,
+        start: str | Expr,
+        returning: str | Expr | None = None,
+        *,
+        period: PeriodName = "day",
+        cohorts: int = 31,
+        buckets: int | None = None,
+        end: _dt.date | _dt.datetime | None = None,
+        mode: Mode = "recurring",
+        criterion: Criterion = "on",
+        history_start: _dt.date | _dt.datetime | None = None,
+        now: _dt.datetime | None = None,
+    ) -> RetentionTable:
+        r"""Build a retention table in one round trip (see :func:`bitlens.cohort.retention`).
+
+        Example::
+
+            table = await tracker.retention("signed_up", "active", period="week", cohorts=8)
+            print(table.to_csv())
+
+        :param start: the event (or period-free expression of ``Event``\ s) of the cohorts
+        :param returning: what counts as returning (default: ``start`` again)
+        :param period: ``"day"``, ``"week"`` (ISO) or ``"month"``
+        :param cohorts: how many cohort rows, ending with the period of ``end``
+        :param buckets: how many buckets per row (default 13: buckets 0 to 12)
+        :param end: the last cohort's date (default: now)
+        :param mode: ``"recurring"`` or ``"first_time"`` (needs ``history_start``)
+        :param criterion: ``"on"``, ``"on_or_after"`` or brackets ``[(1, 3), (4, 7)]``
+        :param history_start: how far back "never before" looks, for ``first_time``
+        :param now: the clock deciding which buckets are complete (default: now)
+        :raises InvalidRetentionQuery: for inconsistent arguments, before anything is sent
+        """
+        from .cohort import retention as _retention
+
+        return await _retention(
+            self,
+            start,
+            returning,
+            period=period,
+            cohorts=cohorts,
+            buckets=buckets,
+            end=end,
+            mode=mode,
+            criterion=criterion,
+            history_start=history_start,
+            now=now,
+        )
 
     async def has_events(self, expr: Expr) -> bool:
         """Return whether ``expr`` holds at least one id.

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import date, datetime, timezone
 
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 
 import bitlens
 from bitlens import (
@@ -86,7 +87,7 @@ async def lifecycle(url: str, client: redis.asyncio.Redis) -> None:
     async with Tracker(url, prefix="bl", tz="Europe/Berlin") as tracker:
         assert_type(tracker, Tracker)
         assert_type(tracker.closed, bool)
-    assert_type(Tracker(client).client, redis.asyncio.Redis)
+    assert_type(Tracker(client).client, redis.asyncio.Redis | RedisCluster)
     assert_type(bitlens.setup(client, prefix="bl", track_hourly=True), Tracker)
     assert_type(bitlens.get_tracker(), Tracker)
     assert_type(await bitlens.mark_events([("active", 1)]), int)
