@@ -256,6 +256,14 @@ async def test_returning_defaults_to_the_start_event(tracker: Tracker) -> None:
     assert all(row.cells[0].percent == 100.0 for row in table.rows if row.size)
 
 
+async def test_tracker_retention_delegates_to_the_cohort_module(tracker: Tracker) -> None:
+    """tracker.retention(...) returns the same table as bitlens.cohort.retention(tracker, ...)."""
+    direct = await retention(tracker, "ios", "active", period="week", cohorts=4, now=NOW)
+    method = await tracker.retention("ios", "active", period="week", cohorts=4, now=NOW)
+    assert method.rows == direct.rows
+    assert any(row.size for row in method.rows)
+
+
 async def test_first_time_cohorts_are_disjoint(tracker: Tracker) -> None:
     """With history from before the first mark, every user is in exactly one first-time cohort."""
     after_the_data = dt.datetime(2027, 3, 1, tzinfo=UTC)

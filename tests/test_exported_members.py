@@ -11,6 +11,7 @@ from bitlens import cohort
 
 EXPORTED = [
     "MAX_USER_ID",
+    "Batch",
     "BitOpAnd",
     "BitOpDiff",
     "BitOpNot",
@@ -27,6 +28,7 @@ EXPORTED = [
     "GranularityNotTracked",
     "Hour",
     "HourEvents",
+    "IngestStats",
     "InvalidEventName",
     "InvalidExpression",
     "InvalidPeriod",
@@ -40,6 +42,7 @@ EXPORTED = [
     "NoDefaultTracker",
     "Period",
     "RedisServerNotFound",
+    "ReplicationTimeout",
     "ShardedSchema",
     "Tracker",
     "TrackerClosed",

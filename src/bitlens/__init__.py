@@ -34,6 +34,7 @@ from ._exceptions import (
     TrackerClosed,
     UnsupportedOperation,
 )
+from ._execute import ReplicationTimeout
 from ._expr import (
     BitOpAnd,
     BitOpDiff,
@@ -54,6 +55,7 @@ from ._expr import (
     YearEvents,
     last,
 )
+from ._ingest import Batch, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
 from ._periods import Day, Hour, Month, Period, Week, Year
 from ._tracker import Mark, Tracker, TrackerOptions
@@ -61,6 +63,7 @@ from ._version import __version__
 
 __all__ = [
     "MAX_USER_ID",
+    "Batch",
     "BitOpAnd",
     "BitOpDiff",
     "BitOpNot",
@@ -77,6 +80,7 @@ __all__ = [
     "GranularityNotTracked",
     "Hour",
     "HourEvents",
+    "IngestStats",
     "InvalidEventName",
     "InvalidExpression",
     "InvalidPeriod",
@@ -90,6 +94,7 @@ __all__ = [
     "NoDefaultTracker",
     "Period",
     "RedisServerNotFound",
+    "ReplicationTimeout",
     "ShardedSchema",
     "Tracker",
     "TrackerClosed",
