@@ -274,5 +274,5 @@ def test_to_pandas_builds_a_frame_indexed_by_cohort() -> None:
     frame = _table().to_pandas()
     assert list(frame.columns) == ["size", "0", "1", "2"]
     assert list(frame.index) == ["2026-W52", "2026-W53", "2027-W01"]
-    assert math.isnan(frame.loc["2027-W01", "2"])
+    assert math.isnan(float(frame.loc["2027-W01", "2"]))  # type: ignore[arg-type]
     assert _table().to_pandas("count").loc["2026-W52", "1"] == 40

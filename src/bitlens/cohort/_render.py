@@ -174,4 +174,5 @@ def to_pandas(table: RetentionTable, values: Values) -> pandas.DataFrame:
                 float("nan") if (p := row.cells[j].percent) is None else p for row in table.rows
             ]
     index = pd.Index([row.label for row in table.rows], name="cohort")
-    return pd.DataFrame(data, index=index)
+    frame: pandas.DataFrame = pd.DataFrame(data, index=index)
+    return frame
