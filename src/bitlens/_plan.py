@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ._exceptions import InvalidExpression, UnsupportedOperation
@@ -138,7 +138,10 @@ Node: TypeAlias = "KeyRef | Op"
 UNIVERSE = KeyRef(None, None)
 
 
+@lru_cache(maxsize=1 << 14)
 def _sort_key(node: Node) -> str:
+    # Any total order works (it only makes equal sets of children share a temp key); a
+    # node's repr is stable across processes. Cached: big batches sort the same leaves a lot.
     return repr(node)
 
 
