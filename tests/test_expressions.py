@@ -323,17 +323,29 @@ def test_last_days_window_ends_today() -> None:
     ]
 
 
-def test_last_hours_window_needs_no_tracker_setting() -> None:
+def test_last_hours_window_covers_the_current_hour_and_before() -> None:
     """last(hours=3) covers the current hour and the two before."""
-    ctx = ResolveContext(
-        hourly=False, now=dt.datetime(2026, 11, 27, 15, 40, tzinfo=dt.timezone.utc)
-    )
+    ctx = ResolveContext(hourly=True, now=dt.datetime(2026, 11, 27, 15, 40, tzinfo=dt.timezone.utc))
     node = resolve(last("a", hours=3), ctx)
     assert sorted(str(leaf.period) for leaf in leaves_of(node)) == [
         "2026-11-27T13",
         "2026-11-27T14",
         "2026-11-27T15",
     ]
+
+
+def test_last_hours_without_hourly_tracking_raises() -> None:
+    """An hours window on a tracker without hour bitmaps raises instead of counting 0."""
+    now = dt.datetime(2026, 11, 27, 15, 40, tzinfo=dt.timezone.utc)
+    with pytest.raises(GranularityNotTracked):
+        resolve(last("a", hours=3), ResolveContext(hourly=False, now=now))
+
+
+def test_last_hourly_override_beats_the_tracker_setting() -> None:
+    """last(..., hourly=True) reads hour bitmaps on a daily tracker (per-call hourly marks)."""
+    now = dt.datetime(2026, 11, 27, 15, 40, tzinfo=dt.timezone.utc)
+    node = resolve(last("a", hours=2, hourly=True), ResolveContext(hourly=False, now=now))
+    assert len(leaves_of(node)) == 2
 
 
 def test_last_prev_is_the_window_before() -> None:

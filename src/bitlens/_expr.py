@@ -479,6 +479,7 @@ class Last(Expr):
     days: int = 0
     hours: int = 0
     offset: int = 0
+    hourly: bool | None = None
 
     def __post_init__(self) -> None:
         validate_event_name(self.event)
@@ -486,7 +487,7 @@ class Last(Expr):
             raise UnsupportedOperation("give exactly one of days=N or hours=N, with N > 0")
 
     def delta(self, n: int) -> Last:
-        return Last(self.event, self.days, self.hours, self.offset + n)
+        return Last(self.event, self.days, self.hours, self.offset + n, self.hourly)
 
     def window(self, now: _dt.datetime) -> tuple[_dt.datetime, _dt.datetime]:
         """Return the window's local wall-clock bounds for a local ``now``.
@@ -509,7 +510,7 @@ class Last(Expr):
         return f"last({self.event!r}, {size}{shift})"
 
 
-def last(event: str, *, days: int = 0, hours: int = 0) -> Last:
+def last(event: str, *, days: int = 0, hours: int = 0, hourly: bool | None = None) -> Last:
     """Return the rolling window of the last ``days`` days (or ``hours`` hours) of ``event``.
 
     Example: ``await tracker.count(last("active", days=7))`` is the weekly active users,
@@ -518,9 +519,12 @@ def last(event: str, *, days: int = 0, hours: int = 0) -> Last:
     :param event: the event name
     :param days: the window's length in days (today included)
     :param hours: the window's length in hours (current hour included; needs hourly data)
+    :param hourly: whether hour bitmaps exist for this event (default: the tracker's
+        ``track_hourly``); an hours window on a tracker without them raises
+        ``GranularityNotTracked`` when evaluated, unless it happens to fall on midnights
     :raises UnsupportedOperation: unless exactly one of ``days`` and ``hours`` is positive
     """
-    return Last(event, days=days, hours=hours)
+    return Last(event, days=days, hours=hours, hourly=hourly)
 
 
 # ------------------------------------------------------------------------------------------

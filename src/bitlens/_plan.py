@@ -204,7 +204,8 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     if isinstance(expr, Last):
         now = ctx.now if ctx.now is not None else _dt.datetime.now(ctx.tz)
         start, end = expr.window(to_local(now, ctx.tz))
-        return _range(expr.event, start, end, ctx.hourly or bool(expr.hours), ctx)
+        hourly = ctx.hourly if expr.hourly is None else expr.hourly
+        return _range(expr.event, start, end, hourly, ctx)
     if isinstance(expr, Event):
         raise UnsupportedOperation(
             f"{expr!r} is a template without a period: bind it first with .at(period), "
