@@ -25,9 +25,16 @@ def _group(name: str) -> list[str]:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite against real redis-server processes (every available binary)."""
-    session.install("-e", ".", *_group("test"))
-    session.run("python", "-m", "pytest", *session.posargs)
+    """Run the test suite against real redis-server processes (every available binary).
+
+    The dashboard's browser tests do not depend on Python or the server binary, so they
+    run once: the newest Python installs playwright and requires Chromium
+    (``BITLENS_REQUIRE_BROWSER=1``: a missing browser fails); the others skip them.
+    """
+    newest = session.python == LATEST
+    session.install("-e", ".", *_group("test"), *(_group("browser") if newest else []))
+    env = {"BITLENS_REQUIRE_BROWSER": "1"} if newest else {}
+    session.run("python", "-m", "pytest", *session.posargs, env=env)
 
 
 @nox.session(python=DEV)

@@ -15,6 +15,7 @@ from .._embedded import EmbeddedRedis
 from .._expr import DayEvents, Expr, MonthEvents, UniqueEvents, WeekEvents
 from .._periods import Day, Month, Week
 from .._tracker import Mark, Tracker
+from ._common import HelpFormatter, day, positive_int
 
 if TYPE_CHECKING:
     import argparse
@@ -33,20 +34,50 @@ def add_demo_parser(sub: _SubParsersAction[argparse.ArgumentParser]) -> None:
         "demo",
         help="mark synthetic activity and print answers (embedded Redis by default)",
         description=(
-            "Generate realistic synthetic activity for USERS users over WEEKS weeks, mark it, "
-            "and print counts, membership and a weekly retention table. Uses --url or "
-            "$REDIS_URL when given, else starts a private redis-server (bitlens[embedded])."
+            "Generate realistic synthetic activity for USERS users over WEEKS weeks (sign-ups, "
+            "activity with decaying stickiness, purchases), mark it under --prefix, and print "
+            "counts, a membership answer, daily actives and a weekly retention table. Uses "
+            "--url or $REDIS_URL when given, else starts a private redis-server "
+            "(bitlens[embedded]) that is gone when the demo ends."
         ),
+        epilog="""\
+examples:
+  bitlens demo                                   # embedded redis-server, 20,000 users
+  bitlens demo --users 2000 --weeks 4 --today 2026-11-27
+  bitlens demo --url redis://localhost:6379/0    # then: bitlens events --prefix demo ...
+
+The keys under --prefix are deleted first: never point it at real data.
+""",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--url", default=None, help="redis:// URL (default: $REDIS_URL)")
-    parser.add_argument("--users", type=int, default=20_000, help="number of users (20000)")
-    parser.add_argument("--weeks", type=int, default=8, help="weeks of activity (8)")
-    parser.add_argument("--seed", type=int, default=7, help="random seed (7)")
-    parser.add_argument("--prefix", default="demo", help="key prefix, cleared first (demo)")
     parser.add_argument(
-        "--today", type=_dt.date.fromisoformat, default=None, help="last day, YYYY-MM-DD"
+        "--url",
+        default=None,
+        metavar="URL",
+        help="redis:// URL (default: $REDIS_URL, else embedded)",
     )
-    parser.set_defaults(run=_run)
+    parser.add_argument(
+        "--users",
+        type=positive_int,
+        default=20_000,
+        metavar="N",
+        help="number of users (default: 20000)",
+    )
+    parser.add_argument(
+        "--weeks", type=positive_int, default=8, metavar="N", help="weeks of activity (default: 8)"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    parser.add_argument(
+        "--prefix", default="demo", help="key prefix, whose keys are deleted first (default: demo)"
+    )
+    parser.add_argument(
+        "--today",
+        type=day,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the last day of activity (default: today, UTC)",
+    )
+    parser.set_defaults(run=_run, parser=parser)
 
 
 def generate_activity(
@@ -94,6 +125,7 @@ class _Progress:
         self._last_decile = -1
 
     def update(self, done: int, total: int) -> None:
+        """Show that ``done`` of ``total`` marks are written."""
         fraction = done / total if total else 1.0
         rate = done / max(time.perf_counter() - self.started, 1e-9)
         if self.tty:
@@ -195,11 +227,9 @@ async def run_demo(
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run ``bitlens demo``."""
     url: str | None = args.url or os.environ.get("REDIS_URL") or None
     today: _dt.date = args.today or _dt.datetime.now(_dt.timezone.utc).date()
-    if args.users < 1 or args.weeks < 1:
-        print("bitlens demo: --users and --weeks must be positive", file=sys.stderr)
-        return 2
 
     async def go(target: str) -> None:
         await run_demo(
@@ -213,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     if url:
+        args.connected_url = url
         anyio.run(go, url)
         return 0
     with EmbeddedRedis() as server:

@@ -1,0 +1,84 @@
+"""The dashboard and the framework-agnostic web layer behind ``bitlens.fastapi``/``aiohttp``.
+
+Three parts, none of which imports a web framework:
+
+* the JSON API: :func:`list_events`, :func:`counts`, :func:`contains` and
+  :func:`retention` take a :class:`~bitlens.Tracker` and validated values and return
+  JSON-ready dicts; :func:`handle` parses a query string, calls one of them and maps
+  usage errors to 400 (with the message) and an unreachable Redis to 503;
+* :class:`RequestMarker`: marks an event per request for the user a callable names, with
+  ``mark_event_nowait``, never failing or slowing the request;
+* :func:`page`: one self-contained HTML page (inline CSS and JavaScript, no external
+  resource) that picks events, a period and a range, draws the counts over time as SVG
+  and the retention heatmap as a table, and fetches the API relative to its own URL.
+
+A framework integration mounts the page at ``<mount>/`` and the API at
+``<mount>/<endpoint>``::
+
+    status, body = await handle(tracker, "counts", {"event": ["active"], "period": ["week"]})
+"""
+
+from ._api import (
+    ENDPOINTS,
+    MAX_BUCKETS,
+    MAX_COHORTS,
+    MAX_EVENTS,
+    MAX_POINTS,
+    ContainsReply,
+    CountsReply,
+    EventsReply,
+    Reply,
+    RetentionReply,
+    SeriesDict,
+    contains,
+    counts,
+    handle,
+    list_events,
+    retention,
+)
+from ._marking import SKIP_MARK, MarkingStats, RequestMarker, UserIdGetter
+from ._page import JSON_HEADERS, Page, page
+from ._params import InvalidParameter, Query
+
+__all__ = [
+    "ENDPOINTS",
+    "JSON_HEADERS",
+    "MAX_BUCKETS",
+    "MAX_COHORTS",
+    "MAX_EVENTS",
+    "MAX_POINTS",
+    "SKIP_MARK",
+    "ContainsReply",
+    "CountsReply",
+    "EventsReply",
+    "InvalidParameter",
+    "MarkingStats",
+    "Page",
+    "Query",
+    "Reply",
+    "RequestMarker",
+    "RetentionReply",
+    "SeriesDict",
+    "UserIdGetter",
+    "contains",
+    "counts",
+    "handle",
+    "list_events",
+    "page",
+    "retention",
+]
+
+
+# Show users bitlens.dashboard.RequestMarker, not bitlens.dashboard._marking.RequestMarker.
+def _rehome() -> None:
+    from contextlib import suppress
+
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("bitlens.dashboard._"):
+            with suppress(AttributeError, TypeError):  # e.g. type aliases
+                obj.__module__ = "bitlens.dashboard"
+
+
+_rehome()
+del _rehome

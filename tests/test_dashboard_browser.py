@@ -1,0 +1,272 @@
+"""The dashboard page in a real headless Chromium, against seeded data on a real server.
+
+The aiohttp integration serves the page on a loopback port; playwright drives Debian's
+``chromium`` (``playwright install`` is not used). The tests read the numbers the page
+shows — the chart's points and labels, the heatmap's cells — and compare them with
+answers computed from Python sets, and save ``artifacts/dashboard.png``.
+
+These tests are independent of the redis-server binary, so they run once, on a private
+server of their own. Without playwright or ``/usr/bin/chromium`` they are skipped, unless
+``BITLENS_REQUIRE_BROWSER=1`` (CI), which makes that a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+from uuid import uuid4
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+import bitlens.aiohttp
+from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed
+from bitlens import Tracker
+from bitlens._embedded import EmbeddedRedis
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from playwright.async_api import Browser, ConsoleMessage, Dialog, Page
+
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REQUIRE_ENV = "BITLENS_REQUIRE_BROWSER"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+WEEKS = [f"2025-W{w}" for w in range(10, 16)]
+
+
+def _missing() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (the 'browser' dependency group)"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def seed() -> Seed:
+    """The seeded activity and its reference answers."""
+    return Seed()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedRedis]:
+    """A private redis-server for this module (any binary: the page is what is tested)."""
+    with EmbeddedRedis() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def base_url(server: EmbeddedRedis, seed: Seed) -> AsyncIterator[str]:
+    """Seed the data and serve an aiohttp app with the dashboard at ``/bitlens/``."""
+    prefix = f"t{uuid4().hex[:12]}"
+    async with Tracker(server.url, prefix=prefix) as tracker:
+        await tracker.mark_events(seed.marks)
+    app = web.Application()
+    bitlens.aiohttp.setup(app, server.url, prefix=prefix)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield str(test_server.make_url("/bitlens/"))
+    finally:
+        await test_server.close()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """A headless Chromium, or a skip (a failure with BITLENS_REQUIRE_BROWSER=1)."""
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Watched:
+    """A page plus every dialog, console error and failed request it produced."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("requestfailed", lambda request: self.errors.append(f"failed: {request.url}"))
+
+    async def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.errors.append(message.text)
+
+
+async def _open(browser: Browser, url: str) -> Watched:
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    watched = Watched(page)
+    await page.goto(url)
+    await page.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=15_000)
+    return watched
+
+
+def _query(**params: str | list[str]) -> str:
+    return "?" + urlencode(params, doseq=True)
+
+
+async def test_chart_and_heatmap_show_the_reference_numbers(
+    browser: Browser, base_url: str, seed: Seed
+) -> None:
+    """Weekly counts of two events and a 6 x 6 weekly retention heatmap, number by number."""
+    first, last = FIRST_DAY.isoformat(), LAST_DAY.isoformat()
+    url = base_url + _query(
+        event=["active", "signed_up"],
+        period="week",
+        start=first,
+        end=last,
+        rstart="signed_up",
+        rreturn="active",
+        cohorts="6",
+        buckets="6",
+    )
+    watched = await _open(browser, url)
+    page = watched.page
+    assert await page.get_attribute("body", "data-state") == "ready"
+
+    points = await page.eval_on_selector_all(
+        "#chart circle.point",
+        "nodes => nodes.map(n => [n.getAttribute('data-event'), n.getAttribute('data-label'),"
+        " Number(n.getAttribute('data-count'))])",
+    )
+    expected_points = [
+        [event, label, count]
+        for event in ("active", "signed_up")
+        for label, count in zip(WEEKS, seed.counts(event, "week", FIRST_DAY, LAST_DAY), strict=True)
+    ]
+    assert points == expected_points
+    shown = await page.eval_on_selector_all(
+        "#chart text.value", "nodes => nodes.map(n => n.textContent)"
+    )
+    assert shown == [str(count) for _, _, count in expected_points]
+    x_labels = await page.eval_on_selector_all(
+        "#chart text.x-tick", "nodes => nodes.map(n => n.textContent)"
+    )
+    assert x_labels == WEEKS
+    assert await page.locator("#legend .event-name").all_text_contents() == ["active", "signed_up"]
+
+    rows = await page.eval_on_selector_all(
+        "#heatmap tbody tr",
+        "rows => rows.map(r => [r.querySelector('th').textContent,"
+        " r.querySelector('td.size').textContent,"
+        " Array.from(r.querySelectorAll('td.cell'), c => [c.getAttribute('data-count'),"
+        " c.textContent])])",
+    )
+    expected = seed.weekly_retention("signed_up", "active", WEEKS, 6)
+    assert [(label, int(size)) for label, size, _ in rows] == [(w, n) for w, n, _ in expected]
+    for (label, _, cells), (_, size, counts) in zip(rows, expected, strict=True):
+        assert [int(count) for count, _ in cells] == counts, label
+        percents = [float(text.rstrip("%")) for _, text in cells]
+        assert percents == pytest.approx([100 * c / size for c in counts], abs=0.051), label
+    averages = await page.eval_on_selector_all(
+        "#heatmap tfoot td[data-percent]", "cells => cells.map(c => Number(c.dataset.percent))"
+    )
+    total = sum(size for _, size, _ in expected)
+    assert averages == pytest.approx(
+        [100 * sum(counts[k] for _, _, counts in expected) / total for k in range(6)]
+    )
+
+    # The look-up form: one user active in the last week, one not.
+    active = seed.users_in("active", "week", WEEKS[-1])
+    for user in (min(active), next(u for u in range(1, 301) if u not in active)):
+        await page.fill("#lookup-user", str(user))
+        await page.select_option("#lookup-event", "active")
+        await page.click("#lookup button")
+        result = await page.wait_for_selector("#lookup-result[data-contains]")
+        assert result is not None
+        assert await result.get_attribute("data-contains") == str(user in active).lower()
+        assert f"user {user} did" in (await result.text_content() or "")
+        assert WEEKS[-1] in (await result.text_content() or "")
+        await result.evaluate("node => node.removeAttribute('data-contains')")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+    assert watched.dialogs == []
+    assert watched.errors == []
+    await page.close()
+
+
+async def test_event_names_are_shown_as_text(browser: Browser, base_url: str, seed: Seed) -> None:
+    """A name made of HTML is displayed verbatim everywhere and never becomes markup."""
+    url = base_url + _query(
+        event=HOSTILE, period="day", start="2025-03-03", end="2025-03-16", rstart=HOSTILE
+    )
+    watched = await _open(browser, url)
+    page = watched.page
+    assert await page.get_attribute("body", "data-state") == "ready"
+    checkbox_names = await page.locator("#event-list .event-name").all_text_contents()
+    assert HOSTILE in checkbox_names
+    assert await page.locator("#legend .event-name").all_text_contents() == [HOSTILE]
+    assert await page.text_content("#retention-start") == HOSTILE
+    assert await page.text_content("#retention-returning") == HOSTILE
+    options = await page.eval_on_selector_all(
+        "#rstart option", "nodes => nodes.map(n => [n.value, n.textContent])"
+    )
+    assert [HOSTILE, HOSTILE] in options
+    header = await page.eval_on_selector_all(
+        "#counts-table thead th", "nodes => nodes.map(n => n.textContent)"
+    )
+    assert header == ["day", HOSTILE]
+    counts = await page.eval_on_selector_all(
+        "#chart circle.point",
+        "nodes => nodes.map(n => [n.getAttribute('data-event'),"
+        " Number(n.getAttribute('data-count'))])",
+    )
+    days = seed.counts(HOSTILE, "day", FIRST_DAY, FIRST_DAY.replace(day=16))
+    assert counts == [[HOSTILE, n] for n in days]
+    assert sum(days) > 0
+    # Nothing of the name was parsed as HTML: no image, no handler ran, no CSP report.
+    assert await page.locator("img").count() == 0
+    assert watched.dialogs == []
+    assert watched.errors == []
+    await page.close()
+
+
+async def test_the_bare_prefix_works_and_errors_are_shown(browser: Browser, base_url: str) -> None:
+    """``/bitlens`` (no slash) redirects and still reaches the API; a 400 shows its message."""
+    url = base_url.rstrip("/") + _query(event="active", start="2025-04-13", end="2025-03-03")
+    watched = await _open(browser, url)
+    page = watched.page
+    assert page.url.startswith(base_url)
+    assert await page.get_attribute("body", "data-state") == "error"
+    assert await page.text_content("#error") == (
+        "counts: invalid 'start': 2025-04-13 is after end 2025-03-03"
+    )
+    assert await page.locator("#event-list .event-name").count() == 3  # /events was reached
+    assert watched.dialogs == []
+    # The browser reports the 400 itself, as a console error; nothing else went wrong.
+    assert [e for e in watched.errors if "400" not in e] == []
+    await page.close()
