@@ -14,13 +14,11 @@ from hypothesis import strategies as st
 
 from _helpers import scan_keys
 from _reference import Model
+from _trees import LEAVES, SHARD_BITS, UTC, seed, trees
 from bitlens import (
     BitOpAnd,
-    BitOpDiff,
     BitOpNot,
     BitOpOr,
-    BitOpXor,
-    DayEvents,
     EventsBetween,
     Expr,
     GranularityNotTracked,
@@ -28,7 +26,6 @@ from bitlens import (
     Tracker,
     UniqueEvents,
     Universe,
-    WeekEvents,
     YearEvents,
     last,
 )
@@ -42,42 +39,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-UTC = dt.timezone.utc
-EVENTS = ("a", "b", "c")
-FIRST_DAY = dt.datetime(2026, 10, 20, tzinfo=UTC)
-SHARD_BITS = 8  # 256 ids per shard: the data below spans ~24 shards
-
-LEAVES: tuple[Expr, ...] = (
-    *(MonthEvents(e, 2026, m) for e in EVENTS for m in (10, 11, 12)),
-    *(WeekEvents(e, 2026, w) for e in EVENTS[:2] for w in (44, 45, 47, 49)),
-    DayEvents("a", 2026, 11, 2),
-    DayEvents("b", 2026, 11, 15),
-    YearEvents("c", 2026),
-    UniqueEvents("a"),
-    UniqueEvents("b"),
-    Universe(),
-    EventsBetween("a", dt.date(2026, 10, 28), dt.date(2026, 11, 20)),
-    EventsBetween("b", dt.date(2026, 11, 1), dt.date(2026, 12, 1)),
-)
-
-
-def trees(depth: int) -> st.SearchStrategy[Expr]:
-    """Random expression trees of at most ``depth`` operator levels."""
-    leaf = st.sampled_from(LEAVES)
-    if depth == 0:
-        return leaf
-    sub = st.deferred(lambda: trees(depth - 1))
-    children = st.lists(sub, min_size=2, max_size=3)
-    return st.one_of(
-        leaf,
-        children.map(lambda xs: BitOpAnd(*xs)),
-        children.map(lambda xs: BitOpOr(*xs)),
-        children.map(lambda xs: BitOpXor(*xs)),
-        children.map(lambda xs: BitOpDiff(xs[0], *xs[1:])),
-        sub.map(lambda x: BitOpNot(x)),
-        st.tuples(sub, sub).map(lambda xy: BitOpNot(xy[0], universe=xy[1])),
-    )
-
 
 @dataclass
 class Seeded:
@@ -89,24 +50,6 @@ class Seeded:
     ids: list[int]
 
 
-async def _seed(tracker: Tracker, model: Model, seed: int) -> list[int]:
-    rng = random.Random(seed)
-    ids = sorted(rng.sample(range(6_000), 700))
-    marks: list[tuple[str, int, dt.datetime]] = []
-    for uid in ids:
-        for _ in range(rng.randrange(1, 6)):
-            at = FIRST_DAY + dt.timedelta(hours=rng.randrange(50 * 24))
-            event = rng.choice(EVENTS)
-            marks.append((event, uid, at))
-            model.mark(event, uid, at)
-    await tracker.mark_events(marks)
-    for uid in rng.sample(ids, 200):
-        event = rng.choice(EVENTS[:2])
-        await tracker.mark_unique(event, uid)
-        model.mark_unique(event, uid)
-    return ids
-
-
 @pytest.fixture
 async def seeded(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
@@ -114,7 +57,7 @@ async def seeded(
     """Marks ~2,000 random events over ~24 shards once per test function."""
     tracker = Tracker(counted_client, prefix=prefix, shard_bits=SHARD_BITS)
     model = Model()
-    ids = await _seed(tracker, model, seed=len(prefix) + 11)
+    ids = await seed(tracker, model, seed=len(prefix) + 11)
     await tracker.count(Universe())  # learn the server's capabilities
     proxy.reset()
     yield Seeded(tracker, model, proxy, ids)

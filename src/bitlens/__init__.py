@@ -25,8 +25,10 @@ from ._embedded import EmbeddedRedis, RedisServerNotFound
 from ._exceptions import (
     BitlensError,
     GranularityNotTracked,
+    IdMapMismatch,
     InvalidEventName,
     InvalidExpression,
+    InvalidExternalId,
     InvalidPeriod,
     InvalidPrefix,
     InvalidUserId,
@@ -55,6 +57,7 @@ from ._expr import (
     YearEvents,
     last,
 )
+from ._idmap import IdMap
 from ._ingest import Batch, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
 from ._periods import Day, Hour, Month, Period, Week, Year
@@ -80,9 +83,12 @@ __all__ = [
     "GranularityNotTracked",
     "Hour",
     "HourEvents",
+    "IdMap",
+    "IdMapMismatch",
     "IngestStats",
     "InvalidEventName",
     "InvalidExpression",
+    "InvalidExternalId",
     "InvalidPeriod",
     "InvalidPrefix",
     "InvalidUserId",

@@ -7,6 +7,8 @@ The tree::
 
     BitlensError
     ├── InvalidUserId          (also ValueError)  negative, non-int, bool or too large id
+    ├── InvalidExternalId      (also ValueError)  an id map key that is not a usable str/UUID
+    ├── IdMapMismatch          (also ValueError)  an id map stored with another bucket count
     ├── InvalidEventName       (also ValueError)  empty, too long, or unsafe in a key
     ├── InvalidPrefix          (also ValueError)  unsafe key prefix
     ├── InvalidPeriod          (also ValueError)  a period or date range that does not exist
@@ -26,8 +28,10 @@ from __future__ import annotations
 __all__ = [
     "BitlensError",
     "GranularityNotTracked",
+    "IdMapMismatch",
     "InvalidEventName",
     "InvalidExpression",
+    "InvalidExternalId",
     "InvalidPeriod",
     "InvalidPrefix",
     "InvalidUserId",
@@ -52,6 +56,35 @@ class InvalidUserId(BitlensError, ValueError):
         self.limit = limit
         super().__init__(
             f"user ids must be ints from 0 to {limit}; got {user_id!r} ({type(user_id).__name__})"
+        )
+
+
+class InvalidExternalId(BitlensError, ValueError):
+    """An external id given to an ``IdMap`` is not a non-empty ``str`` or ``uuid.UUID``.
+
+    Also refused: ids longer than 1,024 UTF-8 bytes and strings that are not valid Unicode.
+    """
+
+    def __init__(self, external_id: object, reason: str) -> None:
+        self.external_id = external_id
+        self.reason = reason
+        super().__init__(f"invalid external id {external_id!r}: {reason}")
+
+
+class IdMapMismatch(BitlensError, ValueError):
+    """An ``IdMap`` was opened with another bucket count than the one it was stored with.
+
+    The bucket count decides which int each external id gets, so it is fixed for the life
+    of a map: open it with the count it was made with (or use another map name).
+    """
+
+    def __init__(self, name: str, stored: int, given: int) -> None:
+        self.name = name
+        self.stored = stored
+        self.given = given
+        super().__init__(
+            f"id map {name!r} was stored with buckets={stored}, not {given}: "
+            f"open it with IdMap(tracker, {name!r}, buckets={stored})"
         )
 
 
