@@ -300,6 +300,9 @@ COUNT_SCRIPT = """\
 -- MULTI/EXEC), and the DEL below always runs. The only way left to strand a temp key is a
 -- script stopped midway by the operator (SHUTDOWN NOSAVE, a crash with no persistence
 -- replaying it): for that, each temp key also gets a 60 s PEXPIRE as a safety net.
+-- Nothing this script writes outlives it, so nothing is replicated or written to the AOF:
+-- replicas would only redo the BITOPs to delete their results again.
+redis.set_repl(redis.REPL_NONE)
 local width = tonumber(ARGV[1])
 local program, i = {}, 2
 while i <= #ARGV do
