@@ -34,7 +34,8 @@ def tests(session: nox.Session) -> None:
     newest = session.python == LATEST
     session.install("-e", ".", *_group("test"), *(_group("browser") if newest else []))
     env = {"BITLENS_REQUIRE_BROWSER": "1"} if newest else {}
-    session.run("python", "-m", "pytest", *session.posargs, env=env)
+    # Two workers (one per core here): each starts its own private servers and cluster.
+    session.run("python", "-m", "pytest", "-n", "auto", *session.posargs, env=env)
 
 
 @nox.session(python=DEV)

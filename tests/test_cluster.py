@@ -30,6 +30,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
+import bitlens._execute
 from _cluster_counter import count_writes
 from _reference import Model
 from _trees import LEAVES, SHARD_BITS, seed, trees
@@ -156,13 +157,14 @@ async def _warm(tracker: Tracker, shards: Sequence[int]) -> None:
 
 @contextlib.contextmanager
 def _wire_order() -> Iterator[list[tuple[str, str]]]:
-    """Record every redis-py write (``"send"``) and reply read (``"reply"``) with its node.
+    """Record every redis-py write (``"send"``) and reply batch read (``"reply"``) with its node.
 
-    Wraps ``AbstractConnection.send_packed_command`` and ``read_response`` for the block.
+    Wraps ``AbstractConnection.send_packed_command`` and the executor's ``_read_all`` (which
+    reads a pipeline's replies from the connection's parser) for the block.
     """
     events: list[tuple[str, str]] = []
     original_send = AbstractConnection.send_packed_command
-    original_read = AbstractConnection.read_response
+    original_read = bitlens._execute._read_all
 
     async def send_packed_command(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
         """Write as redis-py would, then record the write."""
@@ -170,20 +172,19 @@ def _wire_order() -> Iterator[list[tuple[str, str]]]:
         connection: Any = self
         events.append(("send", f"{connection.host}:{connection.port}"))
 
-    async def read_response(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
-        """Read as redis-py would, then record the reply."""
-        reply = await original_read(self, *args, **kwargs)
-        connection: Any = self
+    async def read_all(connection: Any, count: int) -> list[object]:
+        """Read as the executor would, then record the replies."""
+        replies = await original_read(connection, count)
         events.append(("reply", f"{connection.host}:{connection.port}"))
-        return reply
+        return replies
 
     setattr(AbstractConnection, "send_packed_command", send_packed_command)  # noqa: B010
-    setattr(AbstractConnection, "read_response", read_response)  # noqa: B010
+    setattr(bitlens._execute, "_read_all", read_all)  # noqa: B010
     try:
         yield events
     finally:
         setattr(AbstractConnection, "send_packed_command", original_send)  # noqa: B010
-        setattr(AbstractConnection, "read_response", original_read)  # noqa: B010
+        setattr(bitlens._execute, "_read_all", original_read)  # noqa: B010
 
 
 # -- the expression suite -----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from redis.asyncio.cluster import RedisCluster
@@ -60,26 +60,32 @@ def pack(commands: Sequence[Command]) -> bytes:
     :raises TypeError: for another argument type
     """
     out: list[bytes] = []
-    append = out.append
     for command in commands:
-        header = len(command)
+        argc = len(command)
+        parts: list[bytes] = []
         for arg in command:
-            if isinstance(arg, Packed):
-                header += arg.count - 1
-        append(b"*%d\r\n" % header)
-        for arg in command:
-            if isinstance(arg, str):
+            kind = type(arg)
+            if kind is str:  # exact-type checks first: this is the hottest loop of a mark
+                data = cast("str", arg).encode()
+            elif kind is int:
+                data = b"%d" % cast("int", arg)
+            elif kind is bytes:
+                data = cast("bytes", arg)
+            elif isinstance(arg, Packed):
+                parts.append(arg.data)
+                argc += arg.count - 1
+                continue
+            elif isinstance(arg, str):
                 data = arg.encode()
-            elif isinstance(arg, bytes):
-                data = arg
             elif isinstance(arg, int) and not isinstance(arg, bool):
                 data = b"%d" % arg
-            elif isinstance(arg, Packed):
-                append(arg.data)
-                continue
+            elif isinstance(arg, bytes):
+                data = arg
             else:
                 raise TypeError(f"cannot send {arg!r} to Redis")
-            append(b"$%d\r\n%b\r\n" % (len(data), data))
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        out.append(b"*%d\r\n" % argc)
+        out += parts
     return b"".join(out)
 
 
@@ -186,7 +192,7 @@ class Executor:
         if self._cluster:
             limit = getattr(client, "max_connections", None)
         self._slots = anyio.Semaphore(
-            limit if isinstance(limit, int) and 0 < limit < 2**31 else 100
+            limit if isinstance(limit, int) and 0 < limit < 2**31 else 100, fast_acquire=True
         )
         self._fanout = anyio.CapacityLimiter(16)
 
@@ -362,7 +368,39 @@ class Executor:
 
 
 async def _read_all(conn: Any, count: int) -> list[object]:
-    """Read ``count`` replies; raise the first error reply only after reading them all."""
+    """Read ``count`` replies; raise the first error reply only after reading them all.
+
+    The replies are read straight from the connection's parser under one timeout for the
+    whole batch (redis-py's ``read_response`` arms a timeout per reply, which costs more
+    than parsing a small reply). On any failure, cancellation included, the connection is
+    closed, so no half-read reply can reach its next user.
+    """
+    parser = getattr(conn, "_parser", None)
+    if parser is None or not hasattr(parser, "read_response"):  # an unknown connection class
+        return await _read_all_slowly(conn, count)
+    timeout = conn.socket_timeout
+    replies: list[object] = []
+    try:
+        with anyio.fail_after(timeout) if timeout else contextlib.nullcontext():
+            for _ in range(count):
+                replies.append(await parser.read_response())
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await conn.disconnect(nowait=True)
+        if isinstance(exc, TimeoutError):
+            raise RedisTimeoutError(f"Timeout reading from {conn.host}:{conn.port}") from exc
+        if isinstance(exc, OSError):
+            raise RedisConnectionError(
+                f"Error reading from {conn.host}:{conn.port}: {exc}"
+            ) from exc
+        raise
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
+
+
+async def _read_all_slowly(conn: Any, count: int) -> list[object]:
     replies: list[object] = []
     first_error: ResponseError | None = None
     for _ in range(count):

@@ -314,8 +314,13 @@ class Tracker:
     def _new_writes(self) -> WriteBatch:
         return WriteBatch(self.schema, self.expire_after, self._expiry_set)
 
-    async def _flush(self, writes: WriteBatch) -> None:
-        """Send a batch of marks in one MULTI/EXEC; register the shards it created."""
+    async def _flush(self, writes: WriteBatch, *, reassert: bool = True) -> None:
+        """Send a batch of marks in one MULTI/EXEC; register the shards it created.
+
+        Batches re-assert all their shards in the registry (so a registry lost to a restart
+        without persistence heals); a lone mark only registers a shard new to this process,
+        to keep the hottest path one command shorter.
+        """
         self._check_open_or_draining()
         if not writes.marks:
             return
@@ -337,7 +342,8 @@ class Tracker:
             groups.append(Group(registry, [("SADD", registry, *sorted(shards))], transaction=True))
             await self._executor.run(groups)
         else:
-            await self._executor.send(writes.commands(token, shards), transaction=True)
+            registered = shards if reassert else shards - self._known_shards
+            await self._executor.send(writes.commands(token, registered), transaction=True)
         self._known_shards |= shards
         self._counters.marks_written += writes.marks
         self._counters.batches_sent += 1
@@ -363,7 +369,7 @@ class Tracker:
             return
         writes = self._new_writes()
         writes.add(*item, value)
-        await self._flush(writes)
+        await self._flush(writes, reassert=False)
 
     async def mark_event(
         self,
