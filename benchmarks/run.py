@@ -1237,6 +1237,40 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@register("ingest")
+async def ingest(ctx: Context) -> list[Section]:
+    """Batch ingest vs the raw SETBIT limit, 1,000 concurrent marks, one mark alone."""
+    import ingest_bench  # beside this file; it does not import run.py
+
+    sections: list[Section] = []
+    for binary in ctx.binaries:
+        server = ctx.server(binary)
+        try:
+            results = await ingest_bench.measure_ingest(
+                server.host,
+                server.port,
+                quick=ctx.settings.quick,
+                bitmapist=ctx.settings.bitmapist,
+            )
+        finally:
+            server.stop()
+        version_ = ctx.versions[binary]
+        for block in ingest_bench.render_blocks(results):
+            sections.append(
+                Section(f"{block.title} (redis {version_})", "", block.tables, block.notes)
+            )
+    return sections
+
+
+@register("cluster")
+async def cluster(ctx: Context) -> list[Section]:
+    """Ingest and query on a 3-master cluster beside standalone; hot spots; memory per id."""
+    import cluster_bench  # beside this file; it does not import run.py
+
+    blocks = await cluster_bench.run_cluster_bench(quick=ctx.settings.quick)
+    return [Section("Redis Cluster and memory", "", blocks, [])]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected groups; print the report and write it to ``--output``."""
     argv = list(sys.argv[1:] if argv is None else argv)
