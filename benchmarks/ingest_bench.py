@@ -52,6 +52,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+from bitmapist_env import (  # beside this file
+    BITMAPIST_VERSION,
+    ensure_bitmapist_venv,
+)
 from redis.asyncio import Redis
 
 import bitlens
@@ -75,10 +79,7 @@ __all__ = [
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BITMAPIST_VENV = ROOT / ".nox" / "bench-bitmapist"
 BITMAPIST_SIDE = HERE / "bitmapist_ingest_side.py"
-BITMAPIST_REQUIREMENTS = ("bitmapist==3.119", "redis<6")
-BITMAPIST_VERSION = "3.119"
 
 SERVER_CPU = 0
 CLIENT_CPU = 1
@@ -663,43 +664,9 @@ async def measure_single(client: Redis, workload: Workload, plan: Plan) -> dict[
     await tracker.aclose()
     return {name: SingleResult(samples[name], cpu[name] / plan.single) for name in variants}
 
-
-# -------------------------------------------------------------------------------------------
-# bitmapist in its own venv
-# -------------------------------------------------------------------------------------------
-
-
-def _ensure_bitmapist() -> Path:
-    """Return the python of ``.nox/bench-bitmapist``, creating the venv if needed.
-
-    The same venv, requirements and check as ``run.py`` uses, so either may create it.
-
-    :raises RuntimeError: if the venv cannot be made or bitmapist cannot be installed
-    """
-    python = BITMAPIST_VENV / "bin" / "python"
-    check = [
-        str(python),
-        "-c",
-        "from importlib.metadata import version; import bitmapist, redis; "
-        f"assert version('bitmapist') == {BITMAPIST_VERSION!r}, version('bitmapist')",
-    ]
-    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
-        return python
-    log(f"creating {BITMAPIST_VENV} (pip install {' '.join(BITMAPIST_REQUIREMENTS)})")
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(BITMAPIST_VENV)],
-        [str(python), "-m", "pip", "install", "-q", *BITMAPIST_REQUIREMENTS],
-        check,
-    ]
-    for step in steps:
-        try:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeError(f"`{shlex.join(step)}` failed: {exc}") from exc
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-            raise RuntimeError(f"`{shlex.join(step)}` exited with {done.returncode}: {tail}")
-    return python
+    # -------------------------------------------------------------------------------------------
+    # bitmapist in its own venv
+    # -------------------------------------------------------------------------------------------
 
 
 def _batch_from_json(raw: dict[str, Any]) -> BatchRun:
@@ -718,7 +685,7 @@ def run_bitmapist(
 ) -> BitmapistResults:
     """Run ``bitmapist_ingest_side.py`` in bitmapist's venv (it inherits our CPU affinity)."""
     try:
-        exe = python or str(_ensure_bitmapist())
+        exe = python or str(ensure_bitmapist_venv())
     except RuntimeError as exc:
         return BitmapistResults(failure=str(exc))
     count = min(len(workload.marks), max(plan.bitmapist_pipeline, plan.bitmapist_loop, 200_000))

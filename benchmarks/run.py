@@ -44,6 +44,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bitmapist_env import (  # beside this file
+    BITMAPIST_VERSION,
+    ensure_bitmapist_venv,
+)
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
@@ -54,10 +58,7 @@ from bitlens.cohort import Criterion, get_dates_data, retention
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_OUTPUT = HERE / "RESULTS.md"
-BITMAPIST_VENV = ROOT / ".nox" / "bench-bitmapist"
 BITMAPIST_SIDE = HERE / "bitmapist_side.py"
-BITMAPIST_REQUIREMENTS = ("bitmapist==3.119", "redis<6")
-BITMAPIST_VERSION = "3.119"
 
 SERVER_CPU = 0
 CLIENT_CPU = 1
@@ -365,42 +366,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
-
-# -------------------------------------------------------------------------------------------
-# bitmapist in its own venv (it needs redis-py < 6)
-# -------------------------------------------------------------------------------------------
-
-
-def ensure_bitmapist_venv() -> Path:
-    """Return the python of ``.nox/bench-bitmapist`` (bitmapist's own venv), creating it if needed.
-
-    :raises RuntimeError: if the venv cannot be made or bitmapist cannot be installed
-    """
-    python = BITMAPIST_VENV / "bin" / "python"
-    check = [
-        str(python),
-        "-c",
-        "from importlib.metadata import version; import bitmapist, redis; "
-        f"assert version('bitmapist') == {BITMAPIST_VERSION!r}, version('bitmapist')",
-    ]
-    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
-        return python
-    requirements = " ".join(BITMAPIST_REQUIREMENTS)
-    log(f"creating {BITMAPIST_VENV.relative_to(ROOT)} (pip install {requirements})")
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(BITMAPIST_VENV)],
-        [str(python), "-m", "pip", "install", "-q", *BITMAPIST_REQUIREMENTS],
-        check,
-    ]
-    for step in steps:
-        try:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeError(f"`{shlex.join(step)}` failed: {exc}") from exc
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-            raise RuntimeError(f"`{shlex.join(step)}` exited with {done.returncode}: {tail}")
-    return python
+    # -------------------------------------------------------------------------------------------
+    # bitmapist in its own venv (it needs redis-py < 6)
+    # -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
