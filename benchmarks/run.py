@@ -366,9 +366,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
-    # -------------------------------------------------------------------------------------------
-    # bitmapist in its own venv (it needs redis-py < 6)
-    # -------------------------------------------------------------------------------------------
+
+# -------------------------------------------------------------------------------------------
+# bitmapist in its own venv (it needs redis-py < 6): see bitmapist_env.py
+# -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
