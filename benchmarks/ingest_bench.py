@@ -664,9 +664,10 @@ async def measure_single(client: Redis, workload: Workload, plan: Plan) -> dict[
     await tracker.aclose()
     return {name: SingleResult(samples[name], cpu[name] / plan.single) for name in variants}
 
-    # -------------------------------------------------------------------------------------------
-    # bitmapist in its own venv
-    # -------------------------------------------------------------------------------------------
+
+# -------------------------------------------------------------------------------------------
+# bitmapist in its own venv (see bitmapist_env.py)
+# -------------------------------------------------------------------------------------------
 
 
 def _batch_from_json(raw: dict[str, Any]) -> BatchRun:
