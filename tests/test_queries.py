@@ -149,11 +149,11 @@ async def test_not_within_named_universe(seeded: Seeded) -> None:
 async def test_no_temp_key_survives_queries_cancelled_or_dropped(
     seeded: Seeded, client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    """After 1,000 random queries, some cancelled and some cut off, only data keys remain."""
+    """After 2,000 random queries, some cancelled and some cut off, only data keys remain."""
     before = await scan_keys(client, prefix)
     rng = random.Random(99)
     cancelled = dropped = 0
-    for i in range(1_000):
+    for i in range(2_000):
         tree = BitOpAnd(rng.choice(LEAVES), BitOpOr(rng.choice(LEAVES), ~rng.choice(LEAVES)))
         if i % 7 == 0:
             with anyio.move_on_after(rng.uniform(0, 0.002)) as scope:
