@@ -18,6 +18,7 @@ equal subtrees are computed once. An expression has no truth value: ``a and b`` 
 from __future__ import annotations
 
 import datetime as _dt
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
@@ -69,7 +70,7 @@ def _tracker_or_default(tracker: Tracker | None) -> Tracker:
     return get_tracker()
 
 
-class Expr:
+class Expr(ABC):
     """Base of every bitlens expression: a lazily evaluated set of user ids.
 
     Combine expressions with ``&`` (and), ``|`` (or), ``^`` (xor), ``-`` (difference) and
@@ -111,13 +112,13 @@ class Expr:
 
     # -- time shifting ----------------------------------------------------------------------
 
+    @abstractmethod
     def delta(self: _E, n: int) -> _E:
         """Return the same expression with every leaf's period moved by ``n`` periods.
 
         :param n: how many periods to move (negative: back in time)
         :raises UnsupportedOperation: if a leaf has no period (``UniqueEvents``)
         """
-        raise NotImplementedError
 
     def next(self: _E) -> _E:
         """Return the expression one period later (``delta(1)``)."""

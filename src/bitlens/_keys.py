@@ -21,6 +21,7 @@ are refused, so bitlens' own keys never collide with an event's.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -111,7 +112,7 @@ def period_suffix(period: Period | None) -> str:
     raise TypeError(f"unknown period type {type(period).__name__}")
 
 
-class KeySchema:
+class KeySchema(ABC):
     """How ids, events and periods map to Redis keys and bit offsets.
 
     The schema is one replaceable object: :class:`ShardedSchema` is the default, and a
@@ -123,28 +124,29 @@ class KeySchema:
     prefix: str
     shard_bits: int
 
+    @abstractmethod
     def shard_of(self, user_id: int) -> int:
         """Return the shard number that holds ``user_id``.
 
         :param user_id: a validated user id
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def bit_of(self, user_id: int) -> int:
         """Return the bit offset of ``user_id`` inside its shard's bitmaps.
 
         :param user_id: a validated user id
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def user_id(self, shard: int, bit: int) -> int:
         """Return the user id at ``bit`` of ``shard`` (the inverse of shard_of/bit_of).
 
         :param shard: a shard number
         :param bit: a bit offset inside that shard
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def event_key(self, event: str, period: Period | None, shard: int) -> str:
         """Return the key of ``event`` in ``period`` (``None``: the Unique bitmap) for a shard.
 
@@ -152,15 +154,15 @@ class KeySchema:
         :param period: Hour, Day, Week or Month, or ``None`` for UniqueEvents
         :param shard: the shard number
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def universe_key(self, shard: int) -> str:
         """Return the key of the shard's universe bitmap (every id ever marked).
 
         :param shard: the shard number
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def temp_key(self, shard: int, token: str, n: int) -> str:
         """Return the ``n``-th temp key of query ``token`` in ``shard`` (same hash slot).
 
@@ -168,14 +170,15 @@ class KeySchema:
         :param token: a random token unique to one query
         :param n: the index of the temp key within the query
         """
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def registry_key(self) -> str:
         """The key of the set of shard numbers that hold data."""
         raise NotImplementedError
 
     @property
+    @abstractmethod
     def scan_pattern(self) -> str:
         """A SCAN MATCH pattern that finds every key of this schema."""
         raise NotImplementedError
