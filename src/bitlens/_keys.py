@@ -175,13 +175,11 @@ class KeySchema(ABC):
     @abstractmethod
     def registry_key(self) -> str:
         """The key of the set of shard numbers that hold data."""
-        raise NotImplementedError
 
     @property
     @abstractmethod
     def scan_pattern(self) -> str:
         """A SCAN MATCH pattern that finds every key of this schema."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
