@@ -201,6 +201,9 @@ class Tracker:
         self._expiry_set: set[str] = set()
         self._period_cache: dict[tuple[int, int, int, int, bool], tuple[Period | None, ...]] = {}
         self._valid_events: set[str] = set()
+        self._lone_keys: dict[
+            tuple[str, int, int], tuple[tuple[Period | None, ...], list[str], str]
+        ] = {}
         self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
         self._background: Background | None = None
 
@@ -367,9 +370,34 @@ class Tracker:
                 )
             await self._coalescer.add((*item, value))
             return
-        writes = self._new_writes()
-        writes.add(*item, value)
-        await self._flush(writes, reassert=False)
+        if self.expire_after or self._executor.is_cluster:
+            writes = self._new_writes()
+            writes.add(*item, value)
+            await self._flush(writes, reassert=False)
+            return
+        # The hottest path: one mark on one server. Its keys are cached per (event, hour,
+        # shard) and its commands written directly: the same MULTI/EXEC a WriteBatch of
+        # one mark would send, without the batch machinery.
+        self._check_open_or_draining()
+        event, user_id, periods = item
+        schema = self.schema
+        shard, bit = schema.shard_of(user_id), schema.bit_of(user_id)
+        found = self._lone_keys.get((event, shard, id(periods)))
+        if found is None or found[0] is not periods:
+            if len(self._lone_keys) > 4096:
+                self._lone_keys.clear()
+            keys = [schema.event_key(event, period, shard) for period in periods]
+            found = (periods, keys, schema.universe_key(shard))
+            self._lone_keys[event, shard, id(periods)] = found
+        commands: list[Command] = [("SETBIT", key, bit, value) for key in found[1]]
+        if value:
+            commands.append(("SETBIT", found[2], bit, 1))
+        if shard not in self._known_shards:
+            commands.append(("SADD", schema.registry_key, shard))
+        await self._executor.send(commands, transaction=True)
+        self._known_shards.add(shard)
+        self._counters.marks_written += 1
+        self._counters.batches_sent += 1
 
     async def mark_event(
         self,
