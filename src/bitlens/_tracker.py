@@ -342,7 +342,12 @@ class Tracker:
             # The registry's SADD is a transaction too, only so that with replicas_ack the
             # executor sends WAIT after it (it does so after transactions): a registry entry
             # lost in a failover would hide an acknowledged mark from every new reader.
-            groups.append(Group(registry, [("SADD", registry, *sorted(shards))], transaction=True))
+            # A lone mark into a shard this process already registered skips it: on a cluster
+            # the registry often lives on another master, so it would cost a round trip there.
+            registered = shards if reassert else shards - self._known_shards
+            if registered:
+                sadd: Command = ("SADD", registry, *sorted(registered))
+                groups.append(Group(registry, [sadd], transaction=True))
             await self._executor.run(groups)
         else:
             registered = shards if reassert else shards - self._known_shards
