@@ -126,6 +126,19 @@ async def test_sparse_marks_use_one_bitfield_per_key(
     assert await _members(tracker, DAY) == ids
 
 
+async def test_huge_shards_never_get_byte_images(
+    counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
+) -> None:
+    """In 512 MiB shards, 5,000 close ids high up go in as BITFIELD, not a 256 MiB image."""
+    tracker = Tracker(counted_client, prefix=prefix, shard_bits=32)
+    ids = list(range(2**31, 2**31 + 10_000, 2))
+    proxy.reset()
+    await tracker.mark_events([("active", uid, AT) for uid in ids])
+    assert "SETRANGE" not in proxy.command_names
+    assert proxy.command_names.count("BITFIELD") == 4
+    assert await tracker.count(DAY) == 5_000
+
+
 async def test_progress_is_reported_after_each_chunk(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
@@ -137,6 +150,67 @@ async def test_progress_is_reported_after_each_chunk(
     )
     assert total == 1_000
     assert seen == [400, 800, 1_000]
+
+
+async def test_a_bad_item_after_full_chunks_keeps_those_chunks(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """A bad item in the fourth chunk raises after the three before it are written."""
+    tracker = Tracker(client, prefix=prefix, mark_chunk_size=100)
+    seen: list[int] = []
+    items: list[tuple[str, int, dt.datetime]] = [("active", uid, AT) for uid in range(350)]
+    with pytest.raises(ValueError, match="user ids"):
+        await tracker.mark_events([*items, ("active", -1, AT)], progress=seen.append)
+    assert seen == [100, 200, 300]
+    assert await tracker.count(DAY) == 300
+
+
+async def test_mark_events_raises_when_a_chunk_in_flight_fails(
+    private_server: EmbeddedRedis,
+) -> None:
+    """A server lost mid-stream raises a connection error; written chunks stay reported."""
+    plain = redis.asyncio.Redis.from_url(private_server.url, retry=None)
+    tracker = Tracker(plain, prefix="f", mark_chunk_size=500)
+    seen: list[int] = []
+
+    def items() -> Iterator[tuple[str, int, dt.datetime]]:
+        for uid in range(5_000):
+            if uid == 1_600:
+                private_server.kill()
+            yield ("active", uid, AT)
+
+    with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        await tracker.mark_events(items(), progress=seen.append)
+    assert seen in ([500, 1_000], [500, 1_000, 1_500])
+    await plain.aclose()
+
+
+async def test_mark_events_cancelled_midway_leaves_the_tracker_usable(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """Cancelling a long mark_events stops it; the next call and queries work and agree."""
+    tracker = Tracker(client, prefix=prefix, mark_chunk_size=500)
+    seen: list[int] = []
+    with anyio.move_on_after(0.05) as scope:
+        await tracker.mark_events(
+            (("active", uid % 200_000, AT) for uid in range(10**7)), progress=seen.append
+        )
+    assert scope.cancelled_caught
+    assert seen
+    assert await tracker.count(DAY) >= seen[-1]
+    assert await tracker.mark_events([("active", uid, AT) for uid in range(200_000)]) == 200_000
+    assert await tracker.count(DAY) == 200_000
+    assert await client.keys(f"{prefix}:*~tmp*") == []
+
+
+async def test_coalesced_batches_are_counted(client: redis.asyncio.Redis, prefix: str) -> None:
+    """stats().coalesced_batches counts the batches coalescing callers shared."""
+    tracker = Tracker(client, prefix=prefix, coalesce=True, coalesce_delay=0.05)
+    async with anyio.create_task_group() as tg:
+        for uid in range(300):
+            tg.start_soon(tracker.mark_event, "active", uid, AT)
+    stats = tracker.stats()
+    assert (stats.marks_written, stats.coalesced_batches, stats.batches_sent) == (300, 1, 1)
 
 
 async def test_day_keys_expire_after_their_period(client: redis.asyncio.Redis, prefix: str) -> None:

@@ -30,7 +30,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -61,7 +61,7 @@ class IngestStats:
 
     :param marks_written: marks confirmed written by any path
     :param batches_sent: MULTI/EXEC batches that succeeded
-    :param coalesced_batches: of those, batches shared by coalescing callers
+    :param coalesced_batches: of those, batches sent by coalescing ``mark_event`` calls
     :param nowait_enqueued: marks accepted by ``mark_event_nowait``
     :param nowait_written: of those, marks written
     :param nowait_dropped: marks refused because the queue was full (or left at close)
@@ -204,30 +204,51 @@ class Batch:
             await self.flush()
 
 
-@dataclass(slots=True)
 class _Shared:
-    writes: WriteBatch
-    full: anyio.Event = field(default_factory=anyio.Event)
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: BaseException | None = None
-    callers: int = 0
+    """One batch being coalesced: its marks, the futures of the callers waiting on it."""
+
+    __slots__ = ("error", "full", "waiters", "writes")
+
+    def __init__(self, writes: WriteBatch) -> None:
+        self.writes = writes
+        self.waiters: list[asyncio.Future[None]] = []
+        self.full: asyncio.Future[None] | None = None  # the leader's wake-up, once it waits
+        self.error: BaseException | None = None
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class Coalescer:
     """Merges concurrent marks from many tasks into shared batches (see the module doc).
 
+    Each waiting caller costs one bare asyncio future, woken once by the leader after the
+    batch is written (no per-caller event or cancel scope): at a thousand callers per
+    batch, waking them is a good part of the cost of a coalesced mark.
+
     :param flush: sends one batch
     :param new_batch: makes an empty batch
+    :param counters: where to count the batches sent
     :param max_marks: a batch is sent as soon as it holds this many marks
     :param delay: the longest a batch waits for company, in seconds
     :param max_in_flight: batches sent at the same time; callers beyond wait
     """
 
     def __init__(
-        self, flush: Flush, new_batch: NewBatch, *, max_marks: int, delay: float, max_in_flight: int
+        self,
+        flush: Flush,
+        new_batch: NewBatch,
+        counters: Counters,
+        *,
+        max_marks: int,
+        delay: float,
+        max_in_flight: int,
     ) -> None:
         self._flush = flush
         self._new_batch = new_batch
+        self._counters = counters
         self.max_marks = max_marks
         self.delay = delay
         self._in_flight = anyio.Semaphore(max_in_flight)
@@ -236,25 +257,33 @@ class Coalescer:
         self._idle = anyio.Event()
         self._idle.set()
 
-    async def add(self, item: MarkItem) -> None:
-        """Add one mark and return once the batch holding it is written.
+    async def add(
+        self, event: str, user_id: int, periods: tuple[Period | None, ...], value: int
+    ) -> None:
+        """Add one validated mark and return once the batch holding it is written.
 
-        :param item: a validated mark
+        A caller cancelled while it waits leaves its mark in the batch, which is still
+        sent for the others.
+
+        :param event: the event name
+        :param user_id: the id
+        :param periods: the periods to write (``None``: UniqueEvents)
+        :param value: 1 to mark, 0 to unmark
         :raises Exception: whatever sending the shared batch raised
         """
         shared = self._open
-        leader = shared is None
         if shared is None:
             shared = self._open = _Shared(self._new_batch())
-        shared.writes.add(*item)
-        shared.callers += 1
-        if len(shared.writes) >= self.max_marks:
-            self._open = None
-            shared.full.set()
-        if leader:
+            shared.writes.add(event, user_id, periods, value)
             await self._lead(shared)
         else:
-            await shared.done.wait()
+            shared.writes.add(event, user_id, periods, value)
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            shared.waiters.append(waiter)
+            if len(shared.writes) >= self.max_marks:
+                self._open = None
+                _wake(shared.full)
+            await waiter
         if shared.error is not None:
             raise copy.copy(shared.error)
 
@@ -263,8 +292,14 @@ class Coalescer:
             self._idle = anyio.Event()
         self._active += 1
         try:
-            with anyio.move_on_after(self.delay):
-                await shared.full.wait()
+            if self._open is shared and len(shared.writes) < self.max_marks:
+                loop = asyncio.get_running_loop()
+                full = shared.full = loop.create_future()
+                timer = loop.call_later(self.delay, _wake, full)
+                try:
+                    await full
+                finally:
+                    timer.cancel()
         finally:
             # Even if the leader is cancelled, the batch is sent for everyone in it.
             with anyio.CancelScope(shield=True):
@@ -273,10 +308,12 @@ class Coalescer:
                 try:
                     async with self._in_flight:
                         await self._flush(shared.writes)
+                    self._counters.coalesced_batches += 1
                 except Exception as exc:
                     shared.error = exc
                 finally:
-                    shared.done.set()
+                    for waiter in shared.waiters:
+                        _wake(waiter)
                     self._active -= 1
                     if self._active == 0:
                         self._idle.set()

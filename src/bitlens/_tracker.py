@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as _dt
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar, cast, overload
 
+import anyio
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -369,11 +372,12 @@ class Tracker:
                 self._coalescer = Coalescer(
                     self._flush,
                     self._new_writes,
+                    self._counters,
                     max_marks=self.coalesce_max_marks,
                     delay=self.coalesce_delay,
                     max_in_flight=self.coalesce_max_in_flight,
                 )
-            await self._coalescer.add((*item, value))
+            await self._coalescer.add(*item, value)
             return
         if self.expire_after or self._executor.is_cluster:
             writes = self._new_writes()
@@ -432,9 +436,12 @@ class Tracker:
         :raises TrackerClosed: after ``aclose()``
         """
         self._check_open()
-        await self._write_one(
-            self._validate_mark(event, user_id, at, track_hourly, track_unique), 1
-        )
+        item = self._validate_mark(event, user_id, at, track_hourly, track_unique)
+        coalescer = self._coalescer
+        if coalescer is not None:  # one coroutine frame fewer per coalesced mark
+            await coalescer.add(*item, 1)
+        else:
+            await self._write_one(item, 1)
 
     def mark_event_nowait(
         self,
@@ -561,23 +568,50 @@ class Tracker:
         self._check_open()
         writes = self._new_writes()
         validate = self._validate_mark
+        chunk_size = self.mark_chunk_size
         sent = 0
-        for mark in marks:
-            if type(mark) is not tuple:
-                raise TypeError(f"expected (event, user_id[, at]), got {mark!r}")
-            if len(mark) == 3:
-                event, user_id, at = mark
-            elif len(mark) == 2:
-                event, user_id, at = (*mark, None)
-            else:
-                raise TypeError(f"expected (event, user_id[, at]), got {mark!r}")
-            writes.add(*validate(event, user_id, at, track_hourly, track_unique), 1)
-            if writes.marks >= self.mark_chunk_size:
-                await self._flush(writes)
-                sent += writes.marks
-                writes = self._new_writes()
+        # One chunk is in flight while the next one is built: Redis applies a chunk while
+        # this process validates and groups the next (two cores at work instead of one).
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            for mark in marks:
+                if type(mark) is not tuple:
+                    raise TypeError(f"expected (event, user_id[, at]), got {mark!r}")
+                if len(mark) == 3:
+                    event, user_id, at = mark
+                elif len(mark) == 2:
+                    event, user_id, at = (*mark, None)
+                else:
+                    raise TypeError(f"expected (event, user_id[, at]), got {mark!r}")
+                writes.add(*validate(event, user_id, at, track_hourly, track_unique), 1)
+                if writes.marks >= chunk_size:
+                    if in_flight is not None:
+                        await in_flight
+                        in_flight = None
+                        sent += chunk_size
+                        if progress is not None:
+                            progress(sent)
+                    in_flight = asyncio.get_running_loop().create_task(self._flush(writes))
+                    writes = self._new_writes()
+                    await asyncio.sleep(0)  # let it pack and write its request
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
+                sent += chunk_size
                 if progress is not None:
                     progress(sent)
+        except BaseException as exc:
+            if in_flight is not None:
+                if isinstance(exc, Exception):  # e.g. a bad item: the chunks before it are sent
+                    with anyio.CancelScope(shield=True):
+                        await in_flight  # if it failed, its error (the earlier one) is raised
+                    if progress is not None:
+                        progress(sent + chunk_size)
+                else:  # cancelled: so is the chunk in flight (marks are idempotent)
+                    in_flight.cancel()
+                    with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                        await in_flight
+            raise
         if writes.marks:
             await self._flush(writes)
             sent += writes.marks
