@@ -32,7 +32,7 @@ from ._periods import Day, Hour, Month, Period, Week
 
 if TYPE_CHECKING:
     import datetime as _dt
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 
 __all__ = ["Granularity", "Packed", "WriteBatch"]
@@ -201,19 +201,22 @@ class WriteBatch:
         """
         self._settle()
         out: dict[int, list[Command]] = {}
-        temp = _TempNames(self.schema, token, max(1, 1 << max(self.schema.shard_bits - 3, 0)))
+        temp = _TempNames(self.schema, token)
+        # The fewest bits for which a byte image costs Redis less than BITFIELD (read here,
+        # not at import, so the grouping benchmark can switch images off).
+        key_bytes = 1 << max(self.schema.shard_bits - 3, 0)  # a shard key's longest length
+        image_bits = max(IMAGE_MIN_BITS, -(-key_bytes // IMAGE_BYTES_PER_BIT))
         for key, bits in self._keys.items():
             commands = out.setdefault(bits.shard, [])
             used_image = False
             if bits.ones:
-                used_image = _emit(commands, key, bits.ones, 1, bits.shard, temp)
+                used_image = _emit(commands, key, bits.ones, 1, bits.shard, temp, image_bits)
             if bits.zeros:
-                _emit(commands, key, bits.zeros, 0, bits.shard, temp)
+                _emit(commands, key, bits.zeros, 0, bits.shard, temp, image_bits)
             self._expire(commands, key, bits.period, force=used_image)
         for shard, offsets in self._universe.items():
-            _emit(
-                out.setdefault(shard, []), self.schema.universe_key(shard), offsets, 1, shard, temp
-            )
+            universe = self.schema.universe_key(shard)
+            _emit(out.setdefault(shard, []), universe, offsets, 1, shard, temp, image_bits)
         return out
 
     def _expire(self, out: list[Command], key: str, period: Period | None, *, force: bool) -> None:
@@ -230,7 +233,6 @@ class WriteBatch:
 class _TempNames:
     schema: KeySchema
     token: str
-    key_bytes: int  # the longest a key of one shard can be
     count: int = 0
 
     def __call__(self, shard: int) -> str:
@@ -244,20 +246,20 @@ def _emit(
     offsets: set[int],
     value: int,
     shard: int,
-    temp: _TempNames,
+    temp: Callable[[int], str],
+    image_bits: int,
 ) -> bool:
-    """Append the cheapest exact command(s) for ``offsets``; return whether an image was used."""
+    """Append the cheapest exact command(s) for ``offsets``; return whether an image was used.
+
+    A byte image is used for ``image_bits`` bits or more (a set, never a clear).
+    """
     if len(offsets) == 1:
         out.append(("SETBIT", key, next(iter(offsets)), value))
         return False
     ordered = sorted(offsets)
     lo, hi = ordered[0] >> 3, ordered[-1] >> 3
     span = hi - lo + 1
-    if (
-        value
-        and len(ordered) >= IMAGE_MIN_BITS
-        and temp.key_bytes <= IMAGE_BYTES_PER_BIT * len(ordered)
-    ):
+    if value and len(ordered) >= image_bits:
         image = bytearray(span)
         base = lo << 3
         for offset in ordered:
