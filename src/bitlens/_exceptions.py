@@ -12,11 +12,19 @@ The tree::
     ├── InvalidEventName       (also ValueError)  empty, too long, or unsafe in a key
     ├── InvalidPrefix          (also ValueError)  unsafe key prefix
     ├── InvalidPeriod          (also ValueError)  a period or date range that does not exist
+    ├── InvalidTimeZone        (also ValueError)  a time zone name that is not known
+    ├── InvalidMoment          (also TypeError)   an ``at`` that is not a datetime or date
+    ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
     ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
     ├── InvalidExpression      (also TypeError)   an operand that is not a bitlens expression
     ├── UnsupportedOperation   (also TypeError)   e.g. shifting an expression without a period
     ├── TrackerClosed          (also RuntimeError) use after ``aclose()``
-    └── NoDefaultTracker       (also RuntimeError) ``bitlens.setup()`` was never called
+    ├── NoDefaultTracker       (also RuntimeError) ``bitlens.setup()`` was never called
+    ├── MarkRejected                               a mark the server refuses for good
+    ├── CleanupFailed                              a query's temp keys could not be deleted
+    ├── AuthenticationFailed                       Redis refused the credentials (or got none)
+    ├── PermissionDenied                           the Redis user lacks a command or key
+    └── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
 
 Each class fixes its own message; raise sites stay one line::
 
@@ -26,16 +34,24 @@ Each class fixes its own message; raise sites stay one line::
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
     "BitlensError",
+    "CleanupFailed",
     "GranularityNotTracked",
     "IdMapMismatch",
     "InvalidEventName",
     "InvalidExpression",
     "InvalidExternalId",
+    "InvalidMoment",
+    "InvalidOption",
     "InvalidPeriod",
     "InvalidPrefix",
+    "InvalidTimeZone",
     "InvalidUserId",
+    "MarkRejected",
     "NoDefaultTracker",
+    "PermissionDenied",
+    "ServerOutOfMemory",
     "TrackerClosed",
     "UnsupportedOperation",
 ]
@@ -167,4 +183,123 @@ class NoDefaultTracker(BitlensError, RuntimeError):
         super().__init__(
             "no default tracker: call bitlens.setup(url_or_client) first, "
             "or pass tracker=... explicitly"
+        )
+
+
+class InvalidTimeZone(BitlensError, ValueError):
+    """A time zone that is neither a ``datetime.tzinfo`` nor a known IANA name."""
+
+    def __init__(self, tz: object) -> None:
+        self.tz = tz
+        super().__init__(
+            f"unknown time zone {tz!r}: pass an IANA name such as 'Europe/Berlin' or 'UTC', "
+            "or a datetime.tzinfo"
+        )
+
+
+class InvalidMoment(BitlensError, TypeError):
+    """An ``at`` (or date bound) that is not a ``datetime.datetime`` or ``datetime.date``."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        super().__init__(
+            "expected a datetime.datetime or datetime.date (or None for now), got "
+            f"{type(value).__name__}: {value!r}"
+        )
+
+
+class InvalidOption(BitlensError, ValueError):
+    """A configuration option of the wrong type or outside its range.
+
+    :param name: the option, e.g. ``"max_user_id"``
+    :param value: what was given
+    :param expected: what the option takes, e.g. ``"an int from 1 to 2**63-1"``
+    """
+
+    def __init__(self, name: str, value: object, expected: str) -> None:
+        self.option = name
+        self.value = value
+        self.expected = expected
+        super().__init__(f"invalid {name}={value!r}: expected {expected}")
+
+
+class MarkRejected(BitlensError):
+    """Redis refused a mark for good (e.g. ``WRONGTYPE``: a foreign value sits at its key).
+
+    Retrying cannot help. The other marks of the same batch were written; this one was
+    not, and is counted in ``IngestStats.rejected``.
+
+    :param event: the mark's event name
+    :param user_id: the mark's id
+    :param reason: the server's error
+    """
+
+    def __init__(self, event: str, user_id: int, reason: str) -> None:
+        self.event = event
+        self.user_id = user_id
+        self.reason = reason
+        super().__init__(f"Redis rejected the mark ({event!r}, {user_id}): {reason}")
+
+
+class CleanupFailed(BitlensError):
+    """A query could not delete its temp keys (they may stay until their 60 s expiry).
+
+    Usually the Redis user lacks ``+del`` or ``+pexpire`` on the prefix's keys: see the
+    README's ACL section for what a reader needs.
+
+    :param keys: how many temp keys were left
+    :param reason: the server's error
+    """
+
+    def __init__(self, keys: int, reason: str) -> None:
+        self.keys = keys
+        self.reason = reason
+        super().__init__(
+            f"could not delete {keys} temp key(s) of a query ({reason}); grant the Redis "
+            "user +del and +pexpire on the prefix's keys (see the README's ACL section)"
+        )
+
+
+class AuthenticationFailed(BitlensError):
+    """Redis refused the connection's credentials, or needs some and got none. Not retried.
+
+    :param detail: the server's error
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"Redis refused authentication ({detail}): put the user and password in the "
+            "URL (redis://USER:PASSWORD@HOST:PORT/0) or pass username= and password= to "
+            "the redis.asyncio client"
+        )
+
+
+class PermissionDenied(BitlensError):
+    """The Redis user may not run a command bitlens needs (an ACL ``NOPERM`` error).
+
+    :param command: the command refused, e.g. ``"EVALSHA"``
+    :param detail: the server's error
+    """
+
+    def __init__(self, command: str, detail: str) -> None:
+        self.command = command
+        self.detail = detail
+        super().__init__(
+            f"the Redis user may not run {command} ({detail}); see the README's ACL "
+            "section for the permissions a writer and a reader need"
+        )
+
+
+class ServerOutOfMemory(BitlensError):
+    """Redis refused a write because ``maxmemory`` is reached (``OOM``); nothing retried.
+
+    :param detail: the server's error
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"Redis is out of memory ({detail}): raise maxmemory, free memory, or ask "
+            "smaller questions"
         )
