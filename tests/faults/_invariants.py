@@ -18,7 +18,7 @@ import datetime as dt
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio
 
@@ -77,22 +77,18 @@ class Ledger:
         return out
 
 
-def tracked_client(url: str, **kwargs: object) -> redis.asyncio.Redis:
+def tracked_client(url: str, **kwargs: Any) -> redis.asyncio.Redis:
     """Return a client whose connections carry :data:`FAULT_CLIENT_NAME` (counted in check 3).
 
     :param url: the server's URL
     :param kwargs: more ``Redis.from_url`` options
     """
-    return cast(
-        "redis.asyncio.Redis",
-        redis.asyncio.Redis.from_url(url, client_name=FAULT_CLIENT_NAME, **kwargs),  # pyright: ignore[reportUnknownMemberType]
-    )
+    return redis.asyncio.Redis.from_url(url, client_name=FAULT_CLIENT_NAME, **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
 
 async def _named_connections(admin: redis.asyncio.Redis) -> int:
-    listing = cast("bytes | str", await admin.execute_command("CLIENT", "LIST"))  # pyright: ignore[reportUnknownMemberType]
-    text = listing.decode() if isinstance(listing, bytes) else listing
-    return sum(1 for line in text.splitlines() if f" name={FAULT_CLIENT_NAME} " in f" {line} ")
+    listing = await admin.client_list()  # pyright: ignore[reportUnknownMemberType]
+    return sum(1 for entry in listing if entry.get("name") == FAULT_CLIENT_NAME)
 
 
 def _leftovers(keys: set[bytes], prefix: str) -> set[bytes]:
