@@ -555,6 +555,7 @@ class _Stream:
     :param query_errors: counts that raised
     :param down: when the master was killed, and when the cluster was whole again
     :param settled: set once ``recovered`` reaches ``writers``
+    :param under_way: set once more than 100 marks and 10 counts succeeded
     :param writers: how many writers stream marks
     """
 
@@ -566,7 +567,13 @@ class _Stream:
     query_errors: int = 0
     down: tuple[float, float] = (float("inf"), float("inf"))
     settled: anyio.Event = field(default_factory=anyio.Event)
+    under_way: anyio.Event = field(default_factory=anyio.Event)
     writers: int = 4
+
+    def progress(self) -> None:
+        """Set :attr:`under_way` once the stream has done enough before any fault."""
+        if len(self.acked) > 100 and self.counts > 10:
+            self.under_way.set()
 
 
 async def _mark_stream(tracker: Tracker, stream: _Stream, first: int, step: int) -> None:
@@ -587,6 +594,7 @@ async def _mark_stream(tracker: Tracker, stream: _Stream, first: int, step: int)
             acked = False
         else:
             stream.acked.append(uid)
+            stream.progress()
             acked = True
         if began > stream.down[1] and acked:
             stream.recovered += 1
@@ -610,6 +618,7 @@ async def _query_stream(tracker: Tracker, stream: _Stream) -> None:
             continue
         assert floor <= total <= len(stream.attempted)
         stream.counts += 1
+        stream.progress()
 
 
 @pytest.mark.slow
@@ -628,7 +637,8 @@ async def test_acknowledged_marks_survive_a_master_failover(
             for writer in range(stream.writers):
                 tg.start_soon(_mark_stream, tracker, stream, writer * 13, stream.writers * 13)
             tg.start_soon(_query_stream, tracker, stream)
-            await anyio.sleep(0.3)
+            with anyio.move_on_after(10):  # a stream well under way before the fault
+                await stream.under_way.wait()
             killed = time.monotonic()
             stream.down = (killed, float("inf"))
             own_cluster.kill(victim)
