@@ -10,7 +10,9 @@ import redis.asyncio
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-__all__ = ["connect", "ping", "scan_keys"]
+    from redis.asyncio.cluster import RedisCluster
+
+__all__ = ["close_cluster_client", "connect", "connect_cluster", "ping", "scan_keys"]
 
 
 def connect(url: str) -> redis.asyncio.Redis:
@@ -19,6 +21,30 @@ def connect(url: str) -> redis.asyncio.Redis:
     :param url: a ``redis://`` URL
     """
     return redis.asyncio.Redis.from_url(url)  # pyright: ignore[reportUnknownMemberType]
+
+
+def connect_cluster(url: str) -> RedisCluster:
+    """Return a ``RedisCluster`` client of the cluster ``url`` names, with redis-py's defaults.
+
+    :param url: a ``redis://`` URL of any node
+    """
+    from redis.asyncio.cluster import RedisCluster
+
+    return RedisCluster.from_url(url)
+
+
+async def close_cluster_client(connection: RedisCluster) -> None:
+    """Close every connection of a ``RedisCluster``, even after a connection error.
+
+    redis-py 8.1's ``aclose()`` does nothing while the client is marked for
+    re-initialization, which any ``ConnectionError`` leaves it, so its nodes are closed
+    directly too (else their sockets leak and warn).
+
+    :param connection: the client to close
+    """
+    await connection.aclose()
+    await connection.nodes_manager.aclose()
+    await connection.nodes_manager.aclose("startup_nodes")
 
 
 async def ping(client: redis.asyncio.Redis) -> bool:
@@ -32,10 +58,12 @@ async def ping(client: redis.asyncio.Redis) -> bool:
     return answer
 
 
-async def scan_keys(client: redis.asyncio.Redis, prefix: str) -> set[bytes]:
+async def scan_keys(client: redis.asyncio.Redis | RedisCluster, prefix: str) -> set[bytes]:
     """Return every key under ``prefix:`` with ``SCAN`` (never ``KEYS``), for leak checks.
 
-    :param client: a client of the server to search
+    On a cluster every master is scanned.
+
+    :param client: a client of the server (or cluster) to search
     :param prefix: the test's key prefix, without the trailing colon
     """
     pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"

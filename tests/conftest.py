@@ -26,7 +26,7 @@ import pytest
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from _cluster_counter import ClusterProxies
-from _helpers import connect, ping
+from _helpers import close_cluster_client, connect, ping
 from _proxy import RoundTripProxy
 from bitlens import _embedded
 from bitlens._embedded import EmbeddedCluster, EmbeddedRedis, RedisServerNotFound
@@ -210,20 +210,6 @@ async def counted_client(proxy: RoundTripProxy) -> AsyncIterator[redis.asyncio.R
         await connection.aclose()
 
 
-async def _close_cluster_client(connection: RedisCluster) -> None:
-    """Close every connection of a ``RedisCluster``, even after a connection error.
-
-    redis-py 8.1's ``aclose()`` does nothing while the client is marked for
-    re-initialization, which any ``ConnectionError`` leaves it, so its nodes are closed
-    directly too (else their sockets leak and warn).
-
-    :param connection: the client to close
-    """
-    await connection.aclose()
-    await connection.nodes_manager.aclose()
-    await connection.nodes_manager.aclose("startup_nodes")
-
-
 @pytest.fixture(scope="session")
 def cluster_binary(request: pytest.FixtureRequest) -> str:
     """Return the path of the redis-server binary cluster tests run (the newest found).
@@ -267,7 +253,7 @@ async def cluster_client(redis_cluster: EmbeddedCluster) -> AsyncIterator[RedisC
         await connection.initialize()
         yield connection
     finally:
-        await _close_cluster_client(connection)
+        await close_cluster_client(connection)
 
 
 @pytest.fixture
@@ -299,4 +285,4 @@ async def counted_cluster_client(cluster_proxies: ClusterProxies) -> AsyncIterat
         cluster_proxies.reset()
         yield connection
     finally:
-        await _close_cluster_client(connection)
+        await close_cluster_client(connection)

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
+from _helpers import scan_keys
 from bitlens import DayEvents, MonthEvents, Tracker, WeekEvents
 from bitlens._embedded import EmbeddedRedis
 
@@ -228,16 +229,30 @@ async def test_day_keys_expire_after_their_period(client: redis.asyncio.Redis, p
     assert await client.ttl(tracker.schema.universe_key(0)) == -1
 
 
-async def test_expiry_is_sent_once_per_key_per_process(
+async def test_every_write_carries_one_expireat_per_expiring_key(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
-    """The second mark into an expiring key sends no EXPIREAT."""
+    """The second mark into an expiring key sends its EXPIREAT again, once, in the MULTI."""
     tracker = Tracker(counted_client, prefix=prefix, expire_after={"day": dt.timedelta(days=2)})
     now = dt.datetime.now(UTC)
     await tracker.mark_event("active", 1, now)
     proxy.reset()
     await tracker.mark_event("active", 2, now)
-    assert "EXPIREAT" not in proxy.command_names
+    assert proxy.round_trips == 1
+    assert proxy.command_names.count("EXPIREAT") == 1
+
+
+async def test_a_key_recreated_after_a_flush_expires_again(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """After its keys are lost, the same tracker's next mark re-creates them with a deadline."""
+    tracker = Tracker(client, prefix=prefix, expire_after={"day": dt.timedelta(days=2)})
+    now = dt.datetime.now(UTC)
+    await tracker.mark_event("active", 1, now)
+    await client.delete(*await scan_keys(client, prefix))  # what a FLUSHDB does to them
+    await tracker.mark_event("active", 2, now)
+    day_key = tracker.schema.event_key("active", DayEvents.from_date("active", now).period, 0)
+    assert await client.ttl(day_key) > 86_400
 
 
 async def test_dense_image_keeps_the_expiry(client: redis.asyncio.Redis, prefix: str) -> None:

@@ -201,7 +201,6 @@ class Tracker:
         self._closed = False
         self._draining = False
         self._counters = Counters()
-        self._expiry_set: set[str] = set()
         self._period_cache: dict[tuple[int, int, int, int, bool], tuple[Period | None, ...]] = {}
         self._valid_events: set[str] = set()
         self._lone_keys: dict[
@@ -318,14 +317,17 @@ class Tracker:
         return validate_event_name(event), self._uid(user_id), _UNIQUE_ONLY
 
     def _new_writes(self) -> WriteBatch:
-        return WriteBatch(self.schema, self.expire_after, self._expiry_set)
+        return WriteBatch(self.schema, self.expire_after)
 
-    async def _flush(self, writes: WriteBatch, *, reassert: bool = True) -> None:
-        """Send a batch of marks in one MULTI/EXEC; register the shards it created.
+    async def _flush(self, writes: WriteBatch) -> None:
+        """Send a batch of marks in one round trip; re-assert every shard it writes.
 
-        Batches re-assert all their shards in the registry (so a registry lost to a restart
-        without persistence heals); a lone mark only registers a shard new to this process,
-        to keep the hottest path one command shorter.
+        Every write re-asserts its shards in the registry, so a reader can never miss a
+        shard that holds data — whatever the server lost (a restart without persistence, a
+        ``FLUSHDB``, a restore from an older snapshot, a failover to a lagging replica):
+        the next write into a shard lists it again. On one server the ``SADD`` rides in the
+        same MULTI/EXEC as the bits; on a cluster it goes to the registry's master in the
+        same concurrent fan-out as the shards' transactions, never as a second round trip.
         """
         self._check_open_or_draining()
         if not writes.marks:
@@ -333,8 +335,6 @@ class Tracker:
         shards = writes.shards
         token = secrets.token_hex(8)
         registry = self.schema.registry_key
-        # Every batch re-asserts its shards in the registry: a registry lost with a server
-        # restart or a flush heals with the next write.
         if self._executor.is_cluster:
             # One MULTI/EXEC per shard (its keys share one slot) on the shard's node; the
             # registry lives in a slot of its own. One pipeline per node, concurrently.
@@ -345,16 +345,11 @@ class Tracker:
             # The registry's SADD is a transaction too, only so that with replicas_ack the
             # executor sends WAIT after it (it does so after transactions): a registry entry
             # lost in a failover would hide an acknowledged mark from every new reader.
-            # A lone mark into a shard this process already registered skips it: on a cluster
-            # the registry often lives on another master, so it would cost a round trip there.
-            registered = shards if reassert else shards - self._known_shards
-            if registered:
-                sadd: Command = ("SADD", registry, *sorted(registered))
-                groups.append(Group(registry, [sadd], transaction=True))
+            sadd: Command = ("SADD", registry, *sorted(shards))
+            groups.append(Group(registry, [sadd], transaction=True))
             await self._executor.run(groups)
         else:
-            registered = shards if reassert else shards - self._known_shards
-            await self._executor.send(writes.commands(token, registered), transaction=True)
+            await self._executor.send(writes.commands(token, shards), transaction=True)
         self._known_shards |= shards
         self._counters.marks_written += writes.marks
         self._counters.batches_sent += 1
@@ -382,7 +377,7 @@ class Tracker:
         if self.expire_after or self._executor.is_cluster:
             writes = self._new_writes()
             writes.add(*item, value)
-            await self._flush(writes, reassert=False)
+            await self._flush(writes)
             return
         # The hottest path: one mark on one server. Its keys are cached per (event, hour,
         # shard) and its commands written directly: the same MULTI/EXEC a WriteBatch of
@@ -401,8 +396,7 @@ class Tracker:
         commands: list[Command] = [("SETBIT", key, bit, value) for key in found[1]]
         if value:
             commands.append(("SETBIT", found[2], bit, 1))
-        if shard not in self._known_shards:
-            commands.append(("SADD", schema.registry_key, shard))
+        commands.append(("SADD", schema.registry_key, shard))  # re-asserted on every write
         await self._executor.send(commands, transaction=True)
         self._known_shards.add(shard)
         self._counters.marks_written += 1

@@ -15,10 +15,10 @@ The executor sends a batch as one MULTI/EXEC per node, so each shard's marks are
 Bit values follow the order of the calls: marking then unmarking a bit in one batch
 leaves it clear.
 
-Expiry: with ``expire_after`` a key of that granularity gets ``EXPIREAT <end of its period
-+ ttl>`` once per process (and again after every ``BITOP``, which drops a key's TTL). The
-deadline is computed from the period, so every process sets the same one and no mark
-pays for an ``EXPIRE``.
+Expiry: with ``expire_after`` every write to a key of that granularity carries ``EXPIREAT
+<end of its period + ttl>`` in the same MULTI/EXEC, so a key re-created after a flush or a
+restart gets its deadline again, and a ``BITOP`` (which drops a key's TTL) is followed by
+it. The deadline is computed from the period, so every process sets the same one.
 """
 
 from __future__ import annotations
@@ -82,12 +82,10 @@ class WriteBatch:
 
     :param schema: the key schema
     :param expire_after: a time to live per granularity, counted from the end of each period
-    :param expiry_set: keys this process already gave their deadline (shared across batches)
     """
 
     schema: KeySchema
     expire_after: Mapping[Granularity, _dt.timedelta] = field(default_factory=dict)
-    expiry_set: set[str] = field(default_factory=lambda: set[str]())
     _keys: dict[str, _KeyBits] = field(default_factory=dict)
     _universe: dict[int, set[int]] = field(default_factory=dict)
     _pending: dict[tuple[str, int], tuple[Sequence[Period | None], list[int]]] = field(
@@ -208,25 +206,22 @@ class WriteBatch:
         image_bits = max(IMAGE_MIN_BITS, -(-key_bytes // IMAGE_BYTES_PER_BIT))
         for key, bits in self._keys.items():
             commands = out.setdefault(bits.shard, [])
-            used_image = False
             if bits.ones:
-                used_image = _emit(commands, key, bits.ones, 1, bits.shard, temp, image_bits)
+                _emit(commands, key, bits.ones, 1, bits.shard, temp, image_bits)
             if bits.zeros:
                 _emit(commands, key, bits.zeros, 0, bits.shard, temp, image_bits)
-            self._expire(commands, key, bits.period, force=used_image)
+            self._expire(commands, key, bits.period)
         for shard, offsets in self._universe.items():
             universe = self.schema.universe_key(shard)
             _emit(out.setdefault(shard, []), universe, offsets, 1, shard, temp, image_bits)
         return out
 
-    def _expire(self, out: list[Command], key: str, period: Period | None, *, force: bool) -> None:
+    def _expire(self, out: list[Command], key: str, period: Period | None) -> None:
         if period is None or not self.expire_after:
             return
         ttl = self.expire_after.get(_GRANULARITY[type(period)])
-        if ttl is None or (key in self.expiry_set and not force):
-            return
-        out.append(("EXPIREAT", key, int((period.end + ttl).timestamp())))
-        self.expiry_set.add(key)
+        if ttl is not None:
+            out.append(("EXPIREAT", key, int((period.end + ttl).timestamp())))
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
-from _helpers import connect, scan_keys
+from _helpers import close_cluster_client, connect, connect_cluster, scan_keys
 from bitlens import DayEvents, MonthEvents, Tracker, WeekEvents
 from bitlens._periods import Day, to_local
 
@@ -109,6 +109,7 @@ async def check_invariants(
     shard_bits: int = 20,
     connection_bound: int | None = None,
     probe_event: str = "after-fault",
+    cluster: bool = False,
 ) -> None:
     """Assert the four invariants of a fault scenario (see the module docstring).
 
@@ -120,9 +121,10 @@ async def check_invariants(
     :param connection_bound: the most connections named :data:`FAULT_CLIENT_NAME` allowed
         (skipped when ``None``)
     :param probe_event: the event check 4 marks
+    :param cluster: ``url`` names a node of a Redis Cluster (check 3 is then skipped)
     """
-    admin = connect(url)
-    reader_client = connect(url)
+    admin = connect_cluster(url) if cluster else connect(url)
+    reader_client = connect_cluster(url) if cluster else connect(url)
     try:
         async with Tracker(
             reader_client, prefix=prefix, shard_bits=shard_bits, tz=ledger.tz
@@ -141,7 +143,7 @@ async def check_invariants(
             left = _leftovers(await scan_keys(admin, prefix), prefix)
             assert not left, f"keys left behind: {sorted(left)[:5]} ({len(left)} in all)"
             # 3. connections back within their bound
-            if connection_bound is not None:
+            if connection_bound is not None and isinstance(admin, redis.asyncio.Redis):
                 named = await _named_connections(admin)
                 assert named <= connection_bound, f"{named} connections > {connection_bound}"
             # 4. the next call answers correctly
@@ -151,5 +153,8 @@ async def check_invariants(
             assert await tracker.contains(today, 7)
             assert await reader.count(today) == 1
     finally:
-        await reader_client.aclose()
-        await admin.aclose()
+        for connection in (reader_client, admin):
+            if isinstance(connection, redis.asyncio.Redis):
+                await connection.aclose()
+            else:
+                await close_cluster_client(connection)
