@@ -172,9 +172,9 @@ def _wire_order() -> Iterator[list[tuple[str, str]]]:
         connection: Any = self
         events.append(("send", f"{connection.host}:{connection.port}"))
 
-    async def read_all(connection: Any, count: int) -> list[object]:
+    async def read_all(connection: Any, count: int, **kwargs: Any) -> list[object]:
         """Read as the executor would, then record the replies."""
-        replies = await original_read(connection, count)
+        replies = await original_read(connection, count, **kwargs)
         events.append(("reply", f"{connection.host}:{connection.port}"))
         return replies
 

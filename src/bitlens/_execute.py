@@ -125,7 +125,7 @@ _RETRYABLE = (
     RedisConnectionError,
     RedisTimeoutError,
     MovedError,
-    AskError,
+    AskError,  # only when even the importing node redirects: retried after a re-read
     TryAgainError,
     ClusterDownError,
     SlotNotCoveredError,
@@ -352,23 +352,123 @@ class Executor:
             results[index] = reply
 
     async def _run_node(self, node: Any, groups: Sequence[Group]) -> list[list[object]]:
-        wire = self._wire(groups)
+        """Send ``groups`` to ``node``; follow ``ASK`` redirects of a migrating slot.
+
+        A group whose every command was answered ``ASK`` touches only keys that already
+        left the node (or never existed): it is sent again to the importing node, each
+        command (or the whole MULTI) behind ``ASKING``, without touching the slot map. A
+        group only partly redirected (some of its keys still here, some moved) cannot run
+        atomically anywhere until the migration ends: it fails with ``TRYAGAIN`` and the
+        cluster loop retries it with backoff.
+        """
+        replies = await self._exchange(node, self._wire(groups))
+        asked = _asked_groups(groups, replies)
+        if not asked:
+            _raise_first_error(replies)
+            return self._split(groups, replies)
+        per_group = _group_slices(groups, replies)
+        by_target: dict[tuple[str, int], list[int]] = {}
+        for index, target in asked.items():
+            by_target.setdefault(target, []).append(index)
+        results: list[list[object] | None] = [None] * len(groups)
+        for (host, port), indexes in by_target.items():
+            client: Any = self._client
+            target_node = client.get_node(*client.nodes_manager.remap_host_port(host, port))
+            if target_node is None:
+                raise TryAgainError(f"ASK to unknown node {host}:{port}")
+            redirected = [groups[i] for i in indexes]
+            wire, drop = _asking_wire(redirected)
+            if self.replicas_ack and any(group.transaction for group in redirected):
+                wire.append(("WAIT", self.replicas_ack, int(self.replicas_timeout * 1000)))
+            again = await self._exchange(target_node, wire)
+            again = [reply for at, reply in enumerate(again) if at not in drop]
+            if _asked_groups(redirected, again):
+                raise TryAgainError("slot still migrating")
+            _raise_first_error(again)
+            for index, result in zip(indexes, self._split(redirected, again), strict=True):
+                results[index] = result
+        rest = [i for i in range(len(groups)) if i not in asked]
+        if rest:
+            kept = [reply for i in rest for reply in per_group[i]]
+            if self.replicas_ack and len(replies) > sum(map(len, per_group)):
+                kept.append(replies[-1])  # the WAIT
+            _raise_first_error(kept)
+            for index, result in zip(
+                rest, self._split([groups[i] for i in rest], kept), strict=True
+            ):
+                results[index] = result
+        return [r if r is not None else [] for r in results]
+
+    async def _exchange(self, node: Any, wire: list[Command]) -> list[object]:
+        """Send ``wire`` on one of ``node``'s connections; return every reply, errors too."""
         packed = pack(wire)
         conn: Any = node.acquire_connection()
         try:
             await conn.send_packed_command(packed, check_health=False)
-            replies = await _read_all(conn, len(wire))
+            return await _read_all(conn, len(wire), raise_errors=False)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.disconnect()
             raise
         finally:
             node.release(conn)
-        return self._split(groups, replies)
 
 
-async def _read_all(conn: Any, count: int) -> list[object]:
+def _group_slices(groups: Sequence[Group], replies: list[object]) -> list[list[object]]:
+    """Cut the replies of a pipeline into each group's own (MULTI and EXEC included)."""
+    out: list[list[object]] = []
+    at = 0
+    for group in groups:
+        width = len(group.commands) + (2 if group.transaction else 0)
+        out.append(replies[at : at + width])
+        at += width
+    return out
+
+
+def _asked_groups(groups: Sequence[Group], replies: list[object]) -> dict[int, tuple[str, int]]:
+    """Return the groups whose every command was answered ``ASK``, with their target.
+
+    A transaction partly redirected raises ``TRYAGAIN`` (its keys are split between the
+    two nodes until the migration ends).
+    """
+    asked: dict[int, tuple[str, int]] = {}
+    for index, (group, own) in enumerate(zip(groups, _group_slices(groups, replies), strict=True)):
+        queued = own[1:-1] if group.transaction else own
+        asks = [reply for reply in queued if isinstance(reply, AskError)]
+        if not asks:
+            continue
+        if len(asks) < len(queued):
+            raise TryAgainError(f"slot {asks[0].slot_id} is migrating: keys on both nodes")
+        asked[index] = (asks[0].host, asks[0].port)
+    return asked
+
+
+def _asking_wire(groups: Sequence[Group]) -> tuple[list[Command], set[int]]:
+    """Return the wire for ``groups`` behind ``ASKING``, and the positions of its replies."""
+    wire: list[Command] = []
+    drop: set[int] = set()
+    for group in groups:
+        if group.transaction:  # the flag holds from MULTI until EXEC
+            drop.add(len(wire))
+            wire.extend([("ASKING",), ("MULTI",), *group.commands, ("EXEC",)])
+        else:
+            for command in group.commands:
+                drop.add(len(wire))
+                wire.extend([("ASKING",), command])
+    return wire, drop
+
+
+def _raise_first_error(replies: list[object]) -> None:
+    """Raise the first error reply, if any (after every reply was read)."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+
+
+async def _read_all(conn: Any, count: int, *, raise_errors: bool = True) -> list[object]:
     """Read ``count`` replies; raise the first error reply only after reading them all.
+
+    With ``raise_errors=False`` error replies are returned in place, as exceptions.
 
     The replies are read straight from the connection's parser under one timeout for the
     whole batch (redis-py's ``read_response`` arms a timeout per reply, which costs more
@@ -377,7 +477,7 @@ async def _read_all(conn: Any, count: int) -> list[object]:
     """
     parser = getattr(conn, "_parser", None)
     if parser is None or not hasattr(parser, "read_response"):  # an unknown connection class
-        return await _read_all_slowly(conn, count)
+        return await _read_all_slowly(conn, count, raise_errors=raise_errors)
     timeout = conn.socket_timeout
     replies: list[object] = []
     try:
@@ -394,13 +494,12 @@ async def _read_all(conn: Any, count: int) -> list[object]:
                 f"Error reading from {conn.host}:{conn.port}: {exc}"
             ) from exc
         raise
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
+    if raise_errors:
+        _raise_first_error(replies)
     return replies
 
 
-async def _read_all_slowly(conn: Any, count: int) -> list[object]:
+async def _read_all_slowly(conn: Any, count: int, *, raise_errors: bool = True) -> list[object]:
     replies: list[object] = []
     first_error: ResponseError | None = None
     for _ in range(count):
@@ -409,7 +508,7 @@ async def _read_all_slowly(conn: Any, count: int) -> list[object]:
         except ResponseError as error:
             first_error = first_error or error
             replies.append(error)
-    if first_error is not None:
+    if first_error is not None and raise_errors:
         raise first_error
     return replies
 

@@ -6,18 +6,19 @@ loses none; every write re-asserts its shards, so none hides from a fresh reader
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 from _helpers import close_cluster_client, connect_cluster
-from bitlens import Tracker
+from bitlens import MonthEvents, Tracker
 from faults._invariants import Ledger, check_invariants
-from faults._load import Load, WritePath, run_writer
+from faults._load import AT, Load, WritePath, run_writer
 
 if TYPE_CHECKING:
-    from bitlens._embedded import EmbeddedCluster
+    from bitlens._embedded import EmbeddedCluster, EmbeddedClusterNode
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +55,69 @@ async def test_registry_master_killed_under_load_loses_no_acknowledged_mark(
             await anyio.to_thread.run_sync(own_cluster.restart_node, victim)
             await load.more(50)
             tg.cancel_scope.cancel()
+        await check_invariants(
+            own_cluster.url, prefix, ledger, tracker, shard_bits=SHARD_BITS, cluster=True
+        )
+    finally:
+        await tracker.aclose()
+        await close_cluster_client(client)
+
+
+def _migrate_keys(source: EmbeddedClusterNode, target: EmbeddedClusterNode, slot: int) -> None:
+    """Move every key of ``slot`` from ``source`` to ``target`` (as redis-cli would)."""
+    while True:
+        keys = source.call("CLUSTER", "GETKEYSINSLOT", slot, 100)
+        assert isinstance(keys, list)
+        if not keys:
+            return
+        for key in keys:
+            assert isinstance(key, bytes)
+            source.call("MIGRATE", target.host, target.port, key.decode(), 0, 5000, "REPLACE")
+
+
+async def test_marks_and_counts_follow_a_slot_held_migrating(
+    own_cluster: EmbeddedCluster, prefix: str
+) -> None:
+    """A slot held MIGRATING for a second while marking and counting: ASK is followed."""
+    ledger, load = Ledger(), Load(warm=20)
+    client = connect_cluster(own_cluster.url)
+    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
+    shard = 3
+    slot = own_cluster.keyslot(tracker.schema.universe_key(shard))
+    source = own_cluster.node_for_slot(slot)
+    target = next(node for node in own_cluster.masters() if node.name != source.name)
+    first = shard << SHARD_BITS
+    counts: list[int] = []
+
+    async def count_forever() -> None:
+        expr = MonthEvents.from_date("active", AT)
+        while True:
+            floor = load.acked
+            total = await tracker.count(expr)
+            assert total >= floor
+            counts.append(total)
+            await anyio.sleep(0.02)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            # one writer into the migrating shard only
+            tg.start_soon(
+                functools.partial(run_writer, pause=0.005), tracker, ledger, load, "plain", first, 1
+            )
+            await load.under_way.wait()
+            target.call("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+            source.call("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+            tg.start_soon(count_forever)
+            await anyio.to_thread.run_sync(_migrate_keys, source, target, slot)
+            await load.more(20)  # marks into moved keys go to the target behind ASKING
+            await anyio.sleep(0.5)  # held: still MIGRATING
+            await anyio.to_thread.run_sync(_migrate_keys, source, target, slot)
+            for node in own_cluster.masters():
+                node.call("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+            await load.more(20)
+            tg.cancel_scope.cancel()
+        assert load.failed == 0, load.errors[:3]
+        assert counts
         await check_invariants(
             own_cluster.url, prefix, ledger, tracker, shard_bits=SHARD_BITS, cluster=True
         )
