@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
-from ._exceptions import InvalidExpression, InvalidMoment, UnsupportedOperation
+from ._exceptions import InvalidExpression, InvalidMoment, InvalidOption, UnsupportedOperation
 from ._keys import validate_event_name
 from ._periods import Day, Hour, Month, Period, TzLike, Week, Year, resolve_tz, to_local
 
@@ -446,6 +446,7 @@ class EventsBetween(Expr):
         for bound in (self.start, self.end):
             if not isinstance(cast("object", bound), _dt.date):  # a datetime is a date too
                 raise InvalidMoment(bound)
+        _check_hourly(self.hourly)
 
     def delta(self, n: int) -> EventsBetween:
         """Return the range moved by ``n`` times its own length.
@@ -457,6 +458,11 @@ class EventsBetween(Expr):
 
     def __repr__(self) -> str:
         return f"EventsBetween({self.event!r}, {self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def _check_hourly(hourly: object) -> None:
+    if hourly is not None and not isinstance(hourly, bool):
+        raise InvalidOption("hourly", hourly, "True, False or None")
 
 
 def _as_datetime(moment: _dt.datetime | _dt.date) -> _dt.datetime:
@@ -493,6 +499,7 @@ class Last(Expr):
                 raise UnsupportedOperation(
                     f"window sizes and offsets must be ints, got {type(size).__name__} {size!r}"
                 )
+        _check_hourly(self.hourly)
         if (self.days > 0) == (self.hours > 0) or self.days < 0 or self.hours < 0:
             raise UnsupportedOperation("give exactly one of days=N or hours=N, with N > 0")
 
