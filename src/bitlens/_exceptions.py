@@ -12,7 +12,7 @@ The tree::
     ├── InvalidEventName       (also ValueError)  empty, too long, or unsafe in a key
     ├── InvalidPrefix          (also ValueError)  unsafe key prefix
     ├── InvalidPeriod          (also ValueError)  a period or date range that does not exist
-    ├── InvalidTimeZone        (also ValueError)  a time zone name that is not known
+    │   └── InvalidTimeZone                        a time zone name that is not known
     ├── InvalidMoment          (also TypeError)   an ``at`` that is not a datetime or date
     ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
     ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
@@ -186,15 +186,42 @@ class NoDefaultTracker(BitlensError, RuntimeError):
         )
 
 
-class InvalidTimeZone(BitlensError, ValueError):
-    """A time zone that is neither a ``datetime.tzinfo`` nor a known IANA name."""
+class InvalidTimeZone(InvalidPeriod):
+    """A time zone that is neither a usable ``datetime.tzinfo`` nor a known IANA name.
+
+    It is an :class:`InvalidPeriod` (and so a ``ValueError``): the calendar of an unknown
+    zone does not exist. A zone of the wrong type (neither ``str`` nor ``tzinfo``) raises
+    it too, as an instance that is also a ``TypeError``.
+
+    :param tz: what was given
+    """
 
     def __init__(self, tz: object) -> None:
         self.tz = tz
-        super().__init__(
-            f"unknown time zone {tz!r}: pass an IANA name such as 'Europe/Berlin' or 'UTC', "
-            "or a datetime.tzinfo"
+        self.detail = f"unknown time zone {tz!r}"
+        what = (
+            ""
+            if isinstance(tz, str)
+            else f" (a time zone must be a str or tzinfo, got {type(tz).__name__})"
         )
+        # Not InvalidPeriod's "invalid period: ..." sentence: this class fixes its own.
+        BitlensError.__init__(
+            self,
+            f"unknown time zone {tz!r}{what}: pass an IANA name such as 'Europe/Berlin' or "
+            "'UTC', or a datetime.tzinfo",
+        )
+
+    def __new__(cls, tz: object) -> InvalidTimeZone:
+        """Make the instance, of a class that is also a ``TypeError`` if ``tz`` has a wrong type.
+
+        :param tz: what was given
+        """
+        made = _TimeZoneOfWrongType if cls is InvalidTimeZone and not isinstance(tz, str) else cls
+        return Exception.__new__(made, tz)
+
+
+class _TimeZoneOfWrongType(InvalidTimeZone, TypeError):
+    """An :class:`InvalidTimeZone` for a zone that is neither a ``str`` nor a ``tzinfo``."""
 
 
 class InvalidMoment(BitlensError, TypeError):

@@ -20,9 +20,9 @@ from __future__ import annotations
 import datetime as _dt
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
-from ._exceptions import InvalidExpression, UnsupportedOperation
+from ._exceptions import InvalidExpression, InvalidMoment, InvalidOption, UnsupportedOperation
 from ._keys import validate_event_name
 from ._periods import Day, Hour, Month, Period, TzLike, Week, Year, resolve_tz, to_local
 
@@ -433,6 +433,7 @@ class EventsBetween(Expr):
     :param hourly: whether hour bitmaps exist for this event (default: the tracker's
         ``track_hourly``)
     :raises GranularityNotTracked: when evaluated, if an edge needs hours that are not kept
+    :raises InvalidMoment: if ``start`` or ``end`` is not a datetime or date
     """
 
     event: str
@@ -442,6 +443,10 @@ class EventsBetween(Expr):
 
     def __post_init__(self) -> None:
         validate_event_name(self.event)
+        for bound in (self.start, self.end):
+            if not isinstance(cast("object", bound), _dt.date):  # a datetime is a date too
+                raise InvalidMoment(bound)
+        _check_hourly(self.hourly)
 
     def delta(self, n: int) -> EventsBetween:
         """Return the range moved by ``n`` times its own length.
@@ -453,6 +458,11 @@ class EventsBetween(Expr):
 
     def __repr__(self) -> str:
         return f"EventsBetween({self.event!r}, {self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def _check_hourly(hourly: object) -> None:
+    if hourly is not None and not isinstance(hourly, bool):
+        raise InvalidOption("hourly", hourly, "True, False or None")
 
 
 def _as_datetime(moment: _dt.datetime | _dt.date) -> _dt.datetime:
@@ -484,6 +494,12 @@ class Last(Expr):
 
     def __post_init__(self) -> None:
         validate_event_name(self.event)
+        for size in (self.days, self.hours, self.offset):
+            if isinstance(size, bool) or not isinstance(cast("object", size), int):
+                raise UnsupportedOperation(
+                    f"window sizes and offsets must be ints, got {type(size).__name__} {size!r}"
+                )
+        _check_hourly(self.hourly)
         if (self.days > 0) == (self.hours > 0) or self.days < 0 or self.hours < 0:
             raise UnsupportedOperation("give exactly one of days=N or hours=N, with N > 0")
 

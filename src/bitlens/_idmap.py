@@ -28,15 +28,15 @@ has it — else a promoted replica could hand an int that was already given out 
 
 from __future__ import annotations
 
-import re
 import uuid
 import zlib
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias, overload
 
 from redis.exceptions import ResponseError
 
-from ._exceptions import IdMapMismatch, InvalidExternalId
+from ._exceptions import IdMapMismatch, InvalidExternalId, InvalidOption
 from ._execute import Group
+from ._keys import is_safe_name
 
 if TYPE_CHECKING:
     import datetime as _dt
@@ -59,7 +59,6 @@ ExternalMark: TypeAlias = (
 MAX_EXTERNAL_ID_BYTES: Final = 1024
 """The longest external id accepted, in UTF-8 bytes."""
 
-_SAFE_NAME = re.compile(r"^[^\s{}\x00-\x1f\x7f]{1,64}$")
 
 ASSIGN_SCRIPT: Final = """
 local buckets = ARGV[1]
@@ -111,7 +110,8 @@ class IdMap:
         the life of the map: a map made with another count raises :class:`IdMapMismatch`
     :param cache_size: assignments kept in the process (0: none)
     :param members_chunk: ints mapped back per round trip by :meth:`members`
-    :raises ValueError: for a bad name, bucket count, cache size or chunk size
+    :raises InvalidOption: for a bad name, bucket count, cache size or chunk size (a
+        ``ValueError``), before anything is sent
     """
 
     def __init__(
@@ -123,15 +123,18 @@ class IdMap:
         cache_size: int = 100_000,
         members_chunk: int = 1_000,
     ) -> None:
-        if not isinstance(name, str) or _SAFE_NAME.match(name) is None:
-            raise ValueError(
-                f"invalid id map name {name!r}: use 1-64 printable characters without "
-                "whitespace, '{' or '}'"
+        if not is_safe_name(name):
+            raise InvalidOption(
+                "name",
+                name,
+                "1-64 characters without whitespace, control or format characters, '{' or '}'",
             )
-        if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= 16384:
-            raise ValueError(f"buckets must be an int from 1 to 16384, got {buckets!r}")
-        if cache_size < 0 or members_chunk < 1:
-            raise ValueError("cache_size must be >= 0 and members_chunk >= 1")
+        if not _is_int(buckets) or not 1 <= buckets <= 16384:
+            raise InvalidOption("buckets", buckets, "an int from 1 to 16384")
+        if not _is_int(cache_size) or cache_size < 0:
+            raise InvalidOption("cache_size", cache_size, "an int >= 0")
+        if not _is_int(members_chunk) or members_chunk < 1:
+            raise InvalidOption("members_chunk", members_chunk, "an int >= 1")
         self.tracker = tracker
         self.name = name
         self.buckets = buckets
@@ -423,6 +426,11 @@ class IdMap:
             return error
         stored = message.split(marker, 1)[1].split()[0]
         return IdMapMismatch(self.name, int(stored), self.buckets)
+
+
+def _is_int(value: object) -> bool:
+    """Tell whether ``value`` is an ``int`` and not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _validate_external(external_id: object) -> str:

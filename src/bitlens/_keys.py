@@ -26,13 +26,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from ._exceptions import InvalidEventName, InvalidPrefix, InvalidUserId
+from ._exceptions import InvalidEventName, InvalidOption, InvalidPrefix, InvalidUserId
 from ._periods import Day, Hour, Month, Period, Week, Year
 
 __all__ = [
     "MAX_USER_ID",
     "KeySchema",
     "ShardedSchema",
+    "describe_char",
+    "glob_escape",
+    "is_safe_name",
+    "unsafe_char",
     "validate_event_name",
     "validate_user_id",
 ]
@@ -42,8 +46,62 @@ MAX_USER_ID: Final = 2**63 - 1
 
 MAX_EVENT_NAME_LENGTH: Final = 200
 
-_UNSAFE_EVENT = re.compile(r"[\s{}\x00-\x1f\x7f]")
-_SAFE_PREFIX = re.compile(r"^[^\s{}\x00-\x1f\x7f]{1,64}$")
+# Characters no name may hold: ``{`` and ``}`` (they would break a hash tag), whitespace
+# (``\s`` is every Unicode space and line break), C0 and C1 controls, lone surrogates (not
+# encodable as UTF-8: ``json.loads`` makes them from ``"\\ud800"``) and every Unicode
+# format character (category Cf: zero-width characters, bidi overrides and isolates, the
+# byte order mark, invisible operators, tags...), which would make two keys that print the
+# same differ. tests/test_hostile_input.py checks this list against ``unicodedata``.
+_UNSAFE_CHARS: Final = (
+    "\\s{}"
+    "\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
+    "\ud800-\udfff"  # surrogates
+    "\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"  # format (Cf) ...
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_UNSAFE_EVENT = re.compile(f"[{_UNSAFE_CHARS}]")
+_SAFE_NAME = re.compile(f"[^{_UNSAFE_CHARS}]{{1,64}}")
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def unsafe_char(text: str) -> str | None:
+    """Return the first character of ``text`` that no key segment may hold, if any.
+
+    Refused: whitespace, ``{`` and ``}``, C0/C1 controls, lone surrogates and Unicode
+    format characters (zero-width, bidi controls, BOM, ...).
+
+    :param text: the name to check
+    """
+    bad = _UNSAFE_EVENT.search(text)
+    return None if bad is None else bad.group()
+
+
+def describe_char(char: str) -> str:
+    """Name a character for an error message, e.g. ``"'\\u202e' (U+202E)"``.
+
+    :param char: one character
+    """
+    return f"{char!r} (U+{ord(char):04X})"
+
+
+def is_safe_name(name: object) -> bool:
+    """Tell whether ``name`` is a usable prefix or id map name: 1-64 safe characters.
+
+    The whole string must match (a trailing newline is refused too).
+
+    :param name: the name to check
+    """
+    return isinstance(name, str) and _SAFE_NAME.fullmatch(name) is not None
+
+
+def glob_escape(text: str) -> str:
+    """Escape the characters that are special in a SCAN ``MATCH`` pattern.
+
+    :param text: literal text, e.g. a prefix
+    """
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 def validate_user_id(user_id: object, limit: int = MAX_USER_ID) -> int:
@@ -65,7 +123,8 @@ def validate_event_name(name: object) -> str:
 
     :param name: the event name to check
     :raises InvalidEventName: if it is not a non-empty ``str`` of at most 200 characters
-        without whitespace, control characters, ``{`` or ``}``, or if it starts with ``~``
+        without whitespace, control or format characters, lone surrogates, ``{`` or ``}``,
+        or if it starts with ``~``
     """
     if not isinstance(name, str):
         raise InvalidEventName(name, f"must be a str, not {type(name).__name__}")
@@ -75,11 +134,12 @@ def validate_event_name(name: object) -> str:
         raise InvalidEventName(name, f"must be at most {MAX_EVENT_NAME_LENGTH} characters")
     if name.startswith("~"):
         raise InvalidEventName(name, "names starting with '~' are reserved for bitlens")
-    bad = _UNSAFE_EVENT.search(name)
+    bad = unsafe_char(name)
     if bad is not None:
         raise InvalidEventName(
             name,
-            f"{bad.group()!r} is not allowed (no whitespace, control characters, '{{' or '}}')",
+            f"{describe_char(bad)} is not allowed (no whitespace, control or invisible format "
+            "characters, lone surrogates, '{' or '}')",
         )
     return name
 
@@ -179,7 +239,19 @@ class KeySchema(ABC):
     @property
     @abstractmethod
     def scan_pattern(self) -> str:
-        """A SCAN MATCH pattern that finds every key of this schema."""
+        """A SCAN MATCH pattern of every key of this schema except :attr:`registry_key`.
+
+        It matches no key of another prefix (``bl``'s pattern never sees ``bl:x``'s keys).
+        """
+
+    @property
+    def scan_patterns(self) -> tuple[str, ...]:
+        """SCAN MATCH patterns that together find every key of this schema, and no other.
+
+        :attr:`scan_pattern`, then :attr:`registry_key` escaped as a pattern of its own
+        (cheaper to read with ``EXISTS`` than to SCAN for).
+        """
+        return (self.scan_pattern, glob_escape(self.registry_key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,22 +264,25 @@ class ShardedSchema(KeySchema):
         schema.event_key("active", Month(2026, 11), schema.shard_of(7_340_033))
         # 'bl:{7}:active:M2026-11'
 
-    :param prefix: the first segment of every key
+    :param prefix: the first segment of every key: 1-64 characters without whitespace,
+        control or format characters, ``{`` or ``}``
     :param shard_bits: each shard holds ``2**shard_bits`` ids (8 to 32; 20 = 128 KiB bitmaps)
+    :raises InvalidPrefix: for an unsafe prefix
+    :raises InvalidOption: for a ``shard_bits`` that is not an int from 8 to 32
     """
 
     prefix: str = "bl"
     shard_bits: int = 20
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prefix, str) or _SAFE_PREFIX.match(self.prefix) is None:
+        if not is_safe_name(self.prefix):
             raise InvalidPrefix(self.prefix)
         if (
             isinstance(self.shard_bits, bool)
             or not isinstance(self.shard_bits, int)
             or not 8 <= self.shard_bits <= 32
         ):
-            raise ValueError(f"shard_bits must be an int from 8 to 32, got {self.shard_bits!r}")
+            raise InvalidOption("shard_bits", self.shard_bits, "an int from 8 to 32")
 
     def shard_of(self, user_id: int) -> int:
         return user_id >> self.shard_bits
@@ -233,5 +308,7 @@ class ShardedSchema(KeySchema):
 
     @property
     def scan_pattern(self) -> str:
-        escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
-        return f"{escaped}:*"
+        # Every key but the registry carries a hash tag right after the prefix (event
+        # bitmaps, universes, temp keys, id maps): "bl:{*". A prefix holds no '{', so no
+        # other prefix's key starts that way ("bl:x:{7}:..." does not match "bl:{*").
+        return f"{glob_escape(self.prefix)}:{{*"

@@ -30,7 +30,7 @@ from datetime import date, datetime, timezone, tzinfo
 from typing import ClassVar, TypeAlias, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._exceptions import GranularityNotTracked, InvalidPeriod
+from ._exceptions import GranularityNotTracked, InvalidMoment, InvalidPeriod, InvalidTimeZone
 
 __all__ = [
     "UTC",
@@ -65,21 +65,23 @@ def resolve_tz(tz: TzLike) -> tzinfo:
     ``zoneinfo.ZoneInfo``; a ``tzinfo`` is returned unchanged.
 
     :param tz: an IANA zone name or a ``tzinfo``
-    :raises InvalidPeriod: if the name is not a known time zone
-    :raises TypeError: if ``tz`` is neither a ``str`` nor a ``tzinfo``
+    :raises InvalidTimeZone: if the name is not a known time zone (an ``InvalidPeriod``),
+        or if ``tz`` is neither a ``str`` nor a ``tzinfo`` (then also a ``TypeError``)
     :returns: the ``tzinfo``
     """
     if isinstance(tz, tzinfo):
         return tz
     name = cast("object", tz)
     if not isinstance(name, str):
-        raise TypeError(f"a time zone must be a str or tzinfo, got {type(name).__name__}")
+        raise InvalidTimeZone(name)
     if name in ("UTC", "utc"):
         return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidPeriod(f"unknown time zone {name!r}") from None
+        # ValueError covers malformed keys, NUL bytes and lone surrogates (not encodable);
+        # OSError a directory's name or a name too long for the file system.
+        raise InvalidTimeZone(name) from None
 
 
 def to_local(dt: datetime | date, tz: TzLike) -> datetime:
@@ -90,18 +92,28 @@ def to_local(dt: datetime | date, tz: TzLike) -> datetime:
 
     :param dt: the moment or day
     :param tz: the zone to express it in
-    :raises InvalidPeriod: if the zone is unknown or the conversion leaves years 1..9999
+    :raises InvalidMoment: if ``dt`` is not a ``datetime.datetime`` or ``datetime.date``
+        (a ``str``, a number, a ``datetime.time``, ...)
+    :raises InvalidTimeZone: if the zone is unknown
+    :raises InvalidPeriod: if the conversion leaves years 1..9999, or the datetime's own
+        ``tzinfo`` gives no usable UTC offset
     :returns: an aware datetime whose ``tzinfo`` is ``tz``
     """
     zone = resolve_tz(tz)
     if isinstance(dt, datetime):
-        if dt.tzinfo is None or dt.utcoffset() is None:
-            return dt.replace(tzinfo=zone)
         try:
+            offset = dt.utcoffset()
+            if offset is None:
+                return dt.replace(tzinfo=zone)
             return dt.astimezone(zone)
         except OverflowError:
             raise InvalidPeriod(f"{dt.isoformat()} in {zone} falls outside years 1..9999") from None
-    return datetime(dt.year, dt.month, dt.day, tzinfo=zone)
+        except (TypeError, ValueError, ArithmeticError, NotImplementedError) as exc:
+            # A tzinfo whose utcoffset() fails or answers nonsense (e.g. 25 hours).
+            raise InvalidPeriod(f"{dt!r} has no usable UTC offset ({exc})") from None
+    if isinstance(cast("object", dt), date):
+        return datetime(dt.year, dt.month, dt.day, tzinfo=zone)
+    raise InvalidMoment(dt)
 
 
 def _check_int(name: str, value: object, low: int, high: int, where: str = "") -> int:
@@ -231,7 +243,9 @@ class Period(ABC):
         :param dt: an aware datetime (converted to ``tz``), a naive datetime (taken as local
             time in ``tz``) or a date (local midnight)
         :param tz: the zone whose calendar decides the bucket
-        :raises InvalidPeriod: if the zone is unknown or the moment is out of range
+        :raises InvalidMoment: if ``dt`` is not a datetime or date
+        :raises InvalidPeriod: if the zone is unknown (:class:`InvalidTimeZone`) or the
+            moment is out of range
         :returns: the period, carrying ``tz``
         """
         zone = resolve_tz(tz)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar, cast, overload
@@ -17,11 +18,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._exceptions import TrackerClosed
+from ._exceptions import InvalidOption, InvalidPeriod, TrackerClosed
 from ._execute import Executor, Group
 from ._ingest import Background, Batch, Coalescer, Counters, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
-from ._periods import Day, Hour, Period, TzLike, resolve_tz, to_local
+from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 from ._plan import (
     COUNT_SCRIPT,
     Command,
@@ -106,7 +107,9 @@ class Tracker:
     :param members_chunk_bytes: bytes of bitmap read per round trip by ``members``
     :param mark_chunk_size: events sent per round trip by ``mark_events``
     :param expire_after: a time to live per granularity (``"hour"``, ``"day"``, ``"week"``,
-        ``"month"``), counted from the end of each period
+        ``"month"``): a positive ``datetime.timedelta``, counted from the end of each
+        period. A mark whose deadline would fall past year 9999 raises ``InvalidPeriod``
+        at the call
     :param coalesce: merge concurrent ``mark_event`` calls into shared round trips
     :param coalesce_max_marks: a coalesced batch is sent once it holds this many marks
     :param coalesce_delay: the longest a coalesced batch waits for company, in seconds
@@ -115,6 +118,11 @@ class Tracker:
     :param cluster: with a URL, connect to a Redis Cluster (``RedisCluster.from_url``)
     :param replicas_ack: after each write, wait (``WAIT``) until this many replicas have it,
         so an acknowledged mark survives a failover; raises ``ReplicationTimeout`` if not
+    :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
+        ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
+        any client is made; it is a ``ValueError``
+    :raises InvalidPrefix: for an unsafe ``prefix``
+    :raises InvalidTimeZone: for an unknown ``tz``
     :raises TypeError: for a client that is neither a URL nor a ``redis.asyncio.Redis``
     :raises ValueError: for a client with ``decode_responses=True``
     """
@@ -141,6 +149,30 @@ class Tracker:
         cluster: bool = False,
         replicas_ack: int = 0,
     ) -> None:
+        # Every option is checked before a client is made: a bad one raises InvalidOption
+        # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
+        zone = _check_options(
+            tz=tz,
+            flags={
+                "track_hourly": track_hourly,
+                "track_unique": track_unique,
+                "coalesce": coalesce,
+                "cluster": cluster,
+            },
+            counts={
+                "members_chunk_bytes": members_chunk_bytes,
+                "mark_chunk_size": mark_chunk_size,
+                "coalesce_max_marks": coalesce_max_marks,
+                "coalesce_max_in_flight": coalesce_max_in_flight,
+                "nowait_max_queue": nowait_max_queue,
+            },
+            max_user_id=max_user_id,
+            schema=schema,
+            expire_after=expire_after,
+            coalesce_delay=coalesce_delay,
+            replicas_ack=replicas_ack,
+        )
+        key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
         if isinstance(url_or_client, str):
             # Marks are idempotent and queries leave nothing behind, so a retry after a
@@ -172,17 +204,8 @@ class Tracker:
             raise ValueError(
                 "bitlens reads bitmaps as bytes: pass a client made with decode_responses=False"
             )
-        if not 1 <= max_user_id <= MAX_USER_ID:
-            raise ValueError(f"max_user_id must be from 1 to 2**63-1, got {max_user_id!r}")
-        if min(members_chunk_bytes, mark_chunk_size, coalesce_max_marks) < 1:
-            raise ValueError("chunk sizes and coalesce_max_marks must be positive")
-        if coalesce_delay < 0 or coalesce_max_in_flight < 1 or nowait_max_queue < 1:
-            raise ValueError("coalesce_delay must be >= 0; in-flight and queue limits >= 1")
-        unknown = set(expire_after or ()) - {"hour", "day", "week", "month"}
-        if unknown:
-            raise ValueError(f"expire_after takes hour, day, week and month; got {unknown}")
-        self.schema: KeySchema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
-        self.tz: _dt.tzinfo = resolve_tz(tz)
+        self.schema: KeySchema = key_schema
+        self.tz: _dt.tzinfo = zone
         self.track_hourly = track_hourly
         self.track_unique = track_unique
         self.max_user_id = max_user_id
@@ -290,6 +313,8 @@ class Tracker:
                 found += (Hour(moment.year, moment.month, moment.day, moment.hour, self.tz),)
             if unique:
                 found += (None,)
+            if self.expire_after:  # once per local hour: cached with the periods
+                _check_deadlines(found, self.expire_after)
             if len(self._period_cache) > 4096:
                 self._period_cache.clear()
             periods = self._period_cache[key] = found
@@ -303,14 +328,24 @@ class Tracker:
         track_hourly: bool | None,
         track_unique: bool | None,
     ) -> tuple[str, int, tuple[Period | None, ...]]:
-        if event not in self._valid_events:
+        if type(event) is not str or event not in self._valid_events:  # unhashable too
             validate_event_name(event)
             if len(self._valid_events) < 10_000:
                 self._valid_events.add(event)
         if type(user_id) is not int or not 0 <= user_id <= self.max_user_id:
             user_id = validate_user_id(user_id, self.max_user_id)
-        hourly = self.track_hourly if track_hourly is None else track_hourly
-        unique = self.track_unique if track_unique is None else track_unique
+        if track_hourly is None:
+            hourly = self.track_hourly
+        elif isinstance(track_hourly, bool):
+            hourly = track_hourly
+        else:
+            raise InvalidOption("track_hourly", track_hourly, "True, False or None")
+        if track_unique is None:
+            unique = self.track_unique
+        elif isinstance(track_unique, bool):
+            unique = track_unique
+        else:
+            raise InvalidOption("track_unique", track_unique, "True, False or None")
         return event, user_id, self._periods(at, hourly, unique)
 
     def _validate_unique(self, event: str, user_id: int) -> tuple[str, int, tuple[None]]:
@@ -427,6 +462,9 @@ class Tracker:
         :param track_unique: also set the UniqueEvents bit (default: the tracker's setting)
         :raises InvalidUserId: for a bad id, before anything is sent
         :raises InvalidEventName: for a bad event name, before anything is sent
+        :raises InvalidMoment: for an ``at`` that is not a datetime or date
+        :raises InvalidPeriod: for an ``at`` outside years 1..9999, or one whose expiry
+            deadline (with ``expire_after``) falls past year 9999
         :raises TrackerClosed: after ``aclose()``
         """
         self._check_open()
@@ -462,6 +500,8 @@ class Tracker:
         :returns: whether the mark was queued
         :raises InvalidUserId: for a bad id (a bug in the caller, so it is raised)
         :raises InvalidEventName: for a bad event name
+        :raises InvalidMoment: for an ``at`` that is not a datetime or date
+        :raises InvalidPeriod: for an ``at`` whose periods or expiry deadline cannot exist
         :raises TrackerClosed: after ``aclose()``
         """
         self._check_open()
@@ -494,6 +534,7 @@ class Tracker:
         :param track_unique: also clear the UniqueEvents bit (default: the tracker's setting)
         :raises InvalidUserId: for a bad id, before anything is sent
         :raises InvalidEventName: for a bad event name, before anything is sent
+        :raises InvalidMoment: for an ``at`` that is not a datetime or date
         """
         self._check_open()
         await self._write_one(
@@ -558,6 +599,8 @@ class Tracker:
         :returns: the number of items marked
         :raises InvalidUserId: for a bad id in the chunk, before that chunk is sent
         :raises InvalidEventName: for a bad name in the chunk, before that chunk is sent
+        :raises InvalidMoment: for a bad ``at`` in the chunk, before that chunk is sent
+        :raises InvalidPeriod: for an ``at`` whose periods or expiry deadline cannot exist
         """
         self._check_open()
         writes = self._new_writes()
@@ -891,6 +934,106 @@ class Tracker:
                 if width < chunk:
                     break
                 start += chunk
+
+
+_GRANULARITIES: frozenset[str] = frozenset(("hour", "day", "week", "month"))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_options(
+    *,
+    tz: object,
+    flags: Mapping[str, object],
+    counts: Mapping[str, object],
+    max_user_id: object,
+    schema: object,
+    expire_after: object,
+    coalesce_delay: object,
+    replicas_ack: object,
+) -> _dt.tzinfo:
+    """Check the Tracker's options; return its zone.
+
+    :raises InvalidOption: for an option of the wrong type or out of its range
+    :raises InvalidTimeZone: for an unknown zone
+    """
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise InvalidOption(name, flag, "True or False")
+    for name, count in counts.items():
+        if not _is_int(count) or cast("int", count) < 1:
+            raise InvalidOption(name, count, "an int >= 1")
+    if not _is_int(max_user_id) or not 1 <= cast("int", max_user_id) <= MAX_USER_ID:
+        raise InvalidOption("max_user_id", max_user_id, "an int from 1 to 2**63-1")
+    if schema is not None and not isinstance(schema, KeySchema):
+        raise InvalidOption("schema", schema, "a bitlens KeySchema or None")
+    if (
+        not isinstance(coalesce_delay, (int, float))
+        or isinstance(coalesce_delay, bool)
+        or not math.isfinite(coalesce_delay)
+        or coalesce_delay < 0
+    ):
+        raise InvalidOption("coalesce_delay", coalesce_delay, "a finite number of seconds >= 0")
+    if not _is_int(replicas_ack) or cast("int", replicas_ack) < 0:
+        raise InvalidOption("replicas_ack", replicas_ack, "an int >= 0")
+    if expire_after is not None:
+        if not isinstance(expire_after, Mapping):
+            raise InvalidOption(
+                "expire_after", expire_after, "a mapping of granularities to timedeltas, or None"
+            )
+        for granularity, ttl in cast("Mapping[object, object]", expire_after).items():
+            if granularity not in _GRANULARITIES:
+                raise InvalidOption(
+                    "expire_after",
+                    expire_after,
+                    f"keys among 'hour', 'day', 'week' and 'month', not {granularity!r}",
+                )
+            if not isinstance(ttl, _dt.timedelta) or ttl <= _dt.timedelta(0):
+                raise InvalidOption(
+                    f"expire_after[{granularity!r}]", ttl, "a positive datetime.timedelta"
+                )
+    zone = resolve_tz(cast("TzLike", tz))
+    try:
+        zone.utcoffset(_dt.datetime(2000, 1, 1))
+    except Exception as exc:  # a tzinfo subclass that cannot answer (e.g. bare tzinfo())
+        raise InvalidOption("tz", tz, f"a tzinfo that gives UTC offsets ({exc!r})") from None
+    return zone
+
+
+_GRANULARITY_OF: dict[type[Period], Granularity] = {
+    Hour: "hour",
+    Day: "day",
+    Week: "week",
+    Month: "month",
+}
+
+
+def _check_deadlines(
+    periods: tuple[Period | None, ...], expire_after: Mapping[Granularity, _dt.timedelta]
+) -> None:
+    """Check that every deadline a mark's keys would get (period end + TTL) can be sent.
+
+    The same arithmetic as the write batch's ``EXPIREAT``, done at the call so that a mark
+    that cannot expire is refused there, never later in a sender.
+
+    :raises InvalidPeriod: if a deadline falls past year 9999
+    """
+    for period in periods:
+        if period is None:
+            continue
+        granularity = _GRANULARITY_OF.get(type(period))
+        ttl = expire_after.get(granularity) if granularity is not None else None
+        if ttl is None:
+            continue
+        try:
+            int((period.end + ttl).timestamp())
+        except (InvalidPeriod, OverflowError, ValueError, OSError):
+            raise InvalidPeriod(
+                f"a mark in {granularity} {period} cannot expire: its deadline (the "
+                f"period's end + expire_after[{granularity!r}] = {ttl}) falls past year 9999"
+            ) from None
 
 
 def _eval(keys: list[str], argv: list[str | int]) -> Command:

@@ -159,7 +159,10 @@ async def run_demo(
     :param out: where to print
     """
     async with Tracker(url, prefix=prefix, track_unique=False) as tracker:
+        # The prefix's keys only (never another prefix's, e.g. "bl:x" under "bl"): every
+        # key carrying a hash tag, then the shard registry by name.
         stale = [key async for key in tracker.client.scan_iter(match=tracker.schema.scan_pattern)]
+        stale.append(tracker.schema.registry_key.encode())
         for i in range(0, len(stale), 1000):
             await tracker.client.delete(*stale[i : i + 1000])
 
