@@ -132,6 +132,10 @@ _RETRYABLE = (
 )
 
 
+NODE_PIPELINES = 16
+"""How many pipelines the executor keeps in flight to one cluster node at once."""
+
+
 class ReplicationTimeout(BitlensError, RedisTimeoutError):
     """A write reached its master but not ``replicas_ack`` replicas in time.
 
@@ -164,7 +168,7 @@ class Executor:
     __slots__ = (
         "_client",
         "_cluster",
-        "_fanout",
+        "_per_node",
         "_slots",
         "capabilities",
         "replicas_ack",
@@ -194,7 +198,9 @@ class Executor:
         self._slots = anyio.Semaphore(
             limit if isinstance(limit, int) and 0 < limit < 2**31 else 100, fast_acquire=True
         )
-        self._fanout = anyio.CapacityLimiter(16)
+        # At most 16 pipelines in flight per node, each node on its own: a master that is
+        # paused, slow or waiting for a replica delays only the work that needs it.
+        self._per_node: dict[str, anyio.CapacityLimiter] = {}
 
     @property
     def is_cluster(self) -> bool:
@@ -335,7 +341,10 @@ class Executor:
         errors: list[BaseException],
         fatal: list[Exception],
     ) -> None:
-        async with self._fanout:
+        limiter = self._per_node.get(node.name)
+        if limiter is None:
+            limiter = self._per_node[node.name] = anyio.CapacityLimiter(NODE_PIPELINES)
+        async with limiter:
             try:
                 replies = await self._run_node(node, [groups[i] for i in indexes])
             except _RETRYABLE as exc:

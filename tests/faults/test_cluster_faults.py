@@ -124,3 +124,50 @@ async def test_marks_and_counts_follow_a_slot_held_migrating(
     finally:
         await tracker.aclose()
         await close_cluster_client(client)
+
+
+def _shards_on(cluster: EmbeddedCluster, tracker: Tracker, master: str, count: int) -> list[int]:
+    """Return ``count`` shards whose slot ``master`` serves."""
+    found = [
+        shard
+        for shard in range(4096)
+        if cluster.node_for_slot(cluster.keyslot(tracker.schema.universe_key(shard))).name == master
+    ]
+    return found[:count]
+
+
+async def test_one_paused_master_delays_only_the_marks_that_need_it(
+    own_cluster: EmbeddedCluster, prefix: str
+) -> None:
+    """20 marks stuck on a paused master leave a mark into a healthy master free to finish."""
+    client = connect_cluster(own_cluster.url)
+    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
+    registry = own_cluster.node_for_slot(own_cluster.keyslot(tracker.schema.registry_key))
+    paused, healthy = [node for node in own_cluster.masters() if node.name != registry.name][:2]
+    stuck = _shards_on(own_cluster, tracker, paused.name, 20)
+    [free] = _shards_on(own_cluster, tracker, healthy.name, 1)
+    ledger = Ledger()
+    finished: list[int] = []
+
+    async def mark(uid: int) -> None:
+        ledger.attempt("active", uid, AT)
+        await tracker.mark_event("active", uid, AT)
+        ledger.ack("active", uid, AT)
+        finished.append(uid)
+
+    try:
+        await tracker.count(MonthEvents.from_date("active", AT))  # warm the slot map
+        paused.call("CLIENT", "PAUSE", 1500, "ALL")
+        async with anyio.create_task_group() as tg:
+            for shard in stuck:
+                tg.start_soon(mark, shard << SHARD_BITS)
+            await anyio.sleep(0.05)  # all 20 are waiting on the paused master
+            await mark(free << SHARD_BITS)
+            assert finished == [free << SHARD_BITS]  # none of the paused ones came first
+        assert sorted(finished[1:]) == [shard << SHARD_BITS for shard in stuck]
+        await check_invariants(
+            own_cluster.url, prefix, ledger, tracker, shard_bits=SHARD_BITS, cluster=True
+        )
+    finally:
+        await tracker.aclose()
+        await close_cluster_client(client)
