@@ -1,0 +1,120 @@
+"""A tracker over ``rediss://``: a TLS-enabled redis-server with a CA the test makes."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bitlens import Tracker
+from bitlens._embedded import EmbeddedRedis, _free_port, find_redis_servers
+from faults._invariants import Ledger, check_invariants, tracked_client
+from faults._load import AT
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.anyio
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def _make_certificates(directory: Path) -> dict[str, str]:
+    """Make a CA and a server certificate for 127.0.0.1 it signs; return their paths."""
+    paths = {name: str(directory / name) for name in ("ca.key", "ca.crt", "server.key")}
+    paths |= {
+        "server.csr": str(directory / "server.csr"),
+        "server.crt": str(directory / "server.crt"),
+    }
+    ext = directory / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n", encoding="ascii")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=bitlens test CA",
+        "-keyout",
+        paths["ca.key"],
+        "-out",
+        paths["ca.crt"],
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        paths["server.key"],
+        "-out",
+        paths["server.csr"],
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        paths["server.csr"],
+        "-CA",
+        paths["ca.crt"],
+        "-CAkey",
+        paths["ca.key"],
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        paths["server.crt"],
+    )
+    return paths
+
+
+async def test_marks_and_counts_over_tls_with_a_private_ca(tmp_path: Path, prefix: str) -> None:
+    """Over rediss:// with the test's CA: marks, counts and the four checks all hold."""
+    paths = _make_certificates(tmp_path)
+    tls_port = _free_port("127.0.0.1")
+    args = [
+        *("--tls-port", str(tls_port)),
+        *("--tls-cert-file", paths["server.crt"]),
+        *("--tls-key-file", paths["server.key"]),
+        *("--tls-ca-cert-file", paths["ca.crt"]),
+        *("--tls-auth-clients", "no"),
+    ]
+    server = _start_with_tls(args)
+    if server is None:
+        pytest.skip("no redis-server built with TLS was found (Debian's redis-server is)")
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={paths['ca.crt']}"
+        ledger = Ledger()
+        client = tracked_client(url)
+        async with Tracker(client, prefix=prefix) as tracker:
+            for uid in (1, 2, 3, 1 << 20):
+                ledger.attempt("active", uid, AT)
+                await tracker.mark_event("active", uid, AT)
+                ledger.ack("active", uid, AT)
+            await check_invariants(url, prefix, ledger, tracker, connection_bound=2)
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+def _start_with_tls(args: list[str]) -> EmbeddedRedis | None:
+    """Start the newest redis-server that accepts ``args`` (a TLS build); ``None`` if none."""
+    for binary in reversed(find_redis_servers()):  # the one on PATH first
+        server = EmbeddedRedis(binary, args=args)
+        try:
+            server.start()
+        except RuntimeError:  # built without TLS: it refuses the tls-* options
+            server.stop()
+            continue
+        return server
+    return None
