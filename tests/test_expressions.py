@@ -246,7 +246,9 @@ def test_temp_keys_share_the_shard_hash_tag() -> None:
 def test_plan_deletes_every_temp_slot() -> None:
     """Every temp slot is deleted exactly once, right after the instruction reading it last."""
     plan = CountPlan.compile([resolve((A & B) | ~C), resolve(A & B)])
-    argv, i, deleted, last_read = plan.argv, 2, [], {}
+    argv, i = plan.argv, 2
+    deleted: list[str | int] = []
+    last_read: dict[str | int, int] = {}
     steps: list[list[str | int]] = []
     while i < len(argv):
         n = (

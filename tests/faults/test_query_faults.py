@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeAlias
 
 import pytest
 
@@ -21,7 +21,7 @@ SHARD_BITS = 8
 MONTH = MonthEvents("active", 2026, 11)
 DAY = DayEvents("active", 2026, 11, 27)
 
-Query: TypeAlias = Callable[[Tracker], Awaitable[object]]
+Query: TypeAlias = Callable[[Tracker], Coroutine[Any, Any, object]]
 
 
 async def _count(tracker: Tracker) -> object:
@@ -89,7 +89,7 @@ async def test_cancelled_at_every_await_point_leaves_nothing(
     tracker, ledger, client = await _seeded(redis_url, prefix)
     finished = 0
     for n in range(40):
-        task = asyncio.get_running_loop().create_task(query(tracker))
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(query(tracker))
         for _ in range(n):
             await asyncio.sleep(0)
         task.cancel()
