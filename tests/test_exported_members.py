@@ -52,6 +52,7 @@ EXPORTED = [
     "NoDefaultTracker",
     "Period",
     "PermissionDenied",
+    "QueryRejected",
     "RedisServerNotFound",
     "ReplicationTimeout",
     "ServerOutOfMemory",

@@ -188,7 +188,7 @@ def test_not_within_named_universe_resolves_to_and() -> None:
 
 def _bitops(plan: CountPlan) -> list[tuple[str | int, ...]]:
     """Decode the BITOP instructions of a plan as (op, dest, *sources)."""
-    argv, out, i = plan.argv, [], 1
+    argv, out, i = plan.argv, [], 2
     while i < len(argv):
         if argv[i] == "B":
             n = int(argv[i + 3])
@@ -230,7 +230,7 @@ def test_equal_subtrees_share_one_temp_key_across_a_batch() -> None:
 def test_leaf_count_needs_no_temp_key() -> None:
     """Counting one bitmap is a bare BITCOUNT of its slot: no temp key, no DEL."""
     plan = CountPlan.compile([resolve(A)])
-    assert plan.argv == [1, "C", 1]
+    assert plan.argv == [1, 0, "C", 1]
     assert plan.temp_count == 0
 
 
@@ -240,16 +240,35 @@ def test_temp_keys_share_the_shard_hash_tag() -> None:
     keys = plan.keys(SCHEMA, 9, "t")
     assert plan.temp_count > 0
     assert all(key.startswith("p:{9}:") for key in keys)
-    assert sum("~tmp:t:" in key for key in keys) == plan.temp_count
+    assert sum("~tmp:t:" in key for key in keys) == plan.temp_count + 1  # and the void key
 
 
 def test_plan_deletes_every_temp_slot() -> None:
-    """The plan's last instruction deletes exactly its temp slots."""
-    plan = CountPlan.compile([resolve((A & B) | ~C)])
-    d = plan.argv.index("D")
-    deleted = plan.argv[d + 2 :]
-    temps = [i + 1 for i, slot in enumerate(plan.slots) if isinstance(slot, int)]
-    assert deleted == temps
+    """Every temp slot is deleted exactly once, right after the instruction reading it last."""
+    plan = CountPlan.compile([resolve((A & B) | ~C), resolve(A & B)])
+    argv, i = plan.argv, 2
+    deleted: list[str | int] = []
+    last_read: dict[str | int, int] = {}
+    steps: list[list[str | int]] = []
+    while i < len(argv):
+        n = (
+            int(argv[i + 3]) + 4
+            if argv[i] == "B"
+            else 2
+            if argv[i] == "C"
+            else int(argv[i + 1]) + 2
+        )
+        steps.append(argv[i : i + n])
+        i += n
+    for at, step in enumerate(steps):
+        if step[0] == "D":
+            deleted += step[2:]
+            assert all(last_read[slot] == at - 1 for slot in step[2:])
+        else:
+            for slot in step[1:] if step[0] == "C" else step[4:]:
+                last_read[slot] = at
+    temps = list(range(len(plan.leaves) + 1, len(plan.leaves) + plan.temp_count + 1))
+    assert sorted(deleted) == temps
 
 
 def test_evaluate_matches_set_algebra() -> None:

@@ -22,6 +22,7 @@ The tree::
     ├── NoDefaultTracker       (also RuntimeError) ``bitlens.setup()`` was never called
     ├── MarkRejected                               a mark the server refuses for good
     ├── CleanupFailed                              a query's temp keys could not be deleted
+    ├── QueryRejected                              a query's script refused its arguments
     ├── AuthenticationFailed                       Redis refused the credentials (or got none)
     ├── PermissionDenied                           the Redis user lacks a command or key
     └── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
@@ -51,6 +52,7 @@ __all__ = [
     "MarkRejected",
     "NoDefaultTracker",
     "PermissionDenied",
+    "QueryRejected",
     "ServerOutOfMemory",
     "TrackerClosed",
     "UnsupportedOperation",
@@ -285,6 +287,21 @@ class CleanupFailed(BitlensError):
             f"could not delete {keys} temp key(s) of a query ({reason}); grant the Redis "
             "user +del and +pexpire on the prefix's keys (see the README's ACL section)"
         )
+
+
+class QueryRejected(BitlensError):
+    """A query's server-side script refused its arguments (a malformed or oversized plan).
+
+    The count script checks every argument before it runs a single command, so nothing was
+    computed and nothing was left behind. bitlens never sends such a plan itself: seeing
+    this means a plan built by hand, or a bug worth reporting.
+
+    :param reason: what the script refused
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the count script refused its arguments: {reason}")
 
 
 class AuthenticationFailed(BitlensError):

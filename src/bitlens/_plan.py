@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from ._exceptions import InvalidExpression, UnsupportedOperation
+from ._exceptions import (
+    BitlensError,
+    CleanupFailed,
+    InvalidExpression,
+    QueryRejected,
+    UnsupportedOperation,
+)
 from ._expr import (
     BitOpAnd,
     BitOpDiff,
@@ -53,6 +59,9 @@ if TYPE_CHECKING:
     from ._keys import KeySchema
 
 __all__ = [
+    "BITOP_SLICE",
+    "CALL_BUDGET",
+    "MAX_CALL_WORK",
     "Capabilities",
     "Command",
     "KeyRef",
@@ -65,7 +74,9 @@ __all__ = [
     "evaluate",
     "iter_set_bits",
     "leaves_of",
+    "plan_counts",
     "resolve",
+    "script_error",
 ]
 
 Arg: TypeAlias = "str | int | bytes"
@@ -285,83 +296,195 @@ def evaluate(node: Node, values: Mapping[KeyRef, int]) -> int:
     return reduce(int.__xor__, parts)
 
 
-COUNT_SCRIPT = """\
--- bitlens count: run a compiled CountPlan over one or more shards, atomically.
--- KEYS: for each shard, the same number of key slots (leaves, then temp keys).
--- ARGV: slots per shard, then instructions:
---   B <op> <dest> <n> <src1..srcn>   BITOP op dest srcs    (slots are 1-based)
---   C <slot>                          BITCOUNT of a slot: the next question
---   D <n> <slot1..slotn>              DEL of the temp slots
+MAX_CALL_WORK = 100_000
+"""The most key operations one count-script call may run; the script refuses more."""
+
+CALL_BUDGET = 512
+"""The key operations the planner puts in one script call (shards times work per shard).
+
+One key operation is a bitmap read or written by a BITOP, BITCOUNT or DEL: a few µs on
+sparse bitmaps, so one call blocks the server for a few ms at most. A single question over
+a single shard is the smallest unit and may exceed it (up to :data:`MAX_CALL_WORK`).
+"""
+
+BITOP_SLICE = 1_000
+"""The most keys one ``BITOP`` (or ``DEL``) carries inside the script: Lua's ``unpack``
+refuses more than ~8,000 values, so wider operations run as a chain of slices."""
+
+_COUNT_SCRIPT_TEMPLATE = """\
+-- bitlens count: answer a compiled CountPlan over one or more shards, in one atomic call.
+-- KEYS: per shard, the same `width` slots: L leaves, T temp keys, then one void key.
+-- ARGV: L, T, then instructions (slots are 1-based within a shard):
+--   B <op> <dest> <n> <src1..srcn>   BITOP op dest srcs (run in slices of at most SLICE keys)
+--   C <slot>                          BITCOUNT of a slot: the next question's answer
+--   D <n> <slot1..slotn>              DEL of temp slots, right after their last reader
 -- Returns one total per question, summed over the shards.
--- Every command runs through pcall and the DEL always runs, so a failing BITOP (e.g. OOM)
--- still deletes the temp keys made before it; the first error is returned after cleanup.
--- A script is atomic like MULTI/EXEC (nothing else runs while it does; a dropped
--- connection cannot cut it in half; replicas and the AOF receive its effects as one
--- MULTI/EXEC), and the DEL below always runs. The only way left to strand a temp key is a
--- script stopped midway by the operator (SHUTDOWN NOSAVE, a crash with no persistence
--- replaying it): for that, each temp key also gets a 60 s PEXPIRE as a safety net.
--- Nothing this script writes outlives it, so nothing is replicated or written to the AOF:
--- replicas would only redo the BITOPs to delete their results again.
+-- Every argument is checked before any command runs: a malformed or oversized call gets a
+-- BITLENS-ARGS error, so no loop can be endless and no call can do more than MAX_WORK key
+-- operations. Every command runs through pcall; the first failure stops the work, every
+-- temp key made so far is deleted, and the failure is returned. A temp key that DEL may not
+-- remove (a user without +del) is removed by a BITOP from the never-written void key
+-- instead (BITOP deletes a dest whose sources are all missing), and the call fails with
+-- BITLENS-CLEANUP, as it does when the safety PEXPIRE is refused.
+-- The script is atomic (nothing else runs meanwhile; a dropped connection cannot cut it),
+-- so no one ever sees its temp keys. Each still gets a 60 s PEXPIRE in case the operator
+-- stops the script midway. Nothing it writes outlives it, so nothing is replicated.
 redis.set_repl(redis.REPL_NONE)
-local width = tonumber(ARGV[1])
-local program, i = {}, 2
-while i <= #ARGV do
-  local code = ARGV[i]
-  if code == 'B' then
-    local n = tonumber(ARGV[i + 3])
-    local srcs = {}
-    for j = 1, n do srcs[j] = tonumber(ARGV[i + 3 + j]) end
-    program[#program + 1] = {'B', ARGV[i + 1], tonumber(ARGV[i + 2]), srcs}
-    i = i + 4 + n
-  elseif code == 'C' then
-    program[#program + 1] = {'C', tonumber(ARGV[i + 1])}
-    i = i + 2
-  else
-    local n = tonumber(ARGV[i + 1])
-    local slots = {}
-    for j = 1, n do slots[j] = tonumber(ARGV[i + 1 + j]) end
-    program[#program + 1] = {'D', slots}
-    i = i + 2 + n
-  end
+local MAX_WORK, SLICE = @MAX_WORK@, @SLICE@
+local function int(v, lo, hi)
+  local n = tonumber(v)
+  if n == nil or n ~= math.floor(n) or n < lo or n > hi then return nil end
+  return n
 end
-local totals, failure = {}, nil
+local function bad(why) return redis.error_reply('BITLENS-ARGS ' .. why) end
+local nleaf, ntemp = int(ARGV[1], 0, MAX_WORK), int(ARGV[2], 0, MAX_WORK)
+if not nleaf or not ntemp then return bad('the slot counts must be integers from 0') end
+local width = nleaf + ntemp + 1
+if #KEYS == 0 or #KEYS % width ~= 0 then
+  return bad(#KEYS .. ' keys are not whole shards of ' .. width .. ' slots')
+end
+local shards = #KEYS / width
+local OPS = {AND = 1, OR = 1, XOR = 1, DIFF = 2, ANDOR = 2}
+local program, work, questions, i = {}, 0, 0, 3
+while i <= #ARGV do
+  local code, step = ARGV[i], nil
+  if code == 'B' then
+    local op = ARGV[i + 1]
+    local least = OPS[op]
+    local dest = int(ARGV[i + 2], nleaf + 1, nleaf + ntemp)
+    local n = int(ARGV[i + 3], least or 1, #ARGV - i - 3)
+    if not least or not dest or not n or (op == 'ANDOR' and n > SLICE - 3) then
+      return bad('malformed BITOP at argument ' .. i)
+    end
+    step = {1, op, dest, {}}
+    for j = 1, n do
+      local src = int(ARGV[i + 3 + j], 1, nleaf + ntemp)
+      if not src then return bad('bad BITOP source at argument ' .. (i + 3 + j)) end
+      step[4][j] = src
+    end
+    work, i = work + n + 1, i + 4 + n
+  elseif code == 'C' then
+    local slot = int(ARGV[i + 1], 1, nleaf + ntemp)
+    if not slot then return bad('bad BITCOUNT slot at argument ' .. i) end
+    step, questions, work, i = {2, slot}, questions + 1, work + 1, i + 2
+  elseif code == 'D' then
+    local n = int(ARGV[i + 1], 1, #ARGV - i - 1)
+    if not n then return bad('malformed DEL at argument ' .. i) end
+    step = {3, {}}
+    for j = 1, n do
+      local slot = int(ARGV[i + 1 + j], nleaf + 1, nleaf + ntemp)
+      if not slot then return bad('DEL of a slot that is no temp key at argument ' .. i) end
+      step[2][j] = slot
+    end
+    work, i = work + n, i + 2 + n
+  else
+    return bad('unknown instruction at argument ' .. i)
+  end
+  if work * shards > MAX_WORK then
+    return bad('more than ' .. MAX_WORK .. ' key operations in one call')
+  end
+  program[#program + 1] = step
+end
+local totals, live, failure, broken = {}, {}, nil, nil
+for q = 1, questions do totals[q] = 0 end
+-- DEL in slices; the keys of a refused slice are removed by a BITOP from their void key.
+local function drop(names)
+  local refused = nil
+  for lo = 1, #names, SLICE do
+    local part = {}
+    for j = lo, math.min(#names, lo + SLICE - 1) do part[#part + 1] = names[j] end
+    local reply = redis.pcall('DEL', unpack(part))
+    if type(reply) == 'table' then
+      refused = refused or reply.err
+      for _, key in ipairs(part) do redis.pcall('BITOP', 'OR', key, live[key]) end
+    end
+    for _, key in ipairs(part) do live[key] = nil end
+  end
+  return refused
+end
 for base = 0, #KEYS - width, width do
-  local q = 0
+  local void, q = KEYS[base + width], 0
   for _, step in ipairs(program) do
-    if step[1] == 'B' then
-      local args = {'BITOP', step[2], KEYS[base + step[3]]}
-      for _, src in ipairs(step[4]) do args[#args + 1] = KEYS[base + src] end
-      local reply = redis.pcall(unpack(args))
-      if type(reply) == 'table' and reply.err then
-        failure = failure or reply
-      elseif reply > 0 then
-        redis.pcall('PEXPIRE', args[3], 60000)
-      end
-    elseif step[1] == 'C' then
+    if step[1] == 1 then
+      local dest, srcs, j = KEYS[base + step[3]], step[4], 1
+      repeat
+        local args = {'BITOP', step[2], dest}
+        if j > 1 then args[4] = dest end
+        while j <= #srcs and #args < SLICE do
+          args[#args + 1] = KEYS[base + srcs[j]]
+          j = j + 1
+        end
+        local reply = redis.pcall(unpack(args))
+        if type(reply) == 'table' then failure = reply; break end
+        if reply > 0 then
+          live[dest] = void
+          local set = redis.pcall('PEXPIRE', dest, 60000)
+          if type(set) == 'table' then broken = {1, 'PEXPIRE', set.err}; break end
+        else
+          live[dest] = nil
+        end
+      until j > #srcs
+    elseif step[1] == 2 then
       q = q + 1
       local reply = redis.pcall('BITCOUNT', KEYS[base + step[2]])
-      if type(reply) == 'number' then
-        totals[q] = (totals[q] or 0) + reply
-      else
-        totals[q] = totals[q] or 0
-        failure = failure or reply
-      end
+      if type(reply) == 'table' then failure = reply else totals[q] = totals[q] + reply end
     else
-      local doomed = {}
-      for _, slot in ipairs(step[2]) do doomed[#doomed + 1] = KEYS[base + slot] end
-      redis.pcall('DEL', unpack(doomed))
+      local names = {}
+      for _, slot in ipairs(step[2]) do
+        local key = KEYS[base + slot]
+        if live[key] then names[#names + 1] = key end
+      end
+      local refused = drop(names)
+      if refused then broken = {#names, 'DEL', refused} end
     end
+    if failure or broken then break end
   end
+  if failure or broken then break end
+end
+local rest = {}
+for key in pairs(live) do rest[#rest + 1] = key end
+if #rest > 0 then
+  local refused = drop(rest)
+  if refused and not broken then broken = {#rest, 'DEL', refused} end
+end
+if broken then
+  return redis.error_reply(
+    'BITLENS-CLEANUP ' .. broken[1] .. ' ' .. broken[2] .. ' refused: ' .. tostring(broken[3]))
 end
 if failure then return failure end
 return totals
 """
-"""The Lua script that answers a :class:`CountPlan` (one ``EVAL`` per node or shard)."""
+
+COUNT_SCRIPT = _COUNT_SCRIPT_TEMPLATE.replace("@MAX_WORK@", str(MAX_CALL_WORK)).replace(
+    "@SLICE@", str(BITOP_SLICE)
+)
+"""The Lua script that answers a :class:`CountPlan` (one ``EVAL`` per call)."""
+
+_ARGS_ERROR = "BITLENS-ARGS "
+_CLEANUP_ERROR = "BITLENS-CLEANUP "
+
+
+def script_error(message: str) -> BitlensError | None:
+    """Return the typed error for an error reply of :data:`COUNT_SCRIPT`, else ``None``.
+
+    :param message: the error reply's text (``str()`` of redis-py's ``ResponseError``)
+    """
+    if message.startswith(_CLEANUP_ERROR):
+        count, _, reason = message[len(_CLEANUP_ERROR) :].partition(" ")
+        return CleanupFailed(int(count) if count.isdigit() else 0, reason)
+    if message.startswith(_ARGS_ERROR):
+        return QueryRejected(message[len(_ARGS_ERROR) :])
+    return None
+
+
+# A reference to a slot while compiling: a leaf's index (>= 0) or ~index of a temp (< 0).
+_Ref: TypeAlias = int
+_Step: TypeAlias = "tuple[str, _Ref, tuple[_Ref, ...]]"  # (op or "C", dest or counted, srcs)
 
 
 @dataclass(slots=True)
 class CountPlan:
-    """A batch of count questions compiled once, for any shard.
+    """A batch of count questions compiled once, for any shard: one script call's program.
 
     Example::
 
@@ -369,83 +492,127 @@ class CountPlan:
         keys = plan.keys(schema, shard=7, token="f3a9")  # that shard's slots
         command = ("EVAL", COUNT_SCRIPT, len(keys), *keys, *plan.argv)
 
-    Slots are numbered from 1: each is a leaf bitmap or a temp key. Equal subtrees share a
-    slot, across every question of the batch.
+    Slots are numbered from 1 in each shard: the leaf bitmaps first, then the temp keys,
+    then one void key that is never written. Equal subtrees share a slot across every
+    question of the plan, and each temp key is deleted right after its last reader.
 
     :param caps: the server's BITOP extensions
+    :param leaves: the bitmaps read, in slot order
+    :param temp_count: how many temp keys each shard needs
+    :param argv: the script's arguments
+    :param questions: how many questions the plan answers (one total each)
+    :param work: key operations per shard (see :data:`CALL_BUDGET`)
+    :param indexes: for a plan made by :func:`plan_counts`, which questions of the batch
+        it answers, in order
     """
 
     caps: Capabilities = field(default_factory=Capabilities)
-    slots: list[KeyRef | int] = field(default_factory=list)
+    leaves: list[KeyRef] = field(default_factory=list)
+    temp_count: int = 0
     argv: list[str | int] = field(default_factory=list)
     questions: int = 0
-    _memo: dict[Node, int] = field(default_factory=dict)
-    _temps: list[int] = field(default_factory=list)
+    work: int = 0
+    indexes: tuple[int, ...] = ()
+    _memo: dict[Node, _Ref] = field(default_factory=dict)
+    _leaf_index: dict[KeyRef, int] = field(default_factory=dict)
+    _program: list[_Step] = field(default_factory=list)
 
     @classmethod
     def compile(cls, nodes: Sequence[Node], caps: Capabilities | None = None) -> CountPlan:
-        """Compile count questions into one plan.
+        """Compile count questions into one plan (one script call per group of shards).
 
         :param nodes: resolved trees, one per question
         :param caps: the server's BITOP extensions (default: none)
         """
         plan = cls(caps or Capabilities())
-        plan.argv.append(0)  # slots per shard, filled in below
         for node in nodes:
-            plan.argv += ["C", plan._slot(node)]
+            plan._program.append(("C", plan._slot(node), ()))
             plan.questions += 1
-        if plan._temps:
-            plan.argv += ["D", len(plan._temps), *plan._temps]
-        plan.argv[0] = len(plan.slots)
+        plan.indexes = tuple(range(plan.questions))
+        plan._emit()
         return plan
 
     @property
-    def temp_count(self) -> int:
-        """How many temp keys each shard needs."""
-        return len(self._temps)
+    def width(self) -> int:
+        """Key slots per shard: the leaves, the temp keys and the void key."""
+        return len(self.leaves) + self.temp_count + 1
+
+    def shards_per_call(self, budget: int = CALL_BUDGET) -> int:
+        """How many shards one script call of this plan covers within ``budget``.
+
+        :param budget: key operations per call
+        """
+        return max(1, budget // max(1, self.work))
 
     def keys(self, schema: KeySchema, shard: int, token: str) -> list[str]:
-        """Return the keys of ``shard``'s slots, temp keys named with ``token``.
+        """Return the keys of ``shard``'s slots, temp and void keys named with ``token``.
 
         :param schema: the key schema
         :param shard: the shard number
         :param token: a random token unique to this query
         """
-        return [
-            slot.key(schema, shard)
-            if isinstance(slot, KeyRef)
-            else schema.temp_key(shard, token, slot)
-            for slot in self.slots
-        ]
+        keys = [leaf.key(schema, shard) for leaf in self.leaves]
+        keys += [schema.temp_key(shard, token, n) for n in range(self.temp_count + 1)]
+        return keys
 
-    def _new_slot(self, value: KeyRef | int) -> int:
-        self.slots.append(value)
-        return len(self.slots)
+    def _emit(self) -> None:
+        leaves = len(self.leaves)
 
-    def _temp(self) -> int:
-        slot = self._new_slot(len(self._temps))
-        self._temps.append(slot)
-        return slot
+        def number(ref: _Ref) -> int:
+            return ref + 1 if ref >= 0 else leaves + 1 + ~ref
 
-    def _bitop(self, op: str, sources: Sequence[int]) -> int:
+        last: dict[_Ref, int] = {}
+        for at, (code, target, sources) in enumerate(self._program):
+            if code != "C" and target not in last:
+                last[target] = at  # (read later, so overwritten below)
+            for ref in (target,) if code == "C" else sources:
+                if ref < 0:
+                    last[ref] = at
+        frees: dict[int, list[int]] = {}
+        for ref, at in last.items():
+            frees.setdefault(at, []).append(number(ref))
+        argv: list[str | int] = [leaves, self.temp_count]
+        work = 0
+        for at, (code, target, sources) in enumerate(self._program):
+            if code == "C":
+                argv += ["C", number(target)]
+                work += 1
+            else:
+                argv += ["B", code, number(target), len(sources), *map(number, sources)]
+                work += len(sources) + 1
+            freed = frees.get(at)
+            if freed:
+                argv += ["D", len(freed), *sorted(freed)]
+                work += len(freed)
+        self.argv = argv
+        self.work = work
+
+    def _temp(self) -> _Ref:
+        self.temp_count += 1
+        return ~(self.temp_count - 1)
+
+    def _bitop(self, op: str, sources: Sequence[_Ref]) -> _Ref:
         dest = self._temp()
-        self.argv += ["B", op, dest, len(sources), *sources]
+        self._program.append((op, dest, tuple(sources)))
         return dest
 
-    def _slot(self, node: Node) -> int:
+    def _slot(self, node: Node) -> _Ref:
         found = self._memo.get(node)
         if found is not None:
             return found
         if isinstance(node, KeyRef):
-            slot = self._new_slot(node)
+            ref = self._leaf_index.get(node)
+            if ref is None:
+                ref = self._leaf_index[node] = len(self.leaves)
+                self.leaves.append(node)
         elif node.op == "AND":
-            slot = self._and(node.children)
+            ref = self._and(node.children)
         else:
-            slot = self._bitop(node.op, [self._slot(c) for c in node.children])
-        self._memo[node] = slot
-        return slot
+            ref = self._bitop(node.op, [self._slot(c) for c in node.children])
+        self._memo[node] = ref
+        return ref
 
-    def _and(self, children: Sequence[Node]) -> int:
+    def _and(self, children: Sequence[Node]) -> _Ref:
         caps = self.caps
         if caps.diff:  # x & (U ^ y) == x - y: one BITOP DIFF instead of XOR + AND
             negated = [c for c in children if _is_complement(c)]
@@ -454,13 +621,70 @@ class CountPlan:
                 base = self._slot(plain[0] if len(plain) == 1 else Op("AND", tuple(plain)))
                 gone = [self._slot(_complemented(c)) for c in negated]
                 return self._bitop("DIFF", [base, *gone])
-        if caps.andor:  # x & (y1 | y2 ..) in one BITOP ANDOR
-            ors = [c for c in children if isinstance(c, Op) and c.op == "OR"]
+        if caps.andor:  # x & (y1 | y2 ..) in one BITOP ANDOR (not sliceable: kept small)
+            ors = [
+                c
+                for c in children
+                if isinstance(c, Op) and c.op == "OR" and len(c.children) < BITOP_SLICE - 4
+            ]
             if ors:
                 rest = [c for c in children if c is not ors[0]]
                 x = self._slot(rest[0] if len(rest) == 1 else Op("AND", tuple(rest)))
                 return self._bitop("ANDOR", [x, *(self._slot(y) for y in ors[0].children)])
         return self._bitop("AND", [self._slot(c) for c in children])
+
+
+def _new_work(node: Node, seen: set[Node], added: set[Node]) -> int:
+    """Estimate the key operations ``node`` adds to a plan that already computes ``seen``."""
+    if isinstance(node, KeyRef) or node in seen or node in added:
+        return 0
+    added.add(node)
+    return len(node.children) + 2 + sum(_new_work(c, seen, added) for c in node.children)
+
+
+def plan_counts(
+    nodes: Sequence[Node], caps: Capabilities | None = None, budget: int = CALL_BUDGET
+) -> list[CountPlan]:
+    """Split a batch of count questions into plans of about ``budget`` work per shard.
+
+    Consecutive questions share a plan (and its equal subtrees) while the plan's work per
+    shard stays within ``budget``; a question alone over budget gets a plan of its own.
+    Each plan's :attr:`CountPlan.indexes` says which questions of the batch it answers.
+
+    :param nodes: resolved trees, one per question
+    :param caps: the server's BITOP extensions (default: none)
+    :param budget: key operations per shard and plan
+    :raises UnsupportedOperation: for a question needing more than :data:`MAX_CALL_WORK`
+        key operations on one shard, before anything is sent
+    """
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    seen: set[Node] = set()
+    work = 0
+    for index, node in enumerate(nodes):
+        added: set[Node] = set()
+        extra = 1 + _new_work(node, seen, added)
+        if current and work + extra > budget:
+            chunks.append(current)
+            current, seen, work = [], set(), 0
+            added = set()
+            extra = 1 + _new_work(node, seen, added)
+        current.append(index)
+        seen |= added
+        work += extra
+    if current:
+        chunks.append(current)
+    plans: list[CountPlan] = []
+    for chunk in chunks:
+        plan = CountPlan.compile([nodes[i] for i in chunk], caps)
+        if plan.work > MAX_CALL_WORK:
+            raise UnsupportedOperation(
+                f"a question reading {plan.work} bitmaps per shard is too large (at most "
+                f"{MAX_CALL_WORK}): split it, or use ranges (EventsBetween) and coarser periods"
+            )
+        plan.indexes = tuple(chunk)
+        plans.append(plan)
+    return plans
 
 
 def _is_complement(node: Node) -> bool:

@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._exceptions import InvalidOption, InvalidPeriod, TrackerClosed
@@ -33,7 +34,9 @@ from ._plan import (
     evaluate,
     iter_set_bits,
     leaves_of,
+    plan_counts,
     resolve,
+    script_error,
 )
 from ._writes import Granularity, WriteBatch
 
@@ -54,6 +57,9 @@ Mark: TypeAlias = tuple[str, int] | tuple[str, int, _dt.datetime | _dt.date | No
 
 
 _UNIQUE_ONLY: tuple[None] = (None,)
+
+CONTAINS_CHUNK_COMMANDS = 10_000
+"""The most GETBITs one ``contains_many`` pipeline carries (ids times bitmaps of the tree)."""
 
 
 class TrackerOptions(TypedDict, total=False):
@@ -705,30 +711,50 @@ class Tracker:
         registry itself (``SMEMBERS``). Shards found that way are counted in one more round
         trip: a tracker's first count on data written elsewhere takes two.
         """
+        if not nodes:
+            return []
         totals = [0] * len(nodes)
-        plan = CountPlan.compile(nodes, self._executor.capabilities)
+        plans = plan_counts(nodes, self._executor.capabilities)  # before any I/O
         registry = self.schema.registry_key
+        schema = self.schema
         queried: set[int] = set()
         pending = sorted(self._known_shards)
         while True:
             loaded = self._registry_loaded
             check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
             token = secrets.token_hex(8)
-            if self._executor.is_cluster:  # scripts need one slot: an EVAL per shard
-                groups = [Group(registry, [check])] + [
-                    Group(
-                        self.schema.universe_key(shard),
-                        [_eval(plan.keys(self.schema, shard, token), plan.argv)],
-                    )
-                    for shard in pending
-                ]
-            else:  # one EVAL for every shard of the server
-                keys = [key for shard in pending for key in plan.keys(self.schema, shard, token)]
-                groups = [Group(registry, [check, *([_eval(keys, plan.argv)] if pending else [])])]
-            results = await self._executor.run(groups, probe=True)
+            calls: list[CountPlan] = []  # the plan of each script call, in send order
+            if self._executor.is_cluster:  # scripts need one slot: calls per shard
+                groups = [Group(registry, [check])]
+                for shard in pending:
+                    commands: list[Command] = []
+                    for plan in plans:
+                        commands.append(_eval(plan.keys(schema, shard, token), plan.argv))
+                        calls.append(plan)
+                    groups.append(Group(schema.universe_key(shard), commands))
+            else:  # every shard of the server, in bounded calls, in one pipeline
+                commands = [check]
+                for plan in plans:
+                    step = plan.shards_per_call()
+                    for lo in range(0, len(pending), step):
+                        keys = [
+                            key
+                            for shard in pending[lo : lo + step]
+                            for key in plan.keys(schema, shard, token)
+                        ]
+                        commands.append(_eval(keys, plan.argv))
+                        calls.append(plan)
+                groups = [Group(registry, commands)]
+            try:
+                results = await self._executor.run(groups, probe=True)
+            except ResponseError as exc:
+                typed = script_error(str(exc))
+                if typed is not None:
+                    raise typed from exc
+                raise
             replies = [reply for result in results for reply in result]
-            for reply in replies[1:]:
-                for i, value in enumerate(_as_list(reply)):
+            for plan, reply in zip(calls, replies[1:], strict=True):
+                for i, value in zip(plan.indexes, _as_list(reply), strict=True):
                     totals[i] += _as_int(value)
             queried.update(pending)
             if loaded and _as_int(replies[0]) == len(queried):
@@ -778,13 +804,19 @@ class Tracker:
         self._check_open()
         if isinstance(exprs, Mapping):
             named = cast("Mapping[_K, Expr]", exprs)
+            if not named:
+                return {}
             totals = await self._count_nodes([self._resolve(e) for e in named.values()])
             return dict(zip(named, totals, strict=True))
         nodes = [self._resolve(expr) for expr in exprs]
         return await self._count_nodes(nodes) if nodes else []
 
     async def contains_many(self, expr: Expr, user_ids: Iterable[int]) -> list[bool]:
-        """Return, for each id, whether it is in ``expr``: one round trip for all of them.
+        """Return, for each id, whether it is in ``expr``, in bounded pipelines.
+
+        One round trip per :data:`CONTAINS_CHUNK_COMMANDS` GETBITs (ids times bitmaps of the
+        tree; 10,000 ids of a one-bitmap tree), sent one after another so client memory
+        stays bounded however many ids are asked.
 
         :param expr: any bitlens expression
         :param user_ids: the ids to look up
@@ -795,30 +827,32 @@ class Tracker:
         node = self._resolve(expr)
         uids = [self._uid(uid) for uid in user_ids]
         leaves = leaves_of(node)
-        groups: list[Group] = []
-        for uid in uids:
-            shard, bit = self.schema.shard_of(uid), self.schema.bit_of(uid)
-            keys = [leaf.key(self.schema, shard) for leaf in leaves]
-            groups.append(Group(keys[0], [("GETBIT", key, bit) for key in keys]))
-        if not groups:
-            return []
-        results = await self._executor.run(
-            _merge(groups) if not self._executor.is_cluster else groups
-        )
-        replies = [reply for result in results for reply in result]
         width = len(leaves)
-        return [
-            bool(
-                evaluate(
-                    node,
-                    {
-                        leaf: _as_int(r)
-                        for leaf, r in zip(leaves, replies[i : i + width], strict=False)
-                    },
-                )
+        per_chunk = max(1, CONTAINS_CHUNK_COMMANDS // width)
+        answers: list[bool] = []
+        for lo in range(0, len(uids), per_chunk):  # one bounded pipeline at a time
+            groups: list[Group] = []
+            for uid in uids[lo : lo + per_chunk]:
+                shard, bit = self.schema.shard_of(uid), self.schema.bit_of(uid)
+                keys = [leaf.key(self.schema, shard) for leaf in leaves]
+                groups.append(Group(keys[0], [("GETBIT", key, bit) for key in keys]))
+            results = await self._executor.run(
+                _merge(groups) if not self._executor.is_cluster else groups
             )
-            for i in range(0, len(replies), width)
-        ]
+            replies = [reply for result in results for reply in result]
+            answers += [
+                bool(
+                    evaluate(
+                        node,
+                        {
+                            leaf: _as_int(r)
+                            for leaf, r in zip(leaves, replies[i : i + width], strict=True)
+                        },
+                    )
+                )
+                for i in range(0, len(replies), width)
+            ]
+        return answers
 
     async def retention(
         self,
