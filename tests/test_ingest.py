@@ -405,3 +405,22 @@ async def test_aclose_gives_up_after_its_drain_timeout(private_server: EmbeddedR
     await tracker.aclose(drain_timeout=0.5)
     assert time.monotonic() - started < 10
     assert tracker.stats().nowait_dropped == 10
+
+
+async def test_a_failed_batch_flush_keeps_its_marks_for_a_retry(
+    private_server: EmbeddedRedis,
+) -> None:
+    """A flush that fails (server down) keeps its marks; the next flush sends them."""
+    plain = redis.asyncio.Redis.from_url(private_server.url, retry=None)
+    tracker = Tracker(plain, prefix="b")
+    batch = tracker.batch()
+    for uid in range(100):
+        batch.mark_event("active", uid, AT)
+    private_server.kill()
+    with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        await batch.flush()
+    assert len(batch) == 100
+    await anyio.to_thread.run_sync(private_server.start)
+    assert await batch.flush() == 100
+    assert await tracker.count(DAY) == 100
+    await plain.aclose()

@@ -185,10 +185,18 @@ class Batch:
     async def flush(self) -> int:
         """Send the marks collected so far in one round trip; return how many were sent.
 
+        If sending fails (or is cancelled), the marks stay in the batch, so calling
+        ``flush()`` again sends them.
+
         :raises TrackerClosed: after the tracker's ``aclose()``
         """
         writes, self._writes = self._writes, self._tracker._new_writes()
-        await self._tracker._flush(writes)
+        try:
+            await self._tracker._flush(writes)
+        except BaseException:
+            if not self._writes:  # nothing added meanwhile: keep the marks for a retry
+                self._writes = writes
+            raise
         return len(writes)
 
     async def __aenter__(self) -> Batch:
