@@ -6,12 +6,13 @@ per node, few commands per key):
 * :class:`Batch` — ``async with tracker.batch() as batch: batch.mark_event(...)``; sent on
   exit in one round trip.
 * :class:`Coalescer` — with ``Tracker(coalesce=True)``, concurrent ``await mark_event(...)``
-  calls from many tasks share batches. The first caller to find no open batch leads it:
-  it waits up to ``coalesce_delay`` seconds (or until ``coalesce_max_marks`` marks joined),
-  then sends the batch while the others wait on it. Every caller returns only once its mark
-  is in Redis, or raises the error the batch met. At most ``coalesce_max_in_flight``
-  batches are sent at a time: when Redis is slow, callers wait (back-pressure) and memory
-  stays bounded by the number of waiting callers.
+  calls from many tasks share batches. The first caller to find no open batch opens it and
+  starts its sender, a task the coalescer owns: it waits up to ``coalesce_delay`` seconds
+  (or until ``coalesce_max_marks`` marks joined), then sends the batch while every caller
+  waits on it. A caller's cancellation affects that caller alone. Every caller returns
+  only once its mark is in Redis, or raises the error the batch met. At most
+  ``coalesce_max_in_flight`` batches are sent at a time: when Redis is slow, callers wait
+  (back-pressure) and memory stays bounded by the number of waiting callers.
 * :class:`Background` — ``tracker.mark_event_nowait(...)`` enqueues and returns at once. A
   background task sends the queue in chunks; a failed chunk stays at the head of the queue
   and is retried with exponential backoff (50 ms doubling to 5 s), logged on the
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import math
 from collections import deque
@@ -220,7 +220,7 @@ class _Shared:
     def __init__(self, writes: WriteBatch) -> None:
         self.writes = writes
         self.waiters: list[asyncio.Future[None]] = []
-        self.full: asyncio.Future[None] | None = None  # the leader's wake-up, once it waits
+        self.full: asyncio.Future[None] | None = None  # the sender's wake-up, once it waits
         self.error: BaseException | None = None
 
 
@@ -232,9 +232,10 @@ def _wake(future: asyncio.Future[None] | None) -> None:
 class Coalescer:
     """Merges concurrent marks from many tasks into shared batches (see the module doc).
 
-    Each waiting caller costs one bare asyncio future, woken once by the leader after the
-    batch is written (no per-caller event or cancel scope): at a thousand callers per
-    batch, waking them is a good part of the cost of a coalesced mark.
+    Each waiting caller costs one bare asyncio future, woken once by the batch's sender (a
+    task the coalescer owns, never a caller's) after the batch is written (no per-caller
+    event or cancel scope): at a thousand callers per batch, waking them is a good part of
+    the cost of a coalesced mark.
 
     :param flush: sends one batch
     :param new_batch: makes an empty batch
@@ -264,6 +265,7 @@ class Coalescer:
         self._active = 0
         self._idle = anyio.Event()
         self._idle.set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the batches being sent
 
     async def add(
         self, event: str, user_id: int, periods: tuple[Period | None, ...], value: int
@@ -271,7 +273,7 @@ class Coalescer:
         """Add one validated mark and return once the batch holding it is written.
 
         A caller cancelled while it waits leaves its mark in the batch, which is still
-        sent for the others.
+        sent for the others: the batch is sent by a task the tracker owns.
 
         :param event: the event name
         :param user_id: the id
@@ -280,25 +282,35 @@ class Coalescer:
         :raises Exception: whatever sending the shared batch raised
         """
         shared = self._open
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if shared is None:
+            # The batch is sent by a task the tracker owns, never by a caller's task: a
+            # caller's cancellation (anyio's or a plain Task.cancel()) affects it alone.
             shared = self._open = _Shared(self._new_batch())
             shared.writes.add(event, user_id, periods, value)
-            await self._lead(shared)
+            shared.waiters.append(waiter)
+            self._start(shared)
         else:
             shared.writes.add(event, user_id, periods, value)
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             shared.waiters.append(waiter)
             if len(shared.writes) >= self.max_marks:
                 self._open = None
                 _wake(shared.full)
-            await waiter
+        await waiter
         if shared.error is not None:
-            raise copy.copy(shared.error)
+            # The same exception for every caller of the batch: its type and fields kept.
+            raise shared.error.with_traceback(None)
 
-    async def _lead(self, shared: _Shared) -> None:
+    def _start(self, shared: _Shared) -> None:
         if self._active == 0:
             self._idle = anyio.Event()
         self._active += 1
+        task = asyncio.get_running_loop().create_task(self._send(shared))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, shared: _Shared) -> None:
+        """Wait for company (or a full batch), then send it; wake every caller in it."""
         try:
             if self._open is shared and len(shared.writes) < self.max_marks:
                 loop = asyncio.get_running_loop()
@@ -308,23 +320,27 @@ class Coalescer:
                     await full
                 finally:
                     timer.cancel()
+            if self._open is shared:
+                self._open = None
+            async with self._in_flight:
+                await self._flush(shared.writes)
+            self._counters.coalesced_batches += 1
+        except BaseException as exc:  # the loop shutting down cancels this task too
+            shared.error = (
+                exc
+                if isinstance(exc, Exception)
+                else RuntimeError("the coalesced batch was cancelled before it was written")
+            )
+            if not isinstance(exc, Exception):
+                raise
         finally:
-            # Even if the leader is cancelled, the batch is sent for everyone in it.
-            with anyio.CancelScope(shield=True):
-                if self._open is shared:
-                    self._open = None
-                try:
-                    async with self._in_flight:
-                        await self._flush(shared.writes)
-                    self._counters.coalesced_batches += 1
-                except Exception as exc:
-                    shared.error = exc
-                finally:
-                    for waiter in shared.waiters:
-                        _wake(waiter)
-                    self._active -= 1
-                    if self._active == 0:
-                        self._idle.set()
+            if self._open is shared:
+                self._open = None
+            for waiter in shared.waiters:
+                _wake(waiter)
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
 
     async def wait_idle(self) -> None:
         """Wait until no coalesced batch is waiting or in flight."""
