@@ -340,7 +340,9 @@ class Executor:
         while True:
             try:
                 await conn.send_packed_command(packed, check_health=False)
-                return await _read_all(conn, count, probing=probing)
+                if probing:
+                    return await _read_all(conn, count, probing=True)
+                return await _read_all(conn, count)
             except RedisConnectionError as error:
                 await conn.disconnect()
                 if _is_auth(error) or failures >= retries:
@@ -459,7 +461,9 @@ class Executor:
         conn: Any = node.acquire_connection()
         try:
             await conn.send_packed_command(packed, check_health=False)
-            replies = await _read_all(conn, len(wire), probing=probing)
+            replies = await (
+                _read_all(conn, len(wire), probing=True) if probing else _read_all(conn, len(wire))
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.disconnect()
