@@ -11,6 +11,10 @@ Faults:
 * A dropped connection raises redis-py's ``ConnectionError`` or is retried according to the
   client's ``Retry`` policy. Retrying is safe: marks are idempotent (SETBIT), and a query
   creates and deletes its temp keys inside one atomic script or transaction.
+* A timeout is never retried: the request may be running on the server, and sending it
+  again would multiply the server's work. Authentication failures are never retried
+  either (:class:`~bitlens.AuthenticationFailed`); ``OOM`` and ``NOPERM`` replies become
+  :class:`~bitlens.ServerOutOfMemory` and :class:`~bitlens.PermissionDenied`.
 * Cancellation at any await closes the connection (redis-py disconnects on any exception
   while reading or writing), so no half-read reply can ever reach the next caller.
 * Error replies are read to the end of the batch before the first one is raised, so the
@@ -20,6 +24,7 @@ Faults:
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,8 +32,12 @@ import anyio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
     ClusterDownError,
     MovedError,
+    NoPermissionError,
+    OutOfMemoryError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -36,7 +45,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._exceptions import BitlensError
+from ._exceptions import (
+    AuthenticationFailed,
+    BitlensError,
+    PermissionDenied,
+    ServerOutOfMemory,
+)
 from ._plan import Capabilities
 from ._writes import Packed
 
@@ -123,7 +137,6 @@ class Group:
 
 _RETRYABLE = (
     RedisConnectionError,
-    RedisTimeoutError,
     MovedError,
     AskError,  # only when even the importing node redirects: retried after a re-read
     TryAgainError,
@@ -146,6 +159,51 @@ class ReplicationTimeout(BitlensError, RedisTimeoutError):
         self.wanted = wanted
         self.got = got
         super().__init__(f"write acknowledged by {got} replica(s), {wanted} required")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""
+        return (type(self), (self.wanted, self.got))
+
+
+_AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "must be called with the client already authenticated")
+
+
+def translate(error: BaseException) -> BaseException:
+    """Return the typed bitlens error for a Redis error, or ``error`` itself.
+
+    Authentication failures become :class:`AuthenticationFailed`, ``OOM`` replies
+    :class:`ServerOutOfMemory` and ACL ``NOPERM`` replies :class:`PermissionDenied`.
+    """
+    if isinstance(error, BitlensError):
+        return error
+    text = str(error)
+    if isinstance(error, (AuthenticationError, AuthenticationWrongNumberOfArgsError)) or (
+        isinstance(error, (ResponseError, RedisConnectionError))
+        and any(marker in text for marker in _AUTH_MARKERS)
+    ):
+        return AuthenticationFailed(text)
+    if isinstance(error, ResponseError):
+        if isinstance(error, OutOfMemoryError) or "OOM command not allowed" in text:
+            return ServerOutOfMemory(text)
+        if (
+            isinstance(error, NoPermissionError)
+            or "NOPERM" in text
+            or "can't run this command" in text
+            or "no permissions" in text
+        ):
+            match = re.search(r"run the '([^']+)'", text)
+            if match:
+                command = match[1].upper()
+            elif "key" in text.lower():
+                command = "a command on a key outside the user's key patterns"
+            else:
+                command = "a command inside a script"
+            return PermissionDenied(command, text)
+    return error
+
+
+def _is_auth(error: BaseException) -> bool:
+    return isinstance(translate(error), AuthenticationFailed)
 
 
 class Executor:
@@ -237,39 +295,70 @@ class Executor:
             return []
         probing = probe and self.capabilities is None
         if probing:
-            first = groups[0]
-            groups = [
-                Group(first.route, [("INFO", "server"), *first.commands], first.transaction),
-                *groups[1:],
-            ]
-        if self._cluster:
-            results = await self._run_cluster(groups)
-        else:
-            client: Any = self._client
-            async with self._slots:
-                results = await self._run_pool(client.connection_pool, groups)
+            # Its own group, outside any MULTI: a user without INFO (it is in @dangerous)
+            # gets a NOPERM reply that is read and ignored, not an aborted transaction.
+            groups = [Group(groups[0].route, [("INFO", "server")]), *groups]
+        try:
+            if self._cluster:
+                results = await self._run_cluster(groups, probing)
+            else:
+                client: Any = self._client
+                async with self._slots:
+                    results = await self._run_pool(client.connection_pool, groups, probing)
+        except (ResponseError, RedisConnectionError) as error:
+            typed = translate(error)
+            if typed is error:
+                raise
+            raise typed from error
         if probing:
-            self.capabilities = Capabilities.from_info(parse_info(results[0].pop(0)))
+            info = results.pop(0)[0]
+            # INFO refused: assume the operations every supported server has.
+            self.capabilities = (
+                Capabilities()
+                if isinstance(info, ResponseError)
+                else Capabilities.from_info(parse_info(info))
+            )
         return results
 
-    async def _run_pool(self, pool: Any, groups: Sequence[Group]) -> list[list[object]]:
+    async def _run_pool(
+        self, pool: Any, groups: Sequence[Group], probing: bool = False
+    ) -> list[list[object]]:
         wire = self._wire(groups)
         packed = pack(wire)
         conn: Any = await pool.get_connection()
         try:
-
-            async def attempt() -> list[object]:
-                await conn.send_packed_command(packed, check_health=False)
-                return await _read_all(conn, len(wire))
-
-            async def on_failure(error: Exception) -> None:
-                await conn.disconnect()
-
-            replies: list[object] = await conn.retry.call_with_retry(attempt, on_failure)
+            replies = await self._attempts(conn, packed, len(wire), probing)
         finally:
             with anyio.CancelScope(shield=True):
                 await pool.release(conn)
         return self._split(groups, replies)
+
+    async def _attempts(self, conn: Any, packed: bytes, count: int, probing: bool) -> list[object]:
+        """Send and read, retrying only connection errors under the client's ``Retry``.
+
+        A timeout is raised at once (the server may still be running the request, so
+        sending it again would multiply its work), and so is an authentication failure.
+        """
+        retry: Any = getattr(conn, "retry", None)
+        retries: int = getattr(retry, "_retries", 0) if retry is not None else 0
+        backoff: Any = getattr(retry, "_backoff", None)
+        failures = 0
+        while True:
+            try:
+                await conn.send_packed_command(packed, check_health=False)
+                if probing:
+                    return await _read_all(conn, count, probing=True)
+                return await _read_all(conn, count)
+            except RedisConnectionError as error:
+                await conn.disconnect()
+                if _is_auth(error) or failures >= retries:
+                    raise
+                failures += 1
+                if backoff is not None:
+                    await anyio.sleep(backoff.compute(failures))
+            except (RedisTimeoutError, TimeoutError):
+                await conn.disconnect()
+                raise
 
     def _wire(self, groups: Sequence[Group]) -> list[Command]:
         wire: list[Command] = []
@@ -300,7 +389,9 @@ class Executor:
                 raise ReplicationTimeout(self.replicas_ack, acked if isinstance(acked, int) else 0)
         return results
 
-    async def _run_cluster(self, groups: Sequence[Group]) -> list[list[object]]:
+    async def _run_cluster(
+        self, groups: Sequence[Group], probing: bool = False
+    ) -> list[list[object]]:
         client: Any = self._client
         if not client.nodes_manager.slots_cache:
             await client.initialize()
@@ -317,7 +408,13 @@ class Executor:
             async with anyio.create_task_group() as tg:
                 for node, indexes in by_node.items():
                     tg.start_soon(
-                        self._node_task, node, groups, indexes, results, failed, errors, fatal
+                        self._node_task,
+                        node,
+                        groups,
+                        indexes,
+                        results,
+                        (failed, errors, fatal),
+                        probing,
                     )
             if fatal:  # e.g. a WRONGTYPE reply: raised as itself, as on a single server
                 raise fatal[0]
@@ -337,17 +434,22 @@ class Executor:
         groups: Sequence[Group],
         indexes: list[int],
         results: list[list[object] | None],
-        failed: list[int],
-        errors: list[BaseException],
-        fatal: list[Exception],
+        outcome: tuple[list[int], list[BaseException], list[Exception]],
+        probing: bool,
     ) -> None:
+        failed, errors, fatal = outcome
         limiter = self._per_node.get(node.name)
         if limiter is None:
             limiter = self._per_node[node.name] = anyio.CapacityLimiter(NODE_PIPELINES)
         async with limiter:
             try:
-                replies = await self._run_node(node, [groups[i] for i in indexes])
+                replies = await self._run_node(
+                    node, [groups[i] for i in indexes], probing and indexes[0] == 0
+                )
             except _RETRYABLE as exc:
+                if _is_auth(exc):
+                    fatal.append(exc)
+                    return
                 failed.extend(indexes)
                 errors.append(exc)
                 return
@@ -360,7 +462,9 @@ class Executor:
         for index, reply in zip(indexes, replies, strict=True):
             results[index] = reply
 
-    async def _run_node(self, node: Any, groups: Sequence[Group]) -> list[list[object]]:
+    async def _run_node(
+        self, node: Any, groups: Sequence[Group], probing: bool = False
+    ) -> list[list[object]]:
         """Send ``groups`` to ``node``; follow ``ASK`` redirects of a migrating slot.
 
         A group whose every command was answered ``ASK`` touches only keys that already
@@ -369,11 +473,14 @@ class Executor:
         group only partly redirected (some of its keys still here, some moved) cannot run
         atomically anywhere until the migration ends: it fails with ``TRYAGAIN`` and the
         cluster loop retries it with backoff.
+
+        With ``probing``, the first group is the capability probe's ``INFO``, whose error
+        reply (a user without ``+info``) is returned, not raised.
         """
         replies = await self._exchange(node, self._wire(groups))
         asked = _asked_groups(groups, replies)
         if not asked:
-            _raise_first_error(replies)
+            _raise_first_error(replies, skip_first=probing)
             return self._split(groups, replies)
         per_group = _group_slices(groups, replies)
         by_target: dict[tuple[str, int], list[int]] = {}
@@ -401,7 +508,7 @@ class Executor:
             kept = [reply for i in rest for reply in per_group[i]]
             if self.replicas_ack and len(replies) > sum(map(len, per_group)):
                 kept.append(replies[-1])  # the WAIT
-            _raise_first_error(kept)
+            _raise_first_error(kept, skip_first=probing and rest[0] == 0)
             for index, result in zip(
                 rest, self._split([groups[i] for i in rest], kept), strict=True
             ):
@@ -467,14 +574,19 @@ def _asking_wire(groups: Sequence[Group]) -> tuple[list[Command], set[int]]:
     return wire, drop
 
 
-def _raise_first_error(replies: list[object]) -> None:
-    """Raise the first error reply, if any (after every reply was read)."""
-    for reply in replies:
-        if isinstance(reply, ResponseError):
+def _raise_first_error(replies: list[object], *, skip_first: bool = False) -> None:
+    """Raise the first error reply, if any (after every reply was read).
+
+    :param skip_first: let an error reply to the first command pass (the probe's ``INFO``)
+    """
+    for index, reply in enumerate(replies):
+        if isinstance(reply, ResponseError) and not (skip_first and index == 0):
             raise reply
 
 
-async def _read_all(conn: Any, count: int, *, raise_errors: bool = True) -> list[object]:
+async def _read_all(
+    conn: Any, count: int, *, raise_errors: bool = True, probing: bool = False
+) -> list[object]:
     """Read ``count`` replies; raise the first error reply only after reading them all.
 
     With ``raise_errors=False`` error replies are returned in place, as exceptions.
@@ -483,10 +595,13 @@ async def _read_all(conn: Any, count: int, *, raise_errors: bool = True) -> list
     whole batch (redis-py's ``read_response`` arms a timeout per reply, which costs more
     than parsing a small reply). On any failure, cancellation included, the connection is
     closed, so no half-read reply can reach its next user.
+
+    With ``probing``, an error reply to the first command (the capability probe's
+    ``INFO``) is returned like any reply instead of raised.
     """
     parser = getattr(conn, "_parser", None)
     if parser is None or not hasattr(parser, "read_response"):  # an unknown connection class
-        return await _read_all_slowly(conn, count, raise_errors=raise_errors)
+        return await _read_all_slowly(conn, count, raise_errors=raise_errors, probing=probing)
     timeout = conn.socket_timeout
     replies: list[object] = []
     try:
@@ -504,18 +619,21 @@ async def _read_all(conn: Any, count: int, *, raise_errors: bool = True) -> list
             ) from exc
         raise
     if raise_errors:
-        _raise_first_error(replies)
+        _raise_first_error(replies, skip_first=probing)
     return replies
 
 
-async def _read_all_slowly(conn: Any, count: int, *, raise_errors: bool = True) -> list[object]:
+async def _read_all_slowly(
+    conn: Any, count: int, *, raise_errors: bool = True, probing: bool = False
+) -> list[object]:
     replies: list[object] = []
     first_error: ResponseError | None = None
-    for _ in range(count):
+    for index in range(count):
         try:
             replies.append(await conn.read_response())
         except ResponseError as error:
-            first_error = first_error or error
+            if not (probing and index == 0):
+                first_error = first_error or error
             replies.append(error)
     if first_error is not None and raise_errors:
         raise first_error

@@ -17,7 +17,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._exceptions import InvalidOption, InvalidPeriod, TrackerClosed
 from ._execute import Executor, Group
@@ -179,7 +178,13 @@ class Tracker:
             replicas_ack=replicas_ack,
         )
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
-        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
+        # Only connection errors are retried: a timeout may mean the server is still
+        # running the request, and sending it again would multiply its work.
+        retry = Retry(
+            ExponentialBackoff(cap=1.0, base=0.05),
+            retries=5,
+            supported_errors=(RedisConnectionError,),
+        )
         if isinstance(url_or_client, str):
             # Marks are idempotent and queries leave nothing behind, so a retry after a
             # dropped connection is always safe; redis-py does not retry from_url clients.
@@ -189,7 +194,7 @@ class Tracker:
                 self._client = Redis.from_url(
                     url_or_client,
                     retry=retry,
-                    retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                    retry_on_error=[RedisConnectionError],
                 )
             self._owns_client = True
         elif isinstance(url_or_client, (Redis, RedisCluster)):

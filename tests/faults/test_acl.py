@@ -1,0 +1,70 @@
+"""The README's least-privilege ACL users can mark, count, list members and run retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import pytest
+import redis.asyncio
+
+from bitlens import DayEvents, Tracker
+from bitlens._embedded import EmbeddedRedis
+from faults._invariants import Ledger, check_invariants, tracked_client
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.anyio
+
+AT = dt.datetime(2026, 11, 27, 12, tzinfo=dt.timezone.utc)
+PREFIX = "acl"
+
+# Exactly the README's "Access control" lines, with the prefix "acl".
+COMMON = "+ping +hello +client|setname +select"
+WRITER = (
+    f"on >wpass resetkeys ~acl:* -@all {COMMON} "
+    "+multi +exec +setbit +bitfield +setrange +sadd +expireat +getbit +smembers"
+)
+READER = (
+    f"on >rpass resetkeys ~acl:* -@all {COMMON} +multi +exec "
+    "+eval +bitop +bitcount +pexpire +del +smembers +scard +getrange +getbit"
+)
+ADMIN = f"on >apass resetkeys ~acl:* +@all -@dangerous {COMMON}"
+
+
+@pytest.fixture
+def private(redis_binary: str) -> Iterator[EmbeddedRedis]:
+    """A private server holding the three users."""
+    with EmbeddedRedis(redis_binary) as server:
+        admin = redis.Redis.from_url(server.url)
+        for name, rules in (("writer", WRITER), ("reader", READER), ("admin", ADMIN)):
+            admin.acl_setuser(name, reset=True)
+            admin.execute_command("ACL", "SETUSER", name, *rules.split())  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+        admin.close()
+        yield server
+
+
+@pytest.mark.parametrize("reader_user", ["reader:rpass", "admin:apass"])
+async def test_least_privilege_users_work(private: EmbeddedRedis, reader_user: str) -> None:
+    """The writer marks; the reader (and admin) count, list members and run retention."""
+    ledger = Ledger()
+    writer_url = private.url.replace("redis://", "redis://writer:wpass@")
+    reader_url = private.url.replace("redis://", f"redis://{reader_user}@")
+    writer_client = tracked_client(writer_url)
+    client = tracked_client(reader_url)
+    async with (
+        Tracker(writer_client, prefix=PREFIX) as writer,
+        Tracker(client, prefix=PREFIX) as reader,
+    ):
+        for uid in (1, 2, 3_000_000):
+            await writer.mark_event("active", uid, AT)
+            ledger.ack("active", uid, AT)
+        day = DayEvents("active", 2026, 11, 27)
+        assert await reader.count(day) == 3
+        assert [uid async for uid in reader.members(day)] == [1, 2, 3_000_000]
+        table = await reader.retention("active", period="day", cohorts=2, end=AT.date())
+        assert table is not None
+        await check_invariants(private.url, PREFIX, ledger, writer)
+    await writer_client.aclose()
+    await client.aclose()
