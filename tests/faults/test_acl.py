@@ -24,7 +24,7 @@ PREFIX = "acl"
 COMMON = "+ping +hello +client|setname +select"
 WRITER = (
     f"on >wpass resetkeys ~acl:* -@all {COMMON} "
-    "+multi +exec +setbit +bitfield +setrange +sadd +expireat +getbit +smembers"
+    "+multi +exec +setbit +bitfield +setrange +bitop +del +sadd +expireat +getbit +smembers"
 )
 READER = (
     f"on >rpass resetkeys ~acl:* -@all {COMMON} +multi +exec "
@@ -60,9 +60,13 @@ async def test_least_privilege_users_work(private: EmbeddedRedis, reader_user: s
         for uid in (1, 2, 3_000_000):
             await writer.mark_event("active", uid, AT)
             ledger.ack("active", uid, AT)
+        dense = range(10, 3_010)  # written as byte images: SETRANGE, BITOP OR, DEL
+        await writer.mark_events([("active", uid, AT) for uid in dense])
+        for uid in dense:
+            ledger.ack("active", uid, AT)
         day = DayEvents("active", 2026, 11, 27)
-        assert await reader.count(day) == 3
-        assert [uid async for uid in reader.members(day)] == [1, 2, 3_000_000]
+        assert await reader.count(day) == 3 + len(dense)
+        assert [uid async for uid in reader.members(day)] == [1, 2, *dense, 3_000_000]
         table = await reader.retention("active", period="day", cohorts=2, end=AT.date())
         assert table is not None
         await check_invariants(private.url, PREFIX, ledger, writer)
