@@ -51,7 +51,7 @@ from ._exceptions import (
     PermissionDenied,
     ServerOutOfMemory,
 )
-from ._plan import Capabilities
+from ._plan import Capabilities, script_error
 from ._writes import Packed
 
 if TYPE_CHECKING:
@@ -177,6 +177,9 @@ def translate(error: BaseException) -> BaseException:
     if isinstance(error, BitlensError):
         return error
     text = str(error)
+    scripted = script_error(text) if isinstance(error, ResponseError) else None
+    if scripted is not None:  # the count script's own errors (a refused cleanup, bad argv)
+        return scripted
     if isinstance(error, (AuthenticationError, AuthenticationWrongNumberOfArgsError)) or (
         isinstance(error, (ResponseError, RedisConnectionError))
         and any(marker in text for marker in _AUTH_MARKERS)
