@@ -200,7 +200,7 @@ class InvalidTimeZone(InvalidPeriod):
 
     def __init__(self, tz: object) -> None:
         self.tz = tz
-        self.detail = f"unknown time zone {tz!r}"
+        self.detail: str = f"unknown time zone {tz!r}"
         what = (
             ""
             if isinstance(tz, str)
