@@ -32,7 +32,16 @@ def _make_certificates(directory: Path) -> dict[str, str]:
         "server.crt": str(directory / "server.crt"),
     }
     ext = directory / "san.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n", encoding="ascii")
+    # What Python 3.13's strict verification asks of a CA and of the server's certificate.
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n",
+        encoding="ascii",
+    )
     _openssl(
         "req",
         "-x509",
@@ -43,6 +52,10 @@ def _make_certificates(directory: Path) -> dict[str, str]:
         "2",
         "-subj",
         "/CN=bitlens test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
         "-keyout",
         paths["ca.key"],
         "-out",
