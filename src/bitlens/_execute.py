@@ -282,6 +282,24 @@ class Executor:
         route = next((str(c[1]) for c in commands if len(c) > 1), "")
         return (await self.run([Group(route, commands, transaction)], probe=probe))[0]
 
+    def node_of(self, key: str) -> str | None:
+        """The name of the cluster node that owns ``key``'s slot now, if known.
+
+        ``None`` on a single server, and on a cluster whose slots were not read yet.
+
+        :param key: a key
+        """
+        if not self._cluster:
+            return None
+        client: Any = self._client
+        if not client.nodes_manager.slots_cache:
+            return None
+        try:
+            name: str = client.get_node_from_key(key).name
+        except SlotNotCoveredError:
+            return None
+        return name
+
     async def run(self, groups: Sequence[Group], *, probe: bool = False) -> list[list[object]]:
         """Send ``groups`` in one round trip per node; return each group's replies.
 

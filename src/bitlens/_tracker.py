@@ -18,9 +18,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from ._exceptions import InvalidOption, InvalidPeriod, TrackerClosed
+from ._exceptions import InvalidOption, InvalidPeriod, MarkRejected, TrackerClosed
 from ._execute import Executor, Group
-from ._ingest import Background, Batch, Coalescer, Counters, IngestStats
+from ._ingest import Background, Batch, Coalescer, Counters, IngestStats, is_permanent
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 from ._plan import (
@@ -242,6 +242,7 @@ class Tracker:
         ] = {}
         self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
         self._background: Background | None = None
+        self._shard_nodes: dict[int, str] = {}  # cluster: shard → node name, for coalescing
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -293,6 +294,13 @@ class Tracker:
     def _check_open(self) -> None:
         if self._closed:
             raise TrackerClosed
+
+    def __del__(self) -> None:
+        # Like aiohttp's unclosed session: marks queued with mark_event_nowait() and never
+        # sent must not vanish without a word.
+        background = getattr(self, "_background", None)
+        if background is not None and not getattr(self, "_closed", True):
+            background.warn_unsent()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -417,9 +425,33 @@ class Tracker:
                     max_marks=self.coalesce_max_marks,
                     delay=self.coalesce_delay,
                     max_in_flight=self.coalesce_max_in_flight,
+                    route=self._node_of if self._executor.is_cluster else None,
                 )
             await self._coalescer.add(*item, value)
             return
+        try:
+            await self._write_lone(item, value)
+        except Exception as error:
+            if not is_permanent(error):
+                raise
+            self._counters.reject((*item, value), error)
+            raise MarkRejected(item[0], item[1], str(error)) from error
+
+    def _node_of(self, user_id: int) -> str | None:
+        """The cluster node holding ``user_id``'s shard (coalesced batches go per node)."""
+        shard = self.schema.shard_of(user_id)
+        node = self._shard_nodes.get(shard)
+        if node is None:
+            node = self._executor.node_of(self.schema.universe_key(shard))
+            if node is not None:  # unknown before the first call reads the cluster's slots
+                if len(self._shard_nodes) > 65_536:
+                    self._shard_nodes.clear()
+                self._shard_nodes[shard] = node
+        return node
+
+    async def _write_lone(
+        self, item: tuple[str, int, tuple[Period | None, ...]], value: int
+    ) -> None:
         if self.expire_after or self._executor.is_cluster:
             writes = self._new_writes()
             writes.add(*item, value)
@@ -679,6 +711,7 @@ class Tracker:
             nowait_dropped=c.nowait_dropped,
             nowait_pending=len(self._background) if self._background is not None else 0,
             nowait_failures=c.nowait_failures,
+            rejected=c.rejected,
         )
 
     # -- evaluation -------------------------------------------------------------------------
