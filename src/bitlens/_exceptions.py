@@ -255,8 +255,10 @@ class InvalidOption(BitlensError, ValueError):
 class MarkRejected(BitlensError):
     """Redis refused a mark for good (e.g. ``WRONGTYPE``: a foreign value sits at its key).
 
-    Retrying cannot help. The other marks of the same batch were written; this one was
-    not, and is counted in ``IngestStats.rejected``.
+    Retrying cannot help. The other marks of the same batch were written; this one's bit
+    in the refused key was not (its bits in other keys may have been: Redis runs the rest
+    of a transaction past a failed command). It is counted in ``IngestStats.rejected``.
+    Raised from the server's error (``__cause__``).
 
     :param event: the mark's event name
     :param user_id: the mark's id

@@ -179,3 +179,46 @@ async def test_one_paused_master_delays_only_the_marks_that_need_it(
     finally:
         await tracker.aclose()
         await close_cluster_client(client)
+
+
+async def test_a_coalesced_mark_waits_only_for_its_own_master(
+    own_cluster: EmbeddedCluster, prefix: str
+) -> None:
+    """Coalesced marks for a paused and a healthy master, together: the healthy one returns."""
+    client = connect_cluster(own_cluster.url)
+    tracker = Tracker(
+        client, prefix=prefix, shard_bits=SHARD_BITS, coalesce=True, coalesce_delay=0.01
+    )
+    registry = own_cluster.node_for_slot(own_cluster.keyslot(tracker.schema.registry_key))
+    paused, healthy = [node for node in own_cluster.masters() if node.name != registry.name][:2]
+    stuck = _shards_on(own_cluster, tracker, paused.name, 20)
+    [free] = _shards_on(own_cluster, tracker, healthy.name, 1)
+    ledger = Ledger()
+    finished: list[int] = []
+
+    async def mark(uid: int) -> None:
+        ledger.attempt("active", uid, AT)
+        await tracker.mark_event("active", uid, AT)
+        ledger.ack("active", uid, AT)
+        finished.append(uid)
+
+    try:
+        await tracker.count(MonthEvents.from_date("active", AT))  # warm the slot map
+        # Paused far longer than any socket timeout: only unpausing lets those marks land.
+        paused.call("CLIENT", "PAUSE", 60_000, "WRITE")
+        async with anyio.create_task_group() as tg:
+            for shard in stuck:
+                tg.start_soon(mark, shard << SHARD_BITS)
+            try:
+                await mark(free << SHARD_BITS)  # within the same coalescing window
+            finally:
+                paused.call("CLIENT", "UNPAUSE")
+            assert finished == [free << SHARD_BITS]
+        assert sorted(finished[1:]) == [shard << SHARD_BITS for shard in stuck]
+        assert tracker.stats().coalesced_batches == 2  # one batch per master
+        await check_invariants(
+            own_cluster.url, prefix, ledger, tracker, shard_bits=SHARD_BITS, cluster=True
+        )
+    finally:
+        await tracker.aclose()
+        await close_cluster_client(client)

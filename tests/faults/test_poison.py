@@ -27,8 +27,10 @@ from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:
     import redis.asyncio
+    from redis.asyncio.cluster import RedisCluster
 
     from _proxy import RoundTripProxy
+    from bitlens._embedded import EmbeddedCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -233,3 +235,47 @@ async def test_cancelling_aclose_while_it_drains_stops_the_sender(
                 await admin.aclose()
         finally:
             await tracker.aclose()
+
+
+async def test_on_a_cluster_a_bad_mark_is_rejected_alone_on_every_path(
+    redis_cluster: EmbeddedCluster, cluster_client: RedisCluster, prefix: str
+) -> None:
+    """Cluster, ids over many shards: coalesced and queued bad marks fail alone; others land."""
+    ledger = Ledger()
+    shard_bits = 8
+    await cluster_client.hset(  # pyright: ignore[reportUnknownMemberType]
+        f"{prefix}:{{3}}:{BAD}:D2026-11-27", "not", "a bitmap"
+    )
+    tracker = Tracker(
+        cluster_client, prefix=prefix, shard_bits=shard_bits, coalesce=True, coalesce_delay=0.02
+    )
+    bad_id = 3 << shard_bits
+
+    async def mark(uid: int, event: str) -> None:
+        if event == GOOD:
+            ledger.attempt(event, uid, AT)
+        await tracker.mark_event(event, uid, AT)
+        ledger.ack(event, uid, AT)
+
+    try:
+        marks = [(uid * 37, GOOD) for uid in range(40)] + [(bad_id, BAD)]
+        outcomes = await asyncio.gather(*(mark(*m) for m in marks), return_exceptions=True)
+        bad = outcomes.pop()
+        assert outcomes == [None] * 40
+        assert isinstance(bad, MarkRejected)
+        _expected_rejection(bad, BAD, bad_id)
+        for uid in range(40, 80):
+            tracker.mark_event_nowait(GOOD, uid * 37, AT)
+            ledger.attempt(GOOD, uid * 37, AT)
+        tracker.mark_event_nowait(BAD, bad_id, AT)
+        await tracker.aclose()
+        for uid in range(40, 80):
+            ledger.ack(GOOD, uid * 37, AT)
+        assert tracker.stats().rejected == 2
+        fresh = Tracker(cluster_client, prefix=prefix, shard_bits=shard_bits)
+        await check_invariants(
+            redis_cluster.url, prefix, ledger, fresh, shard_bits=shard_bits, cluster=True
+        )
+        await fresh.aclose()
+    finally:
+        await tracker.aclose()
