@@ -508,6 +508,9 @@ class Tracker:
         :raises InvalidMoment: for an ``at`` that is not a datetime or date
         :raises InvalidPeriod: for an ``at`` outside years 1..9999, or one whose expiry
             deadline (with ``expire_after``) falls past year 9999
+        :raises MarkRejected: when Redis refuses the mark for good (e.g. ``WRONGTYPE``: a
+            foreign value at one of its keys); with ``coalesce=True`` only this caller
+            fails, the other marks of its batch are written
         :raises TrackerClosed: after ``aclose()``
         """
         self._check_open()
@@ -529,8 +532,12 @@ class Tracker:
     ) -> bool:
         """Queue a mark and return at once: for handlers that must never wait on Redis.
 
-        A background task sends the queue in chunks; failures are retried with backoff,
-        logged on the ``bitlens`` logger and counted in :meth:`stats`, never raised here.
+        A background task sends the queue in chunks; passing failures (connection,
+        timeout, failover) are retried with jittered backoff, logged on the ``bitlens``
+        logger and counted in :meth:`stats`, never raised here. A mark Redis refuses for
+        good is rejected alone (``stats().rejected``, logged once per reason) and the
+        marks around it are written. An event loop that ends before ``aclose()`` with
+        marks still queued gets a ``ResourceWarning``.
         The queue holds at most ``nowait_max_queue`` marks: past that the new mark is
         dropped (counted, logged) and ``False`` is returned. ``aclose()`` drains the queue.
         Call it from inside the event loop (e.g. a request handler).
