@@ -1,0 +1,128 @@
+"""Marking cancelled at every await point: what returned is written, nothing is left behind.
+
+Each scenario cancels a plain asyncio task after 0, 1, 2, ... loop turns — every await
+point a mark passes on its way to Redis and back — and ends with the four checks of
+:func:`faults._invariants.check_invariants`. (Coalesced callers, leaders and followers,
+are cancelled the same way in ``test_coalesce_cancel.py``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from bitlens import Tracker
+from faults._invariants import Ledger, check_invariants, tracked_client
+
+pytestmark = pytest.mark.anyio
+
+AT = dt.datetime(2026, 11, 27, 12, tzinfo=dt.timezone.utc)
+TURNS = 30
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """These scenarios cancel plain asyncio tasks."""
+    return "asyncio"
+
+
+async def _spin(turns: int) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("expire", [False, True], ids=["lone", "expiring"])
+async def test_a_plain_mark_cancelled_at_every_await_point(
+    redis_url: str, prefix: str, expire: bool
+) -> None:
+    """mark_event cancelled after 0..29 turns: each one that returned is in Redis."""
+    ledger = Ledger()
+    client = tracked_client(redis_url)
+    options = {"expire_after": {"day": dt.timedelta(days=400)}} if expire else {}
+    tracker = Tracker(client, prefix=prefix, **options)  # type: ignore[arg-type]
+    try:
+        cancelled = 0
+        for turns in range(TURNS):
+            ledger.attempt("active", turns, AT)
+            task = asyncio.ensure_future(tracker.mark_event("active", turns, AT))
+            await _spin(turns)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                cancelled += 1
+            else:
+                ledger.ack("active", turns, AT)
+        assert 0 < cancelled < TURNS  # cut before, inside and after the round trip
+        await check_invariants(redis_url, prefix, ledger, tracker, connection_bound=2)
+    finally:
+        await tracker.aclose()
+        await client.aclose()
+
+
+async def test_mark_events_cancelled_at_every_await_point(redis_url: str, prefix: str) -> None:
+    """mark_events of 3 chunks cancelled after 0..29 turns: a call that returned is whole."""
+    ledger = Ledger()
+    client = tracked_client(redis_url)
+    tracker = Tracker(client, prefix=prefix, mark_chunk_size=100)
+    try:
+        cancelled = 0
+        for turns in range(TURNS):
+            event = f"e{turns}"
+            items = [(event, uid, AT) for uid in range(0, 3000, 10)]
+            for _, uid, at in items:
+                ledger.attempt(event, uid, at)
+            task = asyncio.ensure_future(tracker.mark_events(items))
+            await _spin(turns)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                cancelled += 1
+            else:
+                for _, uid, at in items:
+                    ledger.ack(event, uid, at)
+        assert 0 < cancelled < TURNS
+        await check_invariants(redis_url, prefix, ledger, tracker, connection_bound=2)
+    finally:
+        await tracker.aclose()
+        await client.aclose()
+
+
+async def test_aclose_cancelled_at_every_await_point_accounts_for_every_queued_mark(
+    redis_url: str, prefix: str
+) -> None:
+    """aclose() cancelled after 0..29 turns: every queued mark is written or counted dropped."""
+    ledger = Ledger()
+    client = tracked_client(redis_url)
+    try:
+        cancelled = 0
+        for turns in range(TURNS):
+            event = f"q{turns}"
+            tracker = Tracker(client, prefix=prefix, mark_chunk_size=20)
+            for uid in range(100):
+                ledger.attempt(event, uid, AT)
+                assert tracker.mark_event_nowait(event, uid, AT)
+            closing = asyncio.ensure_future(tracker.aclose())
+            await _spin(turns)
+            closing.cancel()
+            try:
+                await closing
+            except asyncio.CancelledError:
+                cancelled += 1
+            if not tracker.closed:  # cancelled before aclose() began: still open, so close
+                await tracker.aclose()
+            stats = tracker.stats()
+            if stats.nowait_written == 100:
+                for uid in range(100):
+                    ledger.ack(event, uid, AT)
+            assert stats.nowait_written + stats.nowait_dropped == 100
+            assert stats.nowait_pending == 0
+        assert 0 < cancelled < TURNS
+        probe = Tracker(client, prefix=prefix)
+        await check_invariants(redis_url, prefix, ledger, probe, connection_bound=2)
+        await probe.aclose()
+    finally:
+        await client.aclose()
