@@ -25,6 +25,7 @@ from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, v
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 from ._plan import (
     COUNT_SCRIPT,
+    Capabilities,
     Command,
     CountPlan,
     KeyRef,
@@ -81,6 +82,7 @@ class TrackerOptions(TypedDict, total=False):
     nowait_max_queue: int
     cluster: bool
     replicas_ack: int
+    capabilities: Capabilities | None
 
 
 class Tracker:
@@ -123,6 +125,10 @@ class Tracker:
     :param cluster: with a URL, connect to a Redis Cluster (``RedisCluster.from_url``)
     :param replicas_ack: after each write, wait (``WAIT``) until this many replicas have it,
         so an acknowledged mark survives a failover; raises ``ReplicationTimeout`` if not
+    :param capabilities: the server's BITOP extensions (:class:`Capabilities`), stated so
+        that no probe is ever sent; by default the first count learns them by sending
+        ``BITOP DIFF`` and ``ANDOR`` over a key that does not exist, in its own round trip
+        (once per connection pool; ``INFO`` is never needed)
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -153,6 +159,7 @@ class Tracker:
         nowait_max_queue: int = 100_000,
         cluster: bool = False,
         replicas_ack: int = 0,
+        capabilities: Capabilities | None = None,
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -176,6 +183,7 @@ class Tracker:
             expire_after=expire_after,
             coalesce_delay=coalesce_delay,
             replicas_ack=replicas_ack,
+            capabilities=capabilities,
         )
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         # Only connection errors are retried: a timeout may mean the server is still
@@ -229,7 +237,9 @@ class Tracker:
         self.coalesce_max_in_flight = coalesce_max_in_flight
         self.nowait_max_queue = nowait_max_queue
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
-        self._executor = Executor(self._client, replicas_ack=replicas_ack)
+        self._executor = Executor(
+            self._client, replicas_ack=replicas_ack, capabilities=capabilities
+        )
         self._known_shards: set[int] = set()
         self._registry_loaded = False
         self._closed = False
@@ -249,6 +259,17 @@ class Tracker:
     def client(self) -> Redis | RedisCluster:
         """The ``redis.asyncio`` client this tracker sends on."""
         return self._client
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """The server's BITOP extensions: as stated, as probed by a count, or ``None`` yet.
+
+        Example::
+
+            await tracker.count(MonthEvents("active", 2026, 11))
+            tracker.capabilities  # Capabilities(diff=False, andor=False) on Valkey
+        """
+        return self._executor.capabilities
 
     @property
     def closed(self) -> bool:
@@ -750,8 +771,14 @@ class Tracker:
                         commands.append(_eval(keys, plan.argv))
                         calls.append(plan)
                 groups = [Group(registry, commands)]
+            # While the server's BITOP extensions are unknown, probe them on a fresh key of
+            # a shard of this call (no extra round trip; on a cluster, no extra node: with
+            # no shard to count yet, the probe waits for the next round trip).
+            probe = None
+            if self._executor.capabilities is None and (pending or not self._executor.is_cluster):
+                probe = schema.temp_key(pending[0] if pending else 0, token + "p", 0)
             try:
-                results = await self._executor.run(groups, probe=True)
+                results = await self._executor.run(groups, probe=probe)
             except ResponseError as exc:
                 typed = script_error(str(exc))
                 if typed is not None:
@@ -992,6 +1019,7 @@ def _check_options(
     expire_after: object,
     coalesce_delay: object,
     replicas_ack: object,
+    capabilities: object = None,
 ) -> _dt.tzinfo:
     """Check the Tracker's options; return its zone.
 
@@ -1017,6 +1045,12 @@ def _check_options(
         raise InvalidOption("coalesce_delay", coalesce_delay, "a finite number of seconds >= 0")
     if not _is_int(replicas_ack) or cast("int", replicas_ack) < 0:
         raise InvalidOption("replicas_ack", replicas_ack, "an int >= 0")
+    if capabilities is not None and not (
+        isinstance(capabilities, Capabilities)
+        and isinstance(capabilities.diff, bool)
+        and isinstance(capabilities.andor, bool)
+    ):
+        raise InvalidOption("capabilities", capabilities, "a bitlens Capabilities or None")
     if expire_after is not None:
         if not isinstance(expire_after, Mapping):
             raise InvalidOption(
