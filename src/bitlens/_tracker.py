@@ -18,7 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from ._exceptions import InvalidOption, InvalidPeriod, TrackerClosed
+from ._exceptions import InvalidOption, InvalidPeriod, TrackerClosed, UnsupportedOperation
 from ._execute import Executor, Group
 from ._ingest import Background, Batch, Coalescer, Counters, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
@@ -783,6 +783,13 @@ class Tracker:
                 typed = script_error(str(exc))
                 if typed is not None:
                     raise typed from exc
+                caps = plans[0].caps if plans else None
+                if caps is not None and (caps.diff or caps.andor) and "syntax error" in str(exc):
+                    raise UnsupportedOperation(
+                        f"the server refused a BITOP extension of {caps!r} ({exc}): it lacks "
+                        "them (Redis < 8.2, Valkey); pass capabilities=Capabilities() or "
+                        "leave capabilities unset so the tracker probes the server"
+                    ) from exc
                 raise
             replies = [reply for result in results for reply in result]
             for plan, reply in zip(calls, replies[1:], strict=True):
