@@ -552,13 +552,19 @@ def _group_slices(groups: Sequence[Group], replies: list[object]) -> list[list[o
 def _asked_groups(groups: Sequence[Group], replies: list[object]) -> dict[int, tuple[str, int]]:
     """Return the groups whose every command was answered ``ASK``, with their target.
 
-    A transaction partly redirected raises ``TRYAGAIN`` (its keys are split between the
-    two nodes until the migration ends).
+    A transaction counts as answered ``ASK`` when its ``EXEC`` was (Valkey 9 checks the
+    keys of a queued transaction at ``EXEC``). A transaction partly redirected raises
+    ``TRYAGAIN`` (its keys are split between the two nodes until the migration ends).
     """
     asked: dict[int, tuple[str, int]] = {}
     for index, (group, own) in enumerate(zip(groups, _group_slices(groups, replies), strict=True)):
         queued = own[1:-1] if group.transaction else own
         asks = [reply for reply in queued if isinstance(reply, AskError)]
+        if not asks and group.transaction and isinstance(own[-1], AskError):
+            # Valkey 9 queues the commands of a migrating slot and answers EXEC with ASK:
+            # nothing ran, the whole transaction goes to the importing node.
+            asked[index] = (own[-1].host, own[-1].port)
+            continue
         if not asks:
             continue
         if len(asks) < len(queued):
