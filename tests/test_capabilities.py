@@ -25,6 +25,7 @@ from bitlens import (
     Tracker,
     UnsupportedOperation,
     WeekEvents,
+    _execute,
 )
 
 if TYPE_CHECKING:
@@ -156,3 +157,19 @@ def test_capabilities_option_is_checked(bad: object) -> None:
     """A ``capabilities`` that is not a Capabilities of bools raises InvalidOption."""
     with pytest.raises(InvalidOption, match="capabilities"):
         Tracker("redis://localhost:1/0", capabilities=bad)  # type: ignore[arg-type]
+
+
+async def test_a_probed_extension_refused_later_is_probed_again(
+    client: redis.asyncio.Redis, prefix: str, server_kind: str, server_version: tuple[int, int, int]
+) -> None:
+    """Probed DIFF that a server then refuses (a cluster mid-upgrade): one error, then exact."""
+    if _has_extensions(server_kind, server_version):
+        pytest.skip("this server has BITOP DIFF/ANDOR")
+    tracker = await _marked(client, prefix)
+    # What a probe answered by an upgraded node would have cached for this pool.
+    _execute._PROBED[client.connection_pool] = Capabilities(diff=True, andor=True)
+    with pytest.raises(UnsupportedOperation, match="probes again"):
+        await tracker.count(A - B - C)
+    assert tracker.capabilities is None
+    assert await tracker.count(A - B - C) == len(MARKS["a"] - MARKS["b"] - MARKS["c"])
+    assert tracker.capabilities == Capabilities()

@@ -104,8 +104,10 @@ async def _write_and_replicate(client: RedisCluster, key: str, value: str) -> li
 
 
 def test_cluster_binary_is_the_newest(cluster_binary: str) -> None:
-    """Cluster tests run the newest redis-server binary found."""
-    versions = [_embedded.server_version(binary) for binary in _embedded.find_redis_servers()]
+    """Cluster tests run the newest binary of their kind (Redis unless only Valkey is tested)."""
+    kind = _embedded.server_kind(cluster_binary)
+    found = [*_embedded.find_redis_servers(), *_embedded.find_valkey_servers()]
+    versions = [_embedded.server_version(b) for b in found if _embedded.server_kind(b) == kind]
     assert _embedded.server_version(cluster_binary) == max(versions)
 
 

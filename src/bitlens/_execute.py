@@ -267,6 +267,15 @@ class Executor:
         return _PROBED.get(self._owner)
 
     @property
+    def stated(self) -> bool:
+        """Whether the capabilities were stated by the caller (never probed)."""
+        return self._stated is not None
+
+    def forget_capabilities(self) -> None:
+        """Drop probed capabilities (a node refused one), so the next call probes again."""
+        _PROBED.pop(self._owner, None)
+
+    @property
     def is_cluster(self) -> bool:
         """Whether the client is a ``RedisCluster``."""
         return self._cluster

@@ -785,10 +785,19 @@ class Tracker:
                     raise typed from exc
                 caps = plans[0].caps if plans else None
                 if caps is not None and (caps.diff or caps.andor) and "syntax error" in str(exc):
+                    if self._executor.stated:
+                        raise UnsupportedOperation(
+                            f"the server refused a BITOP extension of {caps!r} ({exc}): it "
+                            "lacks them (Redis < 8.2, Valkey); pass capabilities=Capabilities() "
+                            "or leave capabilities unset so the tracker probes the server"
+                        ) from exc
+                    # Probed on one node, refused by another (a cluster mid-upgrade): probe
+                    # again next time rather than fail every count.
+                    self._executor.forget_capabilities()
                     raise UnsupportedOperation(
-                        f"the server refused a BITOP extension of {caps!r} ({exc}): it lacks "
-                        "them (Redis < 8.2, Valkey); pass capabilities=Capabilities() or "
-                        "leave capabilities unset so the tracker probes the server"
+                        f"a node refused a BITOP extension of {caps!r} that another one has "
+                        f"({exc}); the next count probes again. Pass "
+                        "capabilities=Capabilities() while the servers differ"
                     ) from exc
                 raise
             replies = [reply for result in results for reply in result]
