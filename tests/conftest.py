@@ -81,7 +81,8 @@ def _cluster_servers() -> tuple[tuple[str, str], ...]:
     if not versions:
         return ()
     version, binary = max(versions)
-    return ((binary, "cluster-" + ".".join(map(str, version))),)
+    kind = "" if redis else "valkey-"  # "cluster-7.0.15", or "cluster-valkey-9.1.2"
+    return ((binary, f"cluster-{kind}" + ".".join(map(str, version))),)
 
 
 def pytest_configure(config: pytest.Config) -> None:
