@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
+import redis.asyncio
 
 from _helpers import scan_keys
 from bitlens import (
@@ -27,10 +29,9 @@ from bitlens import (
     WeekEvents,
     _execute,
 )
+from bitlens._embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
-    import redis.asyncio
-
     from _proxy import RoundTripProxy
     from bitlens import Expr
 
@@ -173,3 +174,22 @@ async def test_a_probed_extension_refused_later_is_probed_again(
     assert tracker.capabilities is None
     assert await tracker.count(A - B - C) == len(MARKS["a"] - MARKS["b"] - MARKS["c"])
     assert tracker.capabilities == Capabilities()
+
+
+async def test_a_server_without_lua_makes_count_raise_a_clear_error(
+    redis_binary: str, server_kind: str, server_version: tuple[int, int, int]
+) -> None:
+    """On Valkey with its lua module unloaded, marks work and count raises UnsupportedOperation."""
+    if server_kind != "valkey" or server_version < (9, 0, 0):
+        pytest.skip("only Valkey >= 9 runs Lua as a module that can be unloaded")
+    with EmbeddedRedis(redis_binary, args=["--enable-module-command", "yes"]) as server:
+        admin = redis.asyncio.Redis.from_url(server.url)
+        try:
+            await admin.execute_command("MODULE", "UNLOAD", "lua")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+        finally:
+            await admin.aclose()
+        async with Tracker(server.url, prefix="nolua") as tracker:
+            await tracker.mark_event("a", 1, AT)
+            assert await tracker.contains(A, 1)
+            with pytest.raises(UnsupportedOperation, match="no Lua scripts"):
+                await tracker.count(A)

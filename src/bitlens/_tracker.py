@@ -783,11 +783,17 @@ class Tracker:
                 typed = script_error(str(exc))
                 if typed is not None:
                     raise typed from exc
+                text = str(exc)
+                if "scripting engine" in text or "unknown command 'eval'" in text.lower():
+                    raise UnsupportedOperation(
+                        f"the server runs no Lua scripts ({exc}), which count() needs: load "
+                        "Valkey's lua module or use a server or service that allows EVAL"
+                    ) from exc
                 caps = plans[0].caps if plans else None
-                if caps is not None and (caps.diff or caps.andor) and "syntax error" in str(exc):
+                if caps is not None and (caps.diff or caps.andor) and "syntax error" in text:
                     if self._executor.stated:
                         raise UnsupportedOperation(
-                            f"the server refused a BITOP extension of {caps!r} ({exc}): it "
+                            f"the server refused a BITOP extension of {caps!r} ({text}): it "
                             "lacks them (Redis < 8.2, Valkey); pass capabilities=Capabilities() "
                             "or leave capabilities unset so the tracker probes the server"
                         ) from exc
