@@ -127,8 +127,8 @@ class Tracker:
         so an acknowledged mark survives a failover; raises ``ReplicationTimeout`` if not
     :param capabilities: the server's BITOP extensions (:class:`Capabilities`), stated so
         that no probe is ever sent; by default the first count learns them by sending
-        ``BITOP DIFF`` and ``ANDOR`` over a key that does not exist, in its own round trip
-        (once per connection pool; ``INFO`` is never needed)
+        ``BITOP DIFF`` and ``ANDOR`` over a key that does not exist, riding along with that
+        count's round trip (once per connection pool; ``INFO`` is never needed)
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -783,29 +783,14 @@ class Tracker:
                 typed = script_error(str(exc))
                 if typed is not None:
                     raise typed from exc
-                text = str(exc)
-                if "scripting engine" in text or "unknown command 'eval'" in text.lower():
-                    raise UnsupportedOperation(
-                        f"the server runs no Lua scripts ({exc}), which count() needs: load "
-                        "Valkey's lua module or use a server or service that allows EVAL"
-                    ) from exc
-                caps = plans[0].caps if plans else None
-                if caps is not None and (caps.diff or caps.andor) and "syntax error" in text:
-                    if self._executor.stated:
-                        raise UnsupportedOperation(
-                            f"the server refused a BITOP extension of {caps!r} ({text}): it "
-                            "lacks them (Redis < 8.2, Valkey); pass capabilities=Capabilities() "
-                            "or leave capabilities unset so the tracker probes the server"
-                        ) from exc
-                    # Probed on one node, refused by another (a cluster mid-upgrade): probe
-                    # again next time rather than fail every count.
+                refused = _count_refused(
+                    exc, plans[0].caps if plans else None, stated=self._executor.stated
+                )
+                if refused is None:
+                    raise
+                if refused[1]:  # the probe's answer was wrong for some node: probe again
                     self._executor.forget_capabilities()
-                    raise UnsupportedOperation(
-                        f"a node refused a BITOP extension of {caps!r} that another one has "
-                        f"({exc}); the next count probes again. Pass "
-                        "capabilities=Capabilities() while the servers differ"
-                    ) from exc
-                raise
+                raise refused[0] from exc
             replies = [reply for result in results for reply in result]
             for plan, reply in zip(calls, replies[1:], strict=True):
                 for i, value in zip(plan.indexes, _as_list(reply), strict=True):
@@ -1029,6 +1014,39 @@ _GRANULARITIES: frozenset[str] = frozenset(("hour", "day", "week", "month"))
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _count_refused(
+    error: ResponseError, caps: Capabilities | None, *, stated: bool
+) -> tuple[UnsupportedOperation, bool] | None:
+    """Return the typed error for a count the server cannot run, else ``None``.
+
+    The flag says whether the probed capabilities must be forgotten.
+
+    :param error: the count's error reply
+    :param caps: the capabilities its plans were compiled with
+    :param stated: whether the caller stated them (else they were probed)
+    """
+    text = str(error)
+    if "scripting engine" in text or "unknown command 'eval'" in text.lower():
+        return UnsupportedOperation(
+            f"the server runs no Lua scripts ({text}), which count() needs: load Valkey's "
+            "lua module or use a server or service that allows EVAL"
+        ), False
+    if caps is None or not (caps.diff or caps.andor) or "syntax error" not in text:
+        return None
+    if stated:
+        return UnsupportedOperation(
+            f"the server refused a BITOP extension of {caps!r} ({text}): it lacks them "
+            "(Redis < 8.2, Valkey); pass capabilities=Capabilities() or leave capabilities "
+            "unset so the tracker probes the server"
+        ), False
+    # Probed on one node, refused by another (a cluster mid-upgrade): the caller forgets
+    # the probe's answer, so the next count probes again rather than every count failing.
+    return UnsupportedOperation(
+        f"a node refused a BITOP extension of {caps!r} that another one has ({text}); the "
+        "next count probes again. Pass capabilities=Capabilities() while the servers differ"
+    ), True
 
 
 def _check_options(
