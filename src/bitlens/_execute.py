@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -61,7 +62,11 @@ if TYPE_CHECKING:
 
     from ._writes import Command
 
-__all__ = ["Executor", "Group", "ReplicationTimeout", "pack", "parse_info"]
+__all__ = ["Executor", "Group", "ReplicationTimeout", "pack"]
+
+
+_PROBED: weakref.WeakKeyDictionary[object, Capabilities] = weakref.WeakKeyDictionary()
+"""Capabilities learnt by probing, per connection pool (a cluster client: per cluster)."""
 
 
 def pack(commands: Sequence[Command]) -> bytes:
@@ -101,24 +106,6 @@ def pack(commands: Sequence[Command]) -> bytes:
         out.append(b"*%d\r\n" % argc)
         out += parts
     return b"".join(out)
-
-
-def parse_info(reply: object) -> dict[str, str]:
-    """Parse an ``INFO`` reply (bytes or str, RESP2 or RESP3) into a mapping.
-
-    :param reply: the raw reply
-    """
-    if isinstance(reply, dict):
-        return {str(k): str(v) for k, v in reply.items()}  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
-    text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    if text.startswith("txt:"):
-        text = text[4:]
-    info: dict[str, str] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and ":" in line:
-            key, _, value = line.partition(":")
-            info[key] = value
-    return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +211,17 @@ class Executor:
     :param replicas_ack: after writes, wait until this many replicas have them (``WAIT``)
     :param replicas_timeout: how long ``WAIT`` may take, in seconds
     :param retries: attempts after the first on a cluster
+    :param capabilities: the server's BITOP extensions as the caller states them; ``None``
+        (the default) learns them by probing once per connection pool (see :meth:`run`)
     """
 
     __slots__ = (
         "_client",
         "_cluster",
+        "_owner",
         "_per_node",
         "_slots",
-        "capabilities",
+        "_stated",
         "replicas_ack",
         "replicas_timeout",
         "retries",
@@ -244,10 +234,16 @@ class Executor:
         replicas_ack: int = 0,
         replicas_timeout: float = 1.0,
         retries: int = 8,
+        capabilities: Capabilities | None = None,
     ) -> None:
         self._client = client
         self._cluster = isinstance(client, RedisCluster)
-        self.capabilities: Capabilities | None = None
+        self._stated = capabilities
+        # Probed once per pool: trackers sharing a client share the answer. A cluster is
+        # probed once as a whole: a plan is compiled once for every shard before it is sent,
+        # and a cluster's nodes run one server version (state them during an upgrade).
+        pool: object = getattr(client, "connection_pool", client)
+        self._owner: object = client if self._cluster else pool
         self.replicas_ack = replicas_ack
         self.replicas_timeout = replicas_timeout
         self.retries = retries
@@ -264,18 +260,34 @@ class Executor:
         self._per_node: dict[str, anyio.CapacityLimiter] = {}
 
     @property
+    def capabilities(self) -> Capabilities | None:
+        """The server's BITOP extensions: as stated, as probed, or ``None`` while unknown."""
+        if self._stated is not None:
+            return self._stated
+        return _PROBED.get(self._owner)
+
+    @property
+    def stated(self) -> bool:
+        """Whether the capabilities were stated by the caller (never probed)."""
+        return self._stated is not None
+
+    def forget_capabilities(self) -> None:
+        """Drop probed capabilities (a node refused one), so the next call probes again."""
+        _PROBED.pop(self._owner, None)
+
+    @property
     def is_cluster(self) -> bool:
         """Whether the client is a ``RedisCluster``."""
         return self._cluster
 
     async def send(
-        self, commands: Sequence[Command], *, transaction: bool = False, probe: bool = False
+        self, commands: Sequence[Command], *, transaction: bool = False, probe: str | None = None
     ) -> list[object]:
         """Send one group on a single server (or to the node of its first key).
 
         :param commands: the commands, each a tuple of arguments
         :param transaction: wrap them in MULTI/EXEC (atomic per server)
-        :param probe: learn the server's capabilities on this round trip if still unknown
+        :param probe: a fresh key to probe the server's capabilities on, if still unknown
         :raises redis.exceptions.ResponseError: the first error reply, after all were read
         :raises redis.exceptions.ConnectionError: when the connection fails (after retries)
         """
@@ -300,25 +312,32 @@ class Executor:
             return None
         return name
 
-    async def run(self, groups: Sequence[Group], *, probe: bool = False) -> list[list[object]]:
+    async def run(self, groups: Sequence[Group], *, probe: str | None = None) -> list[list[object]]:
         """Send ``groups`` in one round trip per node; return each group's replies.
 
-        While the server's BITOP capabilities are unknown and ``probe`` is set, an
-        ``INFO server`` rides along with the first group (no extra round trip).
+        While the server's BITOP capabilities are unknown and a ``probe`` key is given, the
+        probe's commands (:meth:`Capabilities.probe_commands`: ``BITOP DIFF`` and ``ANDOR``
+        over that missing key, which write nothing) ride along as a group of their own,
+        outside any MULTI, routed by the key: on a single server in the same pipeline, on a
+        cluster to the node owning the key's slot (give a key in the slot of a group of the
+        call, and no node is added). Their error replies are answers, never raised: a
+        syntax error or an ACL refusal means "unsupported". ``INFO`` is not needed (it is
+        in ``@dangerous``, which a least-privilege user lacks).
 
         :param groups: the command groups
-        :param probe: learn the server's capabilities if still unknown
+        :param probe: a key that holds nothing (e.g. a fresh temp key of the call), in the
+            slot of one of the groups
         :raises redis.exceptions.ResponseError: the first error reply, after all were read
         :raises redis.exceptions.ConnectionError: when a node stays unreachable
         :raises ReplicationTimeout: when writes were not acknowledged by enough replicas
         """
         if not groups:
             return []
-        probing = probe and self.capabilities is None
-        if probing:
-            # Its own group, outside any MULTI: a user without INFO (it is in @dangerous)
-            # gets a NOPERM reply that is read and ignored, not an aborted transaction.
-            groups = [Group(groups[0].route, [("INFO", "server")]), *groups]
+        probing = probe is not None and self.capabilities is None
+        if probe is not None and probing:
+            # Its own group, outside any MULTI: an error reply (the operation is unknown,
+            # the user may not run BITOP) is read and kept, never an aborted transaction.
+            groups = [Group(probe, Capabilities.probe_commands(probe)), *groups]
         try:
             if self._cluster:
                 results = await self._run_cluster(groups, probing)
@@ -332,13 +351,9 @@ class Executor:
                 raise
             raise typed from error
         if probing:
-            info = results.pop(0)[0]
-            # INFO refused: assume the operations every supported server has.
-            self.capabilities = (
-                Capabilities()
-                if isinstance(info, ResponseError)
-                else Capabilities.from_info(parse_info(info))
-            )
+            learnt = Capabilities.from_probe(results.pop(0))
+            if learnt is not None:  # else (e.g. OOM, LOADING): probe again next time
+                _PROBED[self._owner] = learnt
         return results
 
     async def _run_pool(
@@ -367,9 +382,7 @@ class Executor:
         while True:
             try:
                 await conn.send_packed_command(packed, check_health=False)
-                if probing:
-                    return await _read_all(conn, count, probing=True)
-                return await _read_all(conn, count)
+                return await _read_all(conn, count, skip=_PROBE_WIDTH if probing else 0)
             except RedisConnectionError as error:
                 await conn.disconnect()
                 if _is_auth(error) or failures >= retries:
@@ -495,13 +508,14 @@ class Executor:
         atomically anywhere until the migration ends: it fails with ``TRYAGAIN`` and the
         cluster loop retries it with backoff.
 
-        With ``probing``, the first group is the capability probe's ``INFO``, whose error
-        reply (a user without ``+info``) is returned, not raised.
+        With ``probing``, the first group is the capability probe, whose error replies
+        (an unknown operation, a user without ``+bitop``) are returned, not raised.
         """
+        skip = _PROBE_WIDTH if probing else 0
         replies = await self._exchange(node, self._wire(groups))
         asked = _asked_groups(groups, replies)
         if not asked:
-            _raise_first_error(replies, skip_first=probing)
+            _raise_first_error(replies, skip=skip)
             return self._split(groups, replies)
         per_group = _group_slices(groups, replies)
         by_target: dict[tuple[str, int], list[int]] = {}
@@ -521,7 +535,7 @@ class Executor:
             again = [reply for at, reply in enumerate(again) if at not in drop]
             if _asked_groups(redirected, again):
                 raise TryAgainError("slot still migrating")
-            _raise_first_error(again)
+            _raise_first_error(again, skip=skip if indexes[0] == 0 else 0)
             for index, result in zip(indexes, self._split(redirected, again), strict=True):
                 results[index] = result
         rest = [i for i in range(len(groups)) if i not in asked]
@@ -529,7 +543,7 @@ class Executor:
             kept = [reply for i in rest for reply in per_group[i]]
             if self.replicas_ack and len(replies) > sum(map(len, per_group)):
                 kept.append(replies[-1])  # the WAIT
-            _raise_first_error(kept, skip_first=probing and rest[0] == 0)
+            _raise_first_error(kept, skip=skip if rest[0] == 0 else 0)
             for index, result in zip(
                 rest, self._split([groups[i] for i in rest], kept), strict=True
             ):
@@ -565,13 +579,19 @@ def _group_slices(groups: Sequence[Group], replies: list[object]) -> list[list[o
 def _asked_groups(groups: Sequence[Group], replies: list[object]) -> dict[int, tuple[str, int]]:
     """Return the groups whose every command was answered ``ASK``, with their target.
 
-    A transaction partly redirected raises ``TRYAGAIN`` (its keys are split between the
-    two nodes until the migration ends).
+    A transaction counts as answered ``ASK`` when its ``EXEC`` was (Valkey 9 checks the
+    keys of a queued transaction at ``EXEC``). A transaction partly redirected raises
+    ``TRYAGAIN`` (its keys are split between the two nodes until the migration ends).
     """
     asked: dict[int, tuple[str, int]] = {}
     for index, (group, own) in enumerate(zip(groups, _group_slices(groups, replies), strict=True)):
         queued = own[1:-1] if group.transaction else own
         asks = [reply for reply in queued if isinstance(reply, AskError)]
+        if not asks and group.transaction and isinstance(own[-1], AskError):
+            # Valkey 9 queues the commands of a migrating slot and answers EXEC with ASK:
+            # nothing ran, the whole transaction goes to the importing node.
+            asked[index] = (own[-1].host, own[-1].port)
+            continue
         if not asks:
             continue
         if len(asks) < len(queued):
@@ -595,18 +615,22 @@ def _asking_wire(groups: Sequence[Group]) -> tuple[list[Command], set[int]]:
     return wire, drop
 
 
-def _raise_first_error(replies: list[object], *, skip_first: bool = False) -> None:
+_PROBE_WIDTH = len(Capabilities.probe_commands("probe"))
+"""How many commands the capability probe sends (its replies come first when probing)."""
+
+
+def _raise_first_error(replies: list[object], *, skip: int = 0) -> None:
     """Raise the first error reply, if any (after every reply was read).
 
-    :param skip_first: let an error reply to the first command pass (the probe's ``INFO``)
+    :param skip: let error replies to the first ``skip`` commands pass (the probe's)
     """
-    for index, reply in enumerate(replies):
-        if isinstance(reply, ResponseError) and not (skip_first and index == 0):
+    for reply in replies[skip:]:
+        if isinstance(reply, ResponseError):
             raise reply
 
 
 async def _read_all(
-    conn: Any, count: int, *, raise_errors: bool = True, probing: bool = False
+    conn: Any, count: int, *, raise_errors: bool = True, skip: int = 0
 ) -> list[object]:
     """Read ``count`` replies; raise the first error reply only after reading them all.
 
@@ -617,12 +641,12 @@ async def _read_all(
     than parsing a small reply). On any failure, cancellation included, the connection is
     closed, so no half-read reply can reach its next user.
 
-    With ``probing``, an error reply to the first command (the capability probe's
-    ``INFO``) is returned like any reply instead of raised.
+    Error replies to the first ``skip`` commands (the capability probe's) are returned
+    like any reply instead of raised.
     """
     parser = getattr(conn, "_parser", None)
     if parser is None or not hasattr(parser, "read_response"):  # an unknown connection class
-        return await _read_all_slowly(conn, count, raise_errors=raise_errors, probing=probing)
+        return await _read_all_slowly(conn, count, raise_errors=raise_errors, skip=skip)
     timeout = conn.socket_timeout
     replies: list[object] = []
     try:
@@ -640,12 +664,12 @@ async def _read_all(
             ) from exc
         raise
     if raise_errors:
-        _raise_first_error(replies, skip_first=probing)
+        _raise_first_error(replies, skip=skip)
     return replies
 
 
 async def _read_all_slowly(
-    conn: Any, count: int, *, raise_errors: bool = True, probing: bool = False
+    conn: Any, count: int, *, raise_errors: bool = True, skip: int = 0
 ) -> list[object]:
     replies: list[object] = []
     first_error: ResponseError | None = None
@@ -653,7 +677,7 @@ async def _read_all_slowly(
         try:
             replies.append(await conn.read_response())
         except ResponseError as error:
-            if not (probing and index == 0):
+            if index >= skip:
                 first_error = first_error or error
             replies.append(error)
     if first_error is not None and raise_errors:

@@ -85,9 +85,24 @@ OpName: TypeAlias = Literal["AND", "OR", "XOR"]
 Moment: TypeAlias = "_dt.datetime | _dt.date"
 
 
+_PROBED_OPS = ("DIFF", "ANDOR")
+"""The BITOP operations probed, in the order of :meth:`Capabilities.probe_commands`."""
+
+# Replies that settle a probe: the server does not know the operation (``ERR syntax error``
+# on Redis < 8.2 and Valkey), the command, or its arity, or the user may not run it. Any
+# other error (OOM, LOADING, READONLY, BUSY ...) says nothing about the server: probe again.
+_REFUSALS = ("syntax error", "unknown command", "wrong number of arguments", "NOPERM", "no perm")
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What the server's BITOP can do beyond AND/OR/XOR/NOT.
+
+    A tracker learns them once per connection pool by sending the operations themselves
+    (:meth:`probe_commands`), never from a version string: Valkey reports a Redis-like
+    ``redis_version`` but lacks them. State them to skip the probe::
+
+        Tracker(url, capabilities=Capabilities(diff=True, andor=True))  # Redis >= 8.2
 
     :param diff: ``BITOP DIFF`` (Redis >= 8.2): X and not any of Y1..Yn, in one command
     :param andor: ``BITOP ANDOR`` (Redis >= 8.2): X and any of Y1..Yn, in one command
@@ -96,22 +111,39 @@ class Capabilities:
     diff: bool = False
     andor: bool = False
 
-    @classmethod
-    def from_info(cls, info: Mapping[str, object]) -> Capabilities:
-        """Derive capabilities from an ``INFO server`` reply (a parsed mapping).
+    @staticmethod
+    def probe_commands(key: str) -> list[Command]:
+        """Return the commands that probe each operation on ``key``, a key that does not exist.
 
-        Only Redis itself (not Valkey or Dragonfly, which report a Redis-compatible
-        ``redis_version``) has the new BITOP operations, from version 8.2 on.
+        ``BITOP <op> key key key`` over missing sources writes nothing (an empty result
+        deletes the destination, which does not exist either), so the probe leaves no key
+        and is not replicated; a server without the operation answers ``ERR syntax error``.
 
-        :param info: the parsed ``INFO server`` section
+        :param key: a key under the tracker's prefix that holds nothing (a fresh temp key)
         """
-        if "valkey_version" in info or "dragonfly_version" in info:
-            return cls()
-        match = re.match(r"(\d+)\.(\d+)", str(info.get("redis_version", "0.0")))
-        if match is None:
-            return cls()
-        new = (int(match[1]), int(match[2])) >= (8, 2)
-        return cls(diff=new, andor=new)
+        return [("BITOP", op, key, key, key) for op in _PROBED_OPS]
+
+    @classmethod
+    def from_probe(cls, replies: Sequence[object]) -> Capabilities | None:
+        """Read the replies to :meth:`probe_commands`; ``None`` if they settle nothing.
+
+        An integer reply means the operation exists; a syntax error, an unknown command or
+        an ACL refusal means the tracker must do without it. Any other reply (an error such
+        as ``OOM`` or ``LOADING``, a missing reply) leaves the question open.
+
+        :param replies: the replies in order; error replies as exception objects
+        """
+        if len(replies) != len(_PROBED_OPS):
+            return None
+        found: list[bool] = []
+        for reply in replies:
+            if isinstance(reply, int) and not isinstance(reply, bool):
+                found.append(True)
+            elif isinstance(reply, Exception) and any(r in str(reply) for r in _REFUSALS):
+                found.append(False)
+            else:
+                return None
+        return cls(diff=found[0], andor=found[1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,20 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from ._exceptions import InvalidOption, InvalidPeriod, MarkRejected, TrackerClosed
+from ._exceptions import (
+    InvalidOption,
+    InvalidPeriod,
+    MarkRejected,
+    TrackerClosed,
+    UnsupportedOperation,
+)
 from ._execute import Executor, Group
 from ._ingest import Background, Batch, Coalescer, Counters, IngestStats, is_permanent
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 from ._plan import (
     COUNT_SCRIPT,
+    Capabilities,
     Command,
     CountPlan,
     KeyRef,
@@ -81,6 +88,7 @@ class TrackerOptions(TypedDict, total=False):
     nowait_max_queue: int
     cluster: bool
     replicas_ack: int
+    capabilities: Capabilities | None
 
 
 class Tracker:
@@ -123,6 +131,10 @@ class Tracker:
     :param cluster: with a URL, connect to a Redis Cluster (``RedisCluster.from_url``)
     :param replicas_ack: after each write, wait (``WAIT``) until this many replicas have it,
         so an acknowledged mark survives a failover; raises ``ReplicationTimeout`` if not
+    :param capabilities: the server's BITOP extensions (:class:`Capabilities`), stated so
+        that no probe is ever sent; by default the first count learns them by sending
+        ``BITOP DIFF`` and ``ANDOR`` over a key that does not exist, riding along with that
+        count's round trip (once per connection pool; ``INFO`` is never needed)
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -153,6 +165,7 @@ class Tracker:
         nowait_max_queue: int = 100_000,
         cluster: bool = False,
         replicas_ack: int = 0,
+        capabilities: Capabilities | None = None,
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -176,6 +189,7 @@ class Tracker:
             expire_after=expire_after,
             coalesce_delay=coalesce_delay,
             replicas_ack=replicas_ack,
+            capabilities=capabilities,
         )
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         # Only connection errors are retried: a timeout may mean the server is still
@@ -229,7 +243,9 @@ class Tracker:
         self.coalesce_max_in_flight = coalesce_max_in_flight
         self.nowait_max_queue = nowait_max_queue
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
-        self._executor = Executor(self._client, replicas_ack=replicas_ack)
+        self._executor = Executor(
+            self._client, replicas_ack=replicas_ack, capabilities=capabilities
+        )
         self._known_shards: set[int] = set()
         self._registry_loaded = False
         self._closed = False
@@ -250,6 +266,17 @@ class Tracker:
     def client(self) -> Redis | RedisCluster:
         """The ``redis.asyncio`` client this tracker sends on."""
         return self._client
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """The server's BITOP extensions: as stated, as probed by a count, or ``None`` yet.
+
+        Example::
+
+            await tracker.count(MonthEvents("active", 2026, 11))
+            tracker.capabilities  # Capabilities(diff=False, andor=False) on Valkey
+        """
+        return self._executor.capabilities
 
     @property
     def closed(self) -> bool:
@@ -790,13 +817,26 @@ class Tracker:
                         commands.append(_eval(keys, plan.argv))
                         calls.append(plan)
                 groups = [Group(registry, commands)]
+            # While the server's BITOP extensions are unknown, probe them on a fresh key of
+            # a shard of this call (no extra round trip; on a cluster, no extra node: with
+            # no shard to count yet, the probe waits for the next round trip).
+            probe = None
+            if self._executor.capabilities is None and (pending or not self._executor.is_cluster):
+                probe = schema.temp_key(pending[0] if pending else 0, token + "p", 0)
             try:
-                results = await self._executor.run(groups, probe=True)
+                results = await self._executor.run(groups, probe=probe)
             except ResponseError as exc:
                 typed = script_error(str(exc))
                 if typed is not None:
                     raise typed from exc
-                raise
+                refused = _count_refused(
+                    exc, plans[0].caps if plans else None, stated=self._executor.stated
+                )
+                if refused is None:
+                    raise
+                if refused[1]:  # the probe's answer was wrong for some node: probe again
+                    self._executor.forget_capabilities()
+                raise refused[0] from exc
             replies = [reply for result in results for reply in result]
             for plan, reply in zip(calls, replies[1:], strict=True):
                 for i, value in zip(plan.indexes, _as_list(reply), strict=True):
@@ -1022,6 +1062,39 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _count_refused(
+    error: ResponseError, caps: Capabilities | None, *, stated: bool
+) -> tuple[UnsupportedOperation, bool] | None:
+    """Return the typed error for a count the server cannot run, else ``None``.
+
+    The flag says whether the probed capabilities must be forgotten.
+
+    :param error: the count's error reply
+    :param caps: the capabilities its plans were compiled with
+    :param stated: whether the caller stated them (else they were probed)
+    """
+    text = str(error)
+    if "scripting engine" in text or "unknown command 'eval'" in text.lower():
+        return UnsupportedOperation(
+            f"the server runs no Lua scripts ({text}), which count() needs: load Valkey's "
+            "lua module or use a server or service that allows EVAL"
+        ), False
+    if caps is None or not (caps.diff or caps.andor) or "syntax error" not in text:
+        return None
+    if stated:
+        return UnsupportedOperation(
+            f"the server refused a BITOP extension of {caps!r} ({text}): it lacks them "
+            "(Redis < 8.2, Valkey); pass capabilities=Capabilities() or leave capabilities "
+            "unset so the tracker probes the server"
+        ), False
+    # Probed on one node, refused by another (a cluster mid-upgrade): the caller forgets
+    # the probe's answer, so the next count probes again rather than every count failing.
+    return UnsupportedOperation(
+        f"a node refused a BITOP extension of {caps!r} that another one has ({text}); the "
+        "next count probes again. Pass capabilities=Capabilities() while the servers differ"
+    ), True
+
+
 def _check_options(
     *,
     tz: object,
@@ -1032,6 +1105,7 @@ def _check_options(
     expire_after: object,
     coalesce_delay: object,
     replicas_ack: object,
+    capabilities: object = None,
 ) -> _dt.tzinfo:
     """Check the Tracker's options; return its zone.
 
@@ -1057,6 +1131,12 @@ def _check_options(
         raise InvalidOption("coalesce_delay", coalesce_delay, "a finite number of seconds >= 0")
     if not _is_int(replicas_ack) or cast("int", replicas_ack) < 0:
         raise InvalidOption("replicas_ack", replicas_ack, "an int >= 0")
+    if capabilities is not None and not (
+        isinstance(capabilities, Capabilities)
+        and isinstance(capabilities.diff, bool)
+        and isinstance(capabilities.andor, bool)
+    ):
+        raise InvalidOption("capabilities", capabilities, "a bitlens Capabilities or None")
     if expire_after is not None:
         if not isinstance(expire_after, Mapping):
             raise InvalidOption(

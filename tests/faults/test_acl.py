@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 
-from bitlens import DayEvents, Tracker
+from bitlens import Capabilities, DayEvents, Tracker
 from bitlens._embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
@@ -31,6 +32,8 @@ READER = (
     "+eval +bitop +bitcount +pexpire +del +smembers +scard +getrange +getbit"
 )
 ADMIN = f"on >apass resetkeys ~acl:* +@all -@dangerous {COMMON}"
+# A reader that may not run BITOP either: it can still count single bitmaps.
+COUNTER = f"on >cpass resetkeys ~acl:* -@all {COMMON} +eval +bitcount +smembers +scard +getrange"
 
 
 @pytest.fixture
@@ -38,7 +41,8 @@ def private(redis_binary: str) -> Iterator[EmbeddedRedis]:
     """A private server holding the three users."""
     with EmbeddedRedis(redis_binary) as server:
         admin = redis.Redis.from_url(server.url)
-        for name, rules in (("writer", WRITER), ("reader", READER), ("admin", ADMIN)):
+        users = (("writer", WRITER), ("reader", READER), ("admin", ADMIN), ("counter", COUNTER))
+        for name, rules in users:
             admin.acl_setuser(name, reset=True)
             admin.execute_command("ACL", "SETUSER", name, *rules.split())  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
         admin.close()
@@ -69,6 +73,62 @@ async def test_least_privilege_users_work(private: EmbeddedRedis, reader_user: s
         assert [uid async for uid in reader.members(day)] == [1, 2, *dense, 3_000_000]
         table = await reader.retention("active", period="day", cohorts=2, end=AT.date())
         assert table is not None
+        await check_invariants(private.url, PREFIX, ledger, writer)
+    await writer_client.aclose()
+    await client.aclose()
+
+
+async def _probed_by_default_user(url: str) -> Capabilities | None:
+    """Return what a tracker of the default user (every command allowed) probes."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        tracker = Tracker(client, prefix=PREFIX)
+        await tracker.count(DayEvents("active", 2026, 11, 27))
+        return tracker.capabilities
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("reader_user", ["reader:rpass", "admin:apass"])
+async def test_a_user_without_info_learns_capabilities_by_probing(
+    private: EmbeddedRedis, reader_user: str
+) -> None:
+    """A user refused INFO counts exactly and learns what the default user's probe learns."""
+    ledger = Ledger()
+    writer_client = tracked_client(private.url.replace("redis://", "redis://writer:wpass@"))
+    client = tracked_client(private.url.replace("redis://", f"redis://{reader_user}@"))
+    async with (
+        Tracker(writer_client, prefix=PREFIX) as writer,
+        Tracker(client, prefix=PREFIX) as reader,
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await client.info("server")
+        for uid in (1, 2, 3_000_000):
+            await writer.mark_event("active", uid, AT)
+            ledger.ack("active", uid, AT)
+        day = DayEvents("active", 2026, 11, 27)
+        assert await reader.count(day - DayEvents("other", 2026, 11, 27)) == 3
+        assert reader.capabilities is not None
+        assert reader.capabilities == await _probed_by_default_user(private.url)
+        await check_invariants(private.url, PREFIX, ledger, writer)
+    await writer_client.aclose()
+    await client.aclose()
+
+
+async def test_a_user_without_bitop_counts_single_bitmaps(private: EmbeddedRedis) -> None:
+    """A user refused BITOP gets the probe's NOPERM as "no extensions" and counts a bitmap."""
+    ledger = Ledger()
+    writer_client = tracked_client(private.url.replace("redis://", "redis://writer:wpass@"))
+    client = tracked_client(private.url.replace("redis://", "redis://counter:cpass@"))
+    async with (
+        Tracker(writer_client, prefix=PREFIX) as writer,
+        Tracker(client, prefix=PREFIX) as counter,
+    ):
+        for uid in (5, 6, 2_000_000):
+            await writer.mark_event("active", uid, AT)
+            ledger.ack("active", uid, AT)
+        assert await counter.count(DayEvents("active", 2026, 11, 27)) == 3
+        assert counter.capabilities == Capabilities()
         await check_invariants(private.url, PREFIX, ledger, writer)
     await writer_client.aclose()
     await client.aclose()

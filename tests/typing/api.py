@@ -17,6 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 import bitlens
 from bitlens import (
     BitOpAnd,
+    Capabilities,
     DayEvents,
     EventsBetween,
     Expr,
@@ -88,6 +89,9 @@ async def lifecycle(url: str, client: redis.asyncio.Redis) -> None:
         assert_type(tracker, Tracker)
         assert_type(tracker.closed, bool)
     assert_type(Tracker(client).client, redis.asyncio.Redis | RedisCluster)
+    stated = Tracker(client, capabilities=Capabilities(diff=True, andor=True))
+    assert_type(stated.capabilities, Capabilities | None)
+    assert_type(Capabilities.from_probe([0, 0]), Capabilities | None)
     assert_type(bitlens.setup(client, prefix="bl", track_hourly=True), Tracker)
     assert_type(bitlens.get_tracker(), Tracker)
     assert_type(await bitlens.mark_events([("active", 1)]), int)
