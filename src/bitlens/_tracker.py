@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from ._expr import Expr
     from .cohort import Criterion, Mode, PeriodName, RetentionTable
+    from .otel import Telemetry
 
 __all__ = ["Mark", "Tracker", "TrackerOptions"]
 
@@ -81,6 +82,7 @@ class TrackerOptions(TypedDict, total=False):
     nowait_max_queue: int
     cluster: bool
     replicas_ack: int
+    telemetry: bool | Telemetry
 
 
 class Tracker:
@@ -123,6 +125,9 @@ class Tracker:
     :param cluster: with a URL, connect to a Redis Cluster (``RedisCluster.from_url``)
     :param replicas_ack: after each write, wait (``WAIT``) until this many replicas have it,
         so an acknowledged mark survives a failover; raises ``ReplicationTimeout`` if not
+    :param telemetry: OpenTelemetry spans and metrics (needs ``bitlens[otel]``): ``True``
+        uses the global tracer and meter providers, a :class:`bitlens.otel.Telemetry`
+        names its own; ``False`` (the default) costs nothing
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -153,6 +158,7 @@ class Tracker:
         nowait_max_queue: int = 100_000,
         cluster: bool = False,
         replicas_ack: int = 0,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -177,6 +183,7 @@ class Tracker:
             coalesce_delay=coalesce_delay,
             replicas_ack=replicas_ack,
         )
+        instrument = _telemetry_hook(telemetry)
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         # Only connection errors are retried: a timeout may mean the server is still
         # running the request, and sending it again would multiply its work.
@@ -242,6 +249,8 @@ class Tracker:
         ] = {}
         self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
         self._background: Background | None = None
+        if instrument is not None:
+            instrument(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -1039,6 +1048,33 @@ def _check_options(
     except Exception as exc:  # a tzinfo subclass that cannot answer (e.g. bare tzinfo())
         raise InvalidOption("tz", tz, f"a tzinfo that gives UTC offsets ({exc!r})") from None
     return zone
+
+
+def _telemetry_hook(telemetry: object) -> Callable[[Tracker], None] | None:
+    """Check the ``telemetry`` option; return what instruments a new tracker (None: off).
+
+    OpenTelemetry is imported only here, and only when telemetry is asked for.
+
+    :raises InvalidOption: for a value that is not a bool or a ``bitlens.otel.Telemetry``,
+        or for telemetry without OpenTelemetry installed
+    """
+    if telemetry is False:
+        return None
+    try:
+        from .otel._telemetry import Telemetry, instrument
+    except ImportError:
+        expected = (
+            "False, since OpenTelemetry is not installed (pip install 'bitlens[otel]')"
+            if telemetry is True
+            else "True or False"
+        )
+        raise InvalidOption("telemetry", telemetry, expected) from None
+    if telemetry is True:
+        telemetry = Telemetry()
+    if not isinstance(telemetry, Telemetry):
+        raise InvalidOption("telemetry", telemetry, "True, False or a bitlens.otel.Telemetry")
+    options = telemetry
+    return lambda tracker: instrument(tracker, options)
 
 
 _GRANULARITY_OF: dict[type[Period], Granularity] = {
