@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import redis.asyncio
+    from redis.asyncio.cluster import RedisCluster
 
+    from _cluster_counter import ClusterProxies
     from _proxy import RoundTripProxy
 
 pytestmark = pytest.mark.anyio
@@ -577,3 +579,27 @@ def test_bitlens_works_where_opentelemetry_cannot_be_imported(redis_url: str, pr
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+async def test_a_cluster_count_has_one_round_trip_span_per_node(
+    counted_cluster_client: RedisCluster,
+    cluster_proxies: ClusterProxies,
+    prefix: str,
+    recorded: Recorded,
+) -> None:
+    """On a cluster, a count's span counts the round trips of every node it reached."""
+    tracker = Tracker(
+        counted_cluster_client, prefix=prefix, shard_bits=8, telemetry=recorded.telemetry
+    )
+    await tracker.mark_events([("active", shard * 256, AT) for shard in range(12)])
+    await tracker.count(NOVEMBER)  # the registry is read once
+    cluster_proxies.reset()
+    recorded.exporter.clear()
+    assert await tracker.count(NOVEMBER) == 12
+    span = recorded.span("bitlens.count")
+    trips = recorded.children(span)
+    per_node = cluster_proxies.per_node()
+    assert span.attributes is not None
+    assert span.attributes["bitlens.round_trips"] == len(trips) == sum(per_node.values())
+    assert len({s.attributes["server.port"] for s in trips if s.attributes}) == len(per_node)
+    assert span.attributes["bitlens.shards.count"] == 12
