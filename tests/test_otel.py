@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -604,3 +607,99 @@ async def test_a_cluster_count_has_one_round_trip_span_per_node(
     ports = {str(s.attributes["server.port"]) for s in trips if s.attributes}
     assert len(ports) == len(per_node)
     assert span.attributes["bitlens.shards.count"] == 12
+
+
+# -- the guide's examples -----------------------------------------------------------------
+
+GUIDE = Path(__file__).parent.parent / "docs" / "observability.md"
+
+
+def _guide_examples() -> list[str]:
+    """The ``python`` code blocks of docs/observability.md, in order."""
+    return re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
+
+
+def _run_example(code: str, tmp_path: Path, redis_url: str) -> str:
+    """Run one example as a script of its own (it may set the global providers); return stdout.
+
+    :param code: the example
+    :param tmp_path: where to write it
+    :param redis_url: the server it talks to (``REDIS_URL``)
+    """
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    src = Path(bitlens.otel.__file__).parent.parent.parent
+    env = {**os.environ, "PYTHONPATH": str(src), "REDIS_URL": redis_url}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_guide_has_its_two_examples() -> None:
+    """docs/observability.md holds the in-memory example and the FastAPI app."""
+    examples = _guide_examples()
+    assert len(examples) == 2
+    assert "FastAPI(" in examples[1]
+
+
+def test_the_guides_first_example_prints_its_four_spans(tmp_path: Path, redis_url: str) -> None:
+    """The in-memory example prints two round trips and the two operations they belong to."""
+    out = _run_example(_guide_examples()[0], tmp_path, redis_url)
+    names = [line.split(" {")[0] for line in out.splitlines()]
+    assert names == [
+        "MULTI SETBIT SADD EXEC",
+        "bitlens.mark_event",
+        "INFO SMEMBERS EVAL",
+        "bitlens.count",
+    ]
+
+
+def test_the_guides_fastapi_app_nests_bitlens_spans_under_its_requests(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The FastAPI example: bitlens spans in each request's trace, round trips under them."""
+    out = _run_example(_guide_examples()[1], tmp_path, redis_url)
+    decoder = json.JSONDecoder()
+    spans: list[dict[str, Any]] = []
+    metric_names: set[str] = set()
+    at = 0
+    while at < len(out):
+        if out[at].isspace():
+            at += 1
+        elif out.startswith('{"buyers', at):  # the handler's replies
+            at = out.index("\n", at)
+        else:
+            value, at = decoder.raw_decode(out, at)
+            if "resource_metrics" in value:
+                metric_names |= {
+                    metric["name"]
+                    for resource in value["resource_metrics"]
+                    for scope in resource["scope_metrics"]
+                    for metric in scope["metrics"]
+                }
+            else:
+                spans.append(value)
+    by_id = {span["context"]["span_id"]: span for span in spans}
+
+    def root(span: dict[str, Any]) -> str:
+        while span["parent_id"] is not None:
+            span = by_id[span["parent_id"]]
+        return str(span["name"])
+
+    operations = [s for s in spans if str(s["name"]).startswith("bitlens.")]
+    assert sorted(s["name"] for s in operations) == sorted(
+        ["bitlens.count", "bitlens.mark_event"] * 2
+    )
+    assert {root(s).startswith("POST /buy/") for s in operations} == {True}
+    for operation in operations:
+        (trip,) = [s for s in spans if s["parent_id"] == operation["context"]["span_id"]]
+        assert trip["kind"] == "SpanKind.CLIENT"
+    assert out.count('{"buyers this month":') == 2
+    assert {"bitlens.ingest.marks_written", "bitlens.ingest.batch.size"} <= metric_names
