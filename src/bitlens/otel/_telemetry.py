@@ -18,6 +18,7 @@ A tracker made without ``telemetry`` is never touched: it pays nothing.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -407,7 +408,8 @@ class _Instruments:
     """The histograms of one meter, and the observable counters of every tracker on it."""
 
     def __init__(self, meter: Meter) -> None:
-        self.trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+        self._trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+        self._lock = threading.Lock()  # metric readers collect from threads of their own
         self.batch_size = meter.create_histogram(
             "bitlens.ingest.batch.size",
             unit="{mark}",
@@ -434,7 +436,9 @@ class _Instruments:
     def _callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             totals: dict[str, int] = {}
-            for tracker in list(self.trackers):
+            with self._lock:
+                trackers = list(self._trackers)
+            for tracker in trackers:
                 value = getattr(tracker.stats(), name, None)
                 if isinstance(value, int):
                     prefix = tracker.schema.prefix
@@ -445,6 +449,14 @@ class _Instruments:
             ]
 
         return observe
+
+    def add(self, tracker: Tracker) -> None:
+        """Report ``tracker``'s counters from now on (until it is garbage collected).
+
+        :param tracker: an instrumented tracker
+        """
+        with self._lock:
+            self._trackers.add(tracker)
 
     def record_flush(
         self, marks: int, seconds: float, attributes: Mapping[str, AttributeValue]
@@ -480,7 +492,7 @@ def instrument(tracker: Tracker, telemetry: Telemetry) -> None:
     """
     tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=telemetry.tracer_provider)
     instruments = _instruments_for(telemetry.meter_provider)
-    instruments.trackers.add(tracker)
+    instruments.add(tracker)
     observer = _Observer(tracker, tracer, instruments, round_trip_spans=telemetry.round_trip_spans)
     tracker._executor.observer = observer
     for name, make in _WRAPPERS.items():
