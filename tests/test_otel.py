@@ -373,6 +373,44 @@ async def test_the_fire_and_forget_queue_is_flushed_outside_the_callers_span(
     assert flush.attributes["bitlens.marks"] == 1
 
 
+async def test_a_batch_is_flushed_under_the_callers_span(
+    client: redis.asyncio.Redis, prefix: str, recorded: Recorded
+) -> None:
+    """``tracker.batch()`` sends one ``bitlens.flush`` span, a child of the caller's span."""
+    tracker = Tracker(client, prefix=prefix, telemetry=recorded.telemetry)
+    tracer = recorded.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("job"):
+        async with tracker.batch() as batch:
+            batch.mark_event("active", 1, AT)
+            batch.mark_event("paid", 2**20, AT)
+    flush = recorded.span("bitlens.flush")
+    assert _parent(flush) == _id(recorded.span("job"))
+    assert flush.attributes is not None
+    assert (flush.attributes["bitlens.marks"], flush.attributes["bitlens.shards"]) == (2, (0, 1))
+    assert flush.attributes["bitlens.round_trips"] == 1
+
+
+async def test_a_cancelled_operation_ends_its_span_as_an_error(
+    client: redis.asyncio.Redis, prefix: str, recorded: Recorded
+) -> None:
+    """A mark cancelled while the server holds writes (CLIENT PAUSE) ends its span in ERROR."""
+    tracker = Tracker(client, prefix=prefix, telemetry=recorded.telemetry)
+    await tracker.mark_event("active", 1, AT)  # the connection is open
+    await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+    try:
+        task = asyncio.get_running_loop().create_task(tracker.mark_event("active", 2, AT))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
+    second = recorded.spans("bitlens.mark_event")[-1]
+    assert second.status.status_code is StatusCode.ERROR
+    assert second.attributes is not None
+    assert second.attributes["error.type"] == "CancelledError"
+
+
 async def test_round_trip_spans_can_be_turned_off(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str, recorded: Recorded
 ) -> None:
