@@ -396,7 +396,7 @@ async def test_a_cancelled_operation_ends_its_span_as_an_error(
     """A mark cancelled while the server holds writes (CLIENT PAUSE) ends its span in ERROR."""
     tracker = Tracker(client, prefix=prefix, telemetry=recorded.telemetry)
     await tracker.mark_event("active", 1, AT)  # the connection is open
-    await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+    await client.client_pause(5000, all=False)  # pyright: ignore[reportUnknownMemberType]
     try:
         task = asyncio.get_running_loop().create_task(tracker.mark_event("active", 2, AT))
         await asyncio.sleep(0.1)
@@ -404,7 +404,7 @@ async def test_a_cancelled_operation_ends_its_span_as_an_error(
         with pytest.raises(asyncio.CancelledError):
             await task
     finally:
-        await client.execute_command("CLIENT", "UNPAUSE")
+        await client.client_unpause()  # pyright: ignore[reportUnknownMemberType]
     second = recorded.spans("bitlens.mark_event")[-1]
     assert second.status.status_code is StatusCode.ERROR
     assert second.attributes is not None
