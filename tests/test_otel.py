@@ -741,3 +741,66 @@ def test_the_guides_fastapi_app_nests_bitlens_spans_under_its_requests(
         assert trip["kind"] == "SpanKind.CLIENT"
     assert out.count('{"buyers this month":') == 2
     assert {"bitlens.ingest.marks_written", "bitlens.ingest.batch.size"} <= metric_names
+
+
+_GLOBAL_PROVIDERS = textwrap.dedent(
+    """
+    import asyncio, sys
+
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from bitlens import Tracker
+
+    url, prefix = sys.argv[1:]
+
+    async def main():
+        early = Tracker(url, prefix=prefix, telemetry=True)  # before any provider is set
+        reader, exporter = InMemoryMetricReader(), InMemorySpanExporter()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        late = Tracker(url, prefix=prefix, telemetry=True)
+        await early.mark_event("active", 1)
+        await late.mark_event("active", 2)
+        names = sorted(s.name for s in exporter.get_finished_spans() if "bitlens" in s.name)
+        points = [
+            (dict(p.attributes), p.value)
+            for r in reader.get_metrics_data().resource_metrics
+            for sm in r.scope_metrics
+            for m in sm.metrics
+            if m.name == "bitlens.ingest.marks_written"
+            for p in m.data.data_points
+        ]
+        print(names, points)
+        await early.aclose()
+        await late.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_telemetry_true_follows_global_providers_set_after_the_tracker(
+    redis_url: str, prefix: str
+) -> None:
+    """Trackers made before and after the global providers are set report into them, once."""
+    src = Path(bitlens.otel.__file__).parent.parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_PROVIDERS, redis_url, prefix],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"['bitlens.mark_event', 'bitlens.mark_event'] [({{'bitlens.prefix': '{prefix}'}}, 2)]"
+    )
+    assert "already" not in result.stderr  # no duplicate-instrument warning

@@ -475,8 +475,19 @@ _INSTRUMENTS: weakref.WeakKeyDictionary[object, _Instruments] = weakref.WeakKeyD
 """One set of instruments per meter provider (an instrument name is registered once)."""
 
 
+class _GlobalProvider:
+    """The key of the instruments made on the global meter provider, whichever it is.
+
+    Made before the application sets its provider, the global meter is a proxy that
+    forwards to the provider set later: one set of instruments serves both.
+    """
+
+
+_GLOBAL = _GlobalProvider()
+
+
 def _instruments_for(provider: MeterProvider | None) -> _Instruments:
-    key: object = provider if provider is not None else metrics.get_meter_provider()
+    key: object = provider if provider is not None else _GLOBAL
     found = _INSTRUMENTS.get(key)
     if found is None:
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=provider)
