@@ -146,6 +146,14 @@ def recorded() -> Iterator[Recorded]:
         meter_provider.shutdown()
 
 
+def _pythonpath(src: str) -> str:
+    """``src`` first, then the test process's own ``PYTHONPATH`` (for a subprocess).
+
+    :param src: the directory holding this checkout's ``bitlens``
+    """
+    return os.pathsep.join(filter(None, (src, os.environ.get("PYTHONPATH"))))
+
+
 def _id(span: ReadableSpan) -> int:
     context = span.get_span_context()
     assert context is not None
@@ -609,7 +617,7 @@ _WITHOUT_OTEL = textwrap.dedent(
 def test_bitlens_works_where_opentelemetry_cannot_be_imported(redis_url: str, prefix: str) -> None:
     """With OpenTelemetry hidden, bitlens imports, marks and counts; asking for it says how."""
     src = os.path.join(os.path.dirname(bitlens.otel.__file__), os.pardir, os.pardir)
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(src)}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(os.path.abspath(src))}
     result = subprocess.run(
         [sys.executable, "-c", _WITHOUT_OTEL, redis_url, prefix],
         capture_output=True,
@@ -667,7 +675,7 @@ def _run_example(code: str, tmp_path: Path, redis_url: str) -> str:
     script = tmp_path / "example.py"
     script.write_text(code)
     src = Path(bitlens.otel.__file__).parent.parent.parent
-    env = {**os.environ, "PYTHONPATH": str(src), "REDIS_URL": redis_url}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(str(src)), "REDIS_URL": redis_url}
     result = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
@@ -795,7 +803,7 @@ def test_telemetry_true_follows_global_providers_set_after_the_tracker(
         [sys.executable, "-c", _GLOBAL_PROVIDERS, redis_url, prefix],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(src)},
+        env={**os.environ, "PYTHONPATH": _pythonpath(str(src))},
         timeout=120,
         check=False,
     )
