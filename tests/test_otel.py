@@ -514,6 +514,24 @@ async def test_every_ingest_counter_is_exported_with_its_stats_value(
         ), field.name
 
 
+async def test_marks_dropped_by_a_full_queue_are_exported(
+    client: redis.asyncio.Redis, prefix: str, recorded: Recorded
+) -> None:
+    """A queue of one that is offered three marks exports 1 enqueued, 2 dropped, 1 written."""
+    tracker = Tracker(client, prefix=prefix, nowait_max_queue=1, telemetry=recorded.telemetry)
+    assert [tracker.mark_event_nowait("active", uid, AT) for uid in (1, 2, 3)] == [
+        True,
+        False,
+        False,
+    ]
+    assert recorded.value("bitlens.ingest.nowait_pending", prefix) == 1
+    await tracker.aclose()
+    assert recorded.value("bitlens.ingest.nowait_enqueued", prefix) == 1
+    assert recorded.value("bitlens.ingest.nowait_dropped", prefix) == 2
+    assert recorded.value("bitlens.ingest.nowait_written", prefix) == 1
+    assert recorded.value("bitlens.ingest.nowait_pending", prefix) == 0
+
+
 async def test_batch_sizes_and_flush_latency_are_recorded_per_batch(
     client: redis.asyncio.Redis, prefix: str, recorded: Recorded
 ) -> None:
