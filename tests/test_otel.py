@@ -305,6 +305,20 @@ async def test_mark_events_has_a_flush_span_per_chunk(
     assert span.attributes["bitlens.round_trips"] == proxy.round_trips == 3
 
 
+async def test_mark_events_lists_at_most_32_events_and_says_it_left_some_out(
+    client: redis.asyncio.Redis, prefix: str, recorded: Recorded
+) -> None:
+    """Forty event names: the span lists the first 32 seen and marks the list truncated."""
+    tracker = Tracker(client, prefix=prefix, telemetry=recorded.telemetry)
+    assert await tracker.mark_events([(f"e{n:02}", 1, AT) for n in range(40)]) == 40
+    attributes = recorded.span("bitlens.mark_events").attributes
+    assert attributes is not None
+    assert attributes["bitlens.events"] == tuple(f"e{n:02}" for n in range(32))
+    assert attributes["bitlens.events.truncated"] is True
+    assert "bitlens.events.count" not in attributes
+    assert attributes["bitlens.shards.count"] == 1
+
+
 async def test_members_span_counts_every_chunk_it_read(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str, recorded: Recorded
 ) -> None:

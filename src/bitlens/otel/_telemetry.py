@@ -52,7 +52,7 @@ SCOPE = "bitlens"
 """The instrumentation scope name of every span and instrument."""
 
 MAX_LISTED = 32
-"""The most event names or shards one span lists (``bitlens.events_listed`` is False past it)."""
+"""The most event names or shards one span lists (``bitlens.events.count`` tells them all)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -335,11 +335,20 @@ class _Observer:
             self.instruments.record_flush(1, op.seconds, self.metric_attributes)
 
 
-def _listed(name: str, values: Iterable[str] | Iterable[int]) -> dict[str, AttributeValue]:
-    """``name`` (sorted, at most :data:`MAX_LISTED`) and ``name + ".count"``."""
+def _listed(
+    name: str, values: Iterable[str] | Iterable[int], *, complete: bool = True
+) -> dict[str, AttributeValue]:
+    """``name`` (sorted, at most :data:`MAX_LISTED`) and ``name + ".count"``.
+
+    :param complete: whether ``values`` holds them all; if not, ``name + ".truncated"``
+        replaces the count (``mark_events`` stops collecting past :data:`MAX_LISTED`)
+    """
     unique: list[Any] = sorted(set(values))
-    out: dict[str, AttributeValue] = {f"{name}.count": len(unique)}
-    out[name] = unique[:MAX_LISTED]
+    out: dict[str, AttributeValue] = {name: unique[:MAX_LISTED]}
+    if complete:
+        out[f"{name}.count"] = len(unique)
+    else:
+        out[f"{name}.truncated"] = True
     return out
 
 
@@ -385,22 +394,35 @@ def _known_shards(span: Span, tracker: Tracker) -> None:
 class _Collected:
     """Counts what an iterable of marks yields, for ``mark_events``' span."""
 
-    __slots__ = ("events", "shards", "tracker")
+    __slots__ = ("all_events", "all_shards", "events", "shards", "tracker")
 
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         self.events: set[str] = set()
         self.shards: set[int] = set()
+        self.all_events = True  # False once a name past MAX_LISTED was left out
+        self.all_shards = True
 
     def watch(self, marks: Iterable[Any]) -> Iterator[Any]:
+        """Yield ``marks`` unchanged, noting their events and shards (bounded memory).
+
+        :param marks: the caller's items
+        """
+        events, shards = self.events, self.shards
         for mark in marks:
             if type(mark) is tuple and len(mark) >= 2:  # pyright: ignore[reportUnknownArgumentType]
                 event, user_id = mark[0], mark[1]  # pyright: ignore[reportUnknownVariableType]
-                if isinstance(event, str) and len(self.events) <= MAX_LISTED:
-                    self.events.add(event)
+                if isinstance(event, str) and event not in events:
+                    if len(events) < MAX_LISTED:
+                        events.add(event)
+                    else:
+                        self.all_events = False
                 shard = _shard_of(self.tracker, user_id)
-                if shard is not None and len(self.shards) <= MAX_LISTED:
-                    self.shards.add(shard)
+                if shard is not None and shard not in shards:
+                    if len(shards) < MAX_LISTED:
+                        shards.add(shard)
+                    else:
+                        self.all_shards = False
             yield mark
 
 
@@ -543,8 +565,12 @@ def _mark_events(tracker: Tracker, observer: _Observer, method: Any) -> Any:
 
         def finish(span: Span, sent: int, _op: _Op) -> None:
             span.set_attribute("bitlens.marks", sent)
-            span.set_attributes(_listed("bitlens.events", collected.events))
-            span.set_attributes(_listed("bitlens.shards", collected.shards))
+            span.set_attributes(
+                _listed("bitlens.events", collected.events, complete=collected.all_events)
+            )
+            span.set_attributes(
+                _listed("bitlens.shards", collected.shards, complete=collected.all_shards)
+            )
 
         return await observer.operation("mark_events", {}, call, finish)
 
