@@ -18,6 +18,7 @@ A tracker made without ``telemetry`` is never touched: it pays nothing.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import threading
 import time
 import weakref
@@ -343,8 +344,9 @@ def _listed(
     :param complete: whether ``values`` holds them all; if not, ``name + ".truncated"``
         replaces the count (``mark_events`` stops collecting past :data:`MAX_LISTED`)
     """
-    unique: list[Any] = sorted(set(values))
-    out: dict[str, AttributeValue] = {name: unique[:MAX_LISTED]}
+    unique: set[Any] = values if isinstance(values, set) else set(values)
+    head = sorted(unique) if len(unique) <= MAX_LISTED else heapq.nsmallest(MAX_LISTED, unique)
+    out: dict[str, AttributeValue] = {name: head}
     if complete:
         out[f"{name}.count"] = len(unique)
     else:
