@@ -27,7 +27,7 @@ import contextlib
 import re
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 from redis.asyncio.cluster import RedisCluster
@@ -57,12 +57,13 @@ from ._writes import Packed
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from contextlib import AbstractContextManager
 
     from redis.asyncio import Redis
 
     from ._writes import Command
 
-__all__ = ["Executor", "Group", "ReplicationTimeout", "pack"]
+__all__ = ["Executor", "Group", "ReplicationTimeout", "RoundTripObserver", "pack"]
 
 
 _PROBED: weakref.WeakKeyDictionary[object, Capabilities] = weakref.WeakKeyDictionary()
@@ -130,6 +131,24 @@ _RETRYABLE = (
     ClusterDownError,
     SlotNotCoveredError,
 )
+
+
+class RoundTripObserver(Protocol):
+    """Watches every round trip the executor makes (e.g. ``bitlens.otel``'s spans).
+
+    Set as :attr:`Executor.observer`; while it is ``None`` (the default) nothing is observed
+    and a round trip costs one attribute check more.
+    """
+
+    def round_trip(
+        self, wire: Sequence[Command], connection: object
+    ) -> AbstractContextManager[object]:
+        """Return a context manager that is open while ``wire`` is sent and answered.
+
+        :param wire: the commands on the wire, ``MULTI``/``EXEC`` included
+        :param connection: the redis-py connection they travel on
+        """
+        ...
 
 
 NODE_PIPELINES = 16
@@ -222,6 +241,7 @@ class Executor:
         "_per_node",
         "_slots",
         "_stated",
+        "observer",
         "replicas_ack",
         "replicas_timeout",
         "retries",
@@ -244,6 +264,7 @@ class Executor:
         # and a cluster's nodes run one server version (state them during an upgrade).
         pool: object = getattr(client, "connection_pool", client)
         self._owner: object = client if self._cluster else pool
+        self.observer: RoundTripObserver | None = None
         self.replicas_ack = replicas_ack
         self.replicas_timeout = replicas_timeout
         self.retries = retries
@@ -362,8 +383,13 @@ class Executor:
         wire = self._wire(groups)
         packed = pack(wire)
         conn: Any = await pool.get_connection()
+        observer = self.observer
         try:
-            replies = await self._attempts(conn, packed, len(wire), probing)
+            if observer is None:
+                replies = await self._attempts(conn, packed, len(wire), probing)
+            else:
+                with observer.round_trip(wire, conn):
+                    replies = await self._attempts(conn, packed, len(wire), probing)
         finally:
             with anyio.CancelScope(shield=True):
                 await pool.release(conn)
@@ -554,9 +580,14 @@ class Executor:
         """Send ``wire`` on one of ``node``'s connections; return every reply, errors too."""
         packed = pack(wire)
         conn: Any = node.acquire_connection()
+        observer = self.observer
         try:
-            await conn.send_packed_command(packed, check_health=False)
-            return await _read_all(conn, len(wire), raise_errors=False)
+            if observer is None:
+                await conn.send_packed_command(packed, check_health=False)
+                return await _read_all(conn, len(wire), raise_errors=False)
+            with observer.round_trip(wire, conn):
+                await conn.send_packed_command(packed, check_health=False)
+                return await _read_all(conn, len(wire), raise_errors=False)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.disconnect()

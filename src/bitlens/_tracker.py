@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
     from ._expr import Expr
     from .cohort import Criterion, Mode, PeriodName, RetentionTable
+    from .otel import Telemetry
 
 __all__ = ["Mark", "Tracker", "TrackerOptions"]
 
@@ -89,6 +90,7 @@ class TrackerOptions(TypedDict, total=False):
     cluster: bool
     replicas_ack: int
     capabilities: Capabilities | None
+    telemetry: bool | Telemetry
 
 
 class Tracker:
@@ -135,6 +137,9 @@ class Tracker:
         that no probe is ever sent; by default the first count learns them by sending
         ``BITOP DIFF`` and ``ANDOR`` over a key that does not exist, riding along with that
         count's round trip (once per connection pool; ``INFO`` is never needed)
+    :param telemetry: OpenTelemetry spans and metrics (needs ``bitlens[otel]``): ``True``
+        uses the global tracer and meter providers, a :class:`bitlens.otel.Telemetry`
+        names its own; ``False`` (the default) costs nothing
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -166,6 +171,7 @@ class Tracker:
         cluster: bool = False,
         replicas_ack: int = 0,
         capabilities: Capabilities | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -191,6 +197,7 @@ class Tracker:
             replicas_ack=replicas_ack,
             capabilities=capabilities,
         )
+        instrument = _telemetry_hook(telemetry)
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         # Only connection errors are retried: a timeout may mean the server is still
         # running the request, and sending it again would multiply its work.
@@ -259,6 +266,8 @@ class Tracker:
         self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
         self._background: Background | None = None
         self._shard_nodes: dict[int, str] = {}  # cluster: shard → node name, for coalescing
+        if instrument is not None:
+            instrument(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -1159,6 +1168,33 @@ def _check_options(
     except Exception as exc:  # a tzinfo subclass that cannot answer (e.g. bare tzinfo())
         raise InvalidOption("tz", tz, f"a tzinfo that gives UTC offsets ({exc!r})") from None
     return zone
+
+
+def _telemetry_hook(telemetry: object) -> Callable[[Tracker], None] | None:
+    """Check the ``telemetry`` option; return what instruments a new tracker (None: off).
+
+    OpenTelemetry is imported only here, and only when telemetry is asked for.
+
+    :raises InvalidOption: for a value that is not a bool or a ``bitlens.otel.Telemetry``,
+        or for telemetry without OpenTelemetry installed
+    """
+    if telemetry is False:
+        return None
+    try:
+        from .otel._telemetry import Telemetry, instrument
+    except ImportError:
+        expected = (
+            "False, since OpenTelemetry is not installed (pip install 'bitlens[otel]')"
+            if telemetry is True
+            else "True or False"
+        )
+        raise InvalidOption("telemetry", telemetry, expected) from None
+    if telemetry is True:
+        telemetry = Telemetry()
+    if not isinstance(telemetry, Telemetry):
+        raise InvalidOption("telemetry", telemetry, "True, False or a bitlens.otel.Telemetry")
+    options = telemetry
+    return lambda tracker: instrument(tracker, options)
 
 
 _GRANULARITY_OF: dict[type[Period], Granularity] = {
