@@ -33,6 +33,7 @@ import anyio.abc
 import anyio.to_thread
 import pytest
 
+from _proxy import RoundTripProxy
 from bitlens import (
     DayEvents,
     Event,
@@ -46,7 +47,10 @@ from bitlens import (
     YearEvents,
     last,
 )
+from bitlens._embedded import EmbeddedRedis
+from bitlens.cli._count import print_counts
 from bitlens.cli._events import event_of_key
+from bitlens.cli._hints import event_names, unknown_events_note
 from bitlens.cli._parse import ParseError, parse_expression
 from bitlens.cli._retention import criterion
 from bitlens.cohort import retention
@@ -446,6 +450,105 @@ async def test_count_contains_false_exits_1(data: list[str]) -> None:
     """``--contains`` prints false and exits 1 for a non-member."""
     ran = await bitlens("count", *data, "--contains", "4", "week:active:2026-W47")
     assert (ran.code, ran.out, ran.err) == (1, "false\n", "")
+
+
+async def test_count_of_a_misspelled_event_notes_the_known_events(data: list[str]) -> None:
+    """A never-marked event still prints 0 and exits 0, and stderr lists the known events."""
+    ran = await bitlens("count", *data, "month:actve:2026-11", "month:active:2026-11")
+    assert (ran.code, ran.out) == (0, "0\n8\n")
+    assert ran.err == (
+        f"bitlens count: note: event 'actve' was never marked under prefix {data[-1]!r}; "
+        "known events: 'active', 'churned', 'my:event', 'signed_up'\n"
+    )
+
+
+async def test_count_of_a_known_event_answering_0_says_nothing(data: list[str]) -> None:
+    """A zero for an event that exists elsewhere in time is a real answer: no note."""
+    ran = await bitlens("count", *data, "month:active:2025-01")
+    assert (ran.code, ran.out, ran.err) == (0, "0\n", "")
+
+
+async def test_count_under_an_empty_prefix_suggests_another_prefix(redis_url: str) -> None:
+    """Under a prefix holding nothing, the note says so and hints at --prefix."""
+    empty = f"e{os.urandom(6).hex()}"
+    ran = await bitlens("count", "--url", redis_url, "--prefix", empty, "month:active:2026-11")
+    assert (ran.code, ran.out) == (0, "0\n")
+    assert ran.err.startswith(
+        f"bitlens count: note: nothing was ever marked under prefix {empty!r}"
+    )
+    assert "--prefix" in ran.err
+
+
+async def test_members_and_contains_of_a_misspelled_event_note_it(data: list[str]) -> None:
+    """--members (no ids) and --contains (false, exit 1) note the unknown event too."""
+    members = await bitlens("count", *data, "--members", "week:actve:2026-W46")
+    assert (members.code, members.out) == (0, "")
+    assert "event 'actve' was never marked" in members.err
+    contains = await bitlens("count", *data, "--contains", "1", "week:actve:2026-W46")
+    assert (contains.code, contains.out) == (1, "false\n")
+    assert "event 'actve' was never marked" in contains.err
+
+
+async def test_retention_of_a_misspelled_returning_event_notes_it(data: list[str]) -> None:
+    """A retention whose returning event was never marked notes it; the table still prints."""
+    ran = await bitlens(
+        "retention",
+        *data,
+        "signed_up",
+        "actve",
+        "--period",
+        "week",
+        "--cohorts",
+        "2",
+        "--buckets",
+        "2",
+        "--end",
+        "2026-11-09",
+        "--now",
+        NOW,
+    )
+    assert ran.code == 0, ran.err
+    assert ran.out.startswith("signed_up -> actve")
+    assert ran.err.startswith("bitlens retention: note: event 'actve' was never marked")
+
+
+async def test_unknown_event_note_costs_one_round_trip_on_a_small_keyspace() -> None:
+    """Looking up the known events after an empty answer is one SCAN step, nothing more."""
+    with EmbeddedRedis() as server:
+        async with (
+            RoundTripProxy(server.host, server.port) as proxy,
+            Tracker(proxy.url, prefix="p") as tracker,
+        ):
+            await _mark_data_set(tracker)
+            proxy.reset()
+            note = await unknown_events_note(tracker, [MonthEvents("actve", 2026, 11)])
+            assert proxy.round_trips == 1
+    assert note is not None
+    assert note.startswith("event 'actve' was never marked under prefix 'p'")
+
+
+async def test_count_with_non_zero_answers_sends_nothing_more() -> None:
+    """When no answer is 0, bitlens count costs its one round trip and no event lookup."""
+    with EmbeddedRedis() as server:
+        async with (
+            RoundTripProxy(server.host, server.port) as proxy,
+            Tracker(proxy.url, prefix="p") as tracker,
+        ):
+            await _mark_data_set(tracker)
+            proxy.reset()
+            expressions = [MonthEvents("active", 2026, 11), WeekEvents("signed_up", 2026, 45)]
+            assert await print_counts(tracker, ["a", "b"], expressions, as_json=False) == 0
+            assert proxy.round_trips == 1
+            assert "SCAN" not in proxy.command_names
+
+
+def test_event_names_walk_every_leaf_kind() -> None:
+    """event_names finds the events of leaves, templates, ranges and windows under any operator."""
+    expr = (
+        (MonthEvents("a", 2026, 11) & ~Event("b"))
+        - EventsBetween("c", dt.date(2026, 11, 1), dt.date(2026, 11, 3))
+    ) | (last("d", days=7) ^ Universe())
+    assert event_names(expr) == {"a", "b", "c", "d"}
 
 
 async def test_retention_prints_the_readme_table(data: list[str]) -> None:
