@@ -22,6 +22,7 @@ from ._parse import ParseError, parse_expression
 if TYPE_CHECKING:
     import argparse
     from argparse import _SubParsersAction  # pyright: ignore[reportPrivateUsage]
+    from collections.abc import Sequence
 
     from .._expr import Expr
     from .._tracker import Tracker
@@ -112,7 +113,7 @@ def _print(line: str) -> None:
 
 
 async def print_counts(
-    tracker: Tracker, texts: list[str], exprs: list[Expr], *, as_json: bool
+    tracker: Tracker, texts: Sequence[str], exprs: Sequence[Expr], *, as_json: bool
 ) -> int:
     """Print the count of each expression, one round trip for all; return 0.
 
