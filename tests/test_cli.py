@@ -657,6 +657,113 @@ async def test_demo_marks_and_reports_on_the_given_url(redis_url: str, prefix: s
     assert listed.out.splitlines() == ["active", "purchase", "signed_up"]
 
 
+def _follow_ups(out: str) -> list[list[str]]:
+    """Return the ``bitlens ...`` commands the demo printed, as argument lists."""
+    return [shlex.split(line)[1:] for line in out.splitlines() if line.startswith("  bitlens ")]
+
+
+async def test_demo_ends_with_commands_that_read_its_data(redis_url: str, prefix: str) -> None:
+    """The demo's printed count, retention and events commands (prefix included) see its data."""
+    ran = await bitlens(
+        "demo",
+        "--url",
+        redis_url,
+        "--prefix",
+        prefix,
+        "--users",
+        "300",
+        "--weeks",
+        "2",
+        "--today",
+        "2026-11-27",
+    )
+    assert ran.code == 0, ran.err
+    commands = {args[0]: args for args in _follow_ups(ran.out)}
+    assert sorted(commands) == ["count", "events", "retention", "serve"]
+    for args in commands.values():
+        assert args[args.index("--prefix") + 1] == prefix
+        assert args[args.index("--url") + 1] == redis_url
+    active = next(line for line in ran.out.splitlines() if "active in 2026-11 (so far):" in line)
+    counted = await bitlens(*commands["count"])
+    assert (counted.code, counted.err) == (0, "")
+    assert counted.out.splitlines()[0] == active.split()[-1].replace(",", "")
+    table = await bitlens(*commands["retention"])
+    assert table.code == 0, table.err
+    assert table.out.startswith("signed_up -> active: weekly cohorts")
+    events = await bitlens(*commands["events"])
+    assert [line.split()[0] for line in events.out.splitlines()] == [
+        "active",
+        "purchase",
+        "signed_up",
+    ]
+
+
+async def test_demo_on_an_embedded_server_says_how_to_keep_its_data() -> None:
+    """Without a URL the data goes with the server: the demo prints `bitlens demo --serve ...`."""
+    ran = await bitlens("demo", "--users", "300", "--weeks", "2", "--today", "2026-11-27")
+    assert ran.code == 0, ran.err
+    assert "The embedded redis-server stops now" in ran.out
+    assert "  bitlens demo --serve --users 300 --weeks 2 --today 2026-11-27 " in ran.out
+
+
+async def test_demo_retention_marks_the_unfinished_week() -> None:
+    """On a Wednesday the demo's current week carries '*' and is left out of the average."""
+    ran = await bitlens("demo", "--users", "300", "--weeks", "3", "--today", "2026-11-25")
+    assert ran.code == 0, ran.err
+    rows = {line.split()[0]: line for line in ran.out.splitlines() if "2026-W4" in line}
+    assert rows["2026-W48"].endswith("*")
+    assert rows["2026-W47"].endswith("*")  # its bucket 1 is W48
+    assert not rows["2026-W46"].split()[-2].endswith("*")
+    assert "* not over yet" in ran.out
+
+
+async def test_demo_after_a_finished_week_marks_only_the_next() -> None:
+    """When --today is a past Sunday, the weeks up to it are over: only the next one is '*'."""
+    ran = await bitlens("demo", "--users", "300", "--weeks", "2", "--today", "2026-11-29")
+    assert ran.code == 0, ran.err
+    rows = {line.split()[0]: line.split()[1:] for line in ran.out.splitlines() if "%" in line}
+    assert rows["2026-W47"][1:] == [c.rstrip("*") for c in rows["2026-W47"][1:]]
+    assert not rows["2026-W48"][1].endswith("*")  # bucket 0: W48 itself, over
+    assert rows["2026-W48"][2].endswith("*")  # bucket 1: W49, begun when the data ends
+
+
+async def test_demo_serve_keeps_the_embedded_redis_and_serves_its_data(tmp_path: Path) -> None:
+    """`demo --serve` serves its prefix's data; its printed commands work until Ctrl-C, exit 0."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    argv = ["demo", "--serve", "--port", "0", "--users", "300", "--weeks", "2"]
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "bitlens", *argv, "--today", "2026-11-27"],
+            env=_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        with anyio.fail_after(60):
+            page = await _dashboard_url(out, process, err)
+            assert "end=2026-11-27" in page
+            base = page.split("?", 1)[0]
+            answer = await anyio.to_thread.run_sync(_get, base + "events")
+            assert answer is not None
+            assert json.loads(answer[2])["events"] == ["active", "purchase", "signed_up"]
+            commands = {a[0]: a for a in _follow_ups(await anyio.Path(out).read_text())}
+            assert "serve" not in commands
+            counted = await bitlens(*commands["count"])
+            assert counted.code == 0, counted.err
+            assert int(counted.out.split()[0]) > 0
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0, await anyio.Path(err).read_text()
+    gone = await bitlens(*commands["count"])
+    assert gone.code == 1
+    assert "cannot connect" in gone.err
+
+
 async def _dashboard_url(out: Path, process: anyio.abc.Process, err: Path) -> str:
     """Wait until ``bitlens serve`` prints the URL it listens on; return it.
 
@@ -664,7 +771,7 @@ async def _dashboard_url(out: Path, process: anyio.abc.Process, err: Path) -> st
     :param process: the process
     :param err: the file its stderr goes to (shown if it dies)
     """
-    while (found := re.search(r"http://\S+/", await anyio.Path(out).read_text())) is None:
+    while (found := re.search(r"http://\S+/\S*", await anyio.Path(out).read_text())) is None:
         assert process.returncode is None, await anyio.Path(err).read_text()
         await anyio.sleep(0.05)
     return found.group()
