@@ -589,7 +589,7 @@ async def test_retention_csv_is_the_library_table(
             now=dt.datetime.fromisoformat(NOW).replace(tzinfo=dt.timezone.utc),
         )
     assert ran.out == table.to_csv("count")
-    assert list(csv.reader(io.StringIO(ran.out)))[1] == ["2026-W45", "10", "0", "6"]
+    assert list(csv.reader(io.StringIO(ran.out)))[1] == ["2026-W45", "10", "0", "6", "1-2"]
 
 
 async def test_retention_json_holds_every_cell(data: list[str]) -> None:

@@ -12,7 +12,7 @@ import anyio
 
 from .._periods import to_local
 from ..cohort import retention
-from ..cohort._render import describe
+from ..cohort._render import NOT_OVER, describe
 from ._common import (
     HelpFormatter,
     UsageError,
@@ -206,7 +206,7 @@ def render_table(table: RetentionTable, values: str = "percent") -> str:
         rest = "".join("  " + line[j].rjust(widths[j]) for j in range(1, len(line)))
         lines.append((first + rest).rstrip())
     if any(not c.complete and c.count is not None for row in table.rows for c in row.cells):
-        lines.append("* not over yet: may still grow, left out of the average")
+        lines.append(NOT_OVER)
     return "\n".join(lines) + "\n"
 
 
