@@ -727,6 +727,30 @@ async def test_demo_after_a_finished_week_marks_only_the_next() -> None:
     assert rows["2026-W48"][2].endswith("*")  # bucket 1: W49, begun when the data ends
 
 
+async def test_serve_without_url_points_at_demo_serve(tmp_path: Path) -> None:
+    """`serve` on an empty embedded Redis says that `demo --serve` brings data to look at."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "bitlens", "serve", "--port", "0"],
+            env=_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        with anyio.fail_after(30):
+            await _dashboard_url(out, process, err)
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0
+    assert "run `bitlens demo --serve`" in await anyio.Path(err).read_text()
+
+
 async def test_demo_serve_keeps_the_embedded_redis_and_serves_its_data(tmp_path: Path) -> None:
     """`demo --serve` serves its prefix's data; its printed commands work until Ctrl-C, exit 0."""
     out, err = tmp_path / "out", tmp_path / "err"

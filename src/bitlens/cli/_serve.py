@@ -75,7 +75,8 @@ def add_serve_parser(sub: _SubParsersAction[argparse.ArgumentParser]) -> None:
         description=(
             "Serve the bitlens dashboard (aiohttp) of the data under --prefix, "
             "until Ctrl-C or SIGTERM. Without --url or REDIS_URL an empty embedded "
-            "redis-server is started (bitlens[embedded]), which is only good for a look."
+            "redis-server is started (bitlens[embedded]), which is only good for a look: "
+            "`bitlens demo --serve` serves a dashboard of sample data instead."
         ),
     )
     add_listen_options(parser)
@@ -159,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
             url = server.url
             print(
                 f"bitlens serve: no --url or REDIS_URL: using an embedded, empty redis-server "
-                f"at {url}",
+                f"at {url} (for sample data to look at, run `bitlens demo --serve`)",
                 file=sys.stderr,
             )
         anyio.run(serve_until_stopped, args, url, serve)
