@@ -877,3 +877,11 @@ async def test_count_on_a_cluster(cluster_data: list[str]) -> None:
     ran = await bitlens("count", *cluster_data, "month:all_of_them:2026-11 - month:e1:2026-11")
     assert ran.code == 0, ran.err
     assert ran.out == "2\n"
+
+
+async def test_count_on_a_cluster_notes_a_misspelled_event(cluster_data: list[str]) -> None:
+    """On a cluster, the lookup behind the note scans every master."""
+    ran = await bitlens("count", *cluster_data, "month:e9:2026-11")
+    assert (ran.code, ran.out) == (0, "0\n")
+    assert ran.err.startswith("bitlens count: note: event 'e9' was never marked under prefix")
+    assert "'all_of_them', 'e0', 'e1'" in ran.err
