@@ -209,7 +209,8 @@ async def test_json_endpoints_match_the_reference(redis_url: str, prefix: str) -
     app, _ = make_app(redis_url, prefix)
     async with serving(app) as http:
         events = await (await http.get("/bitlens/events")).json()
-        assert events == {"events": sorted(["active", "signed_up", HOSTILE]), "truncated": False}
+        names = sorted(["active", "signed_up", HOSTILE])
+        assert events == {"events": names, "truncated": False, "prefix": prefix}
         answer = await http.get(
             "/bitlens/counts",
             params=[
@@ -279,7 +280,7 @@ async def test_create_app_serves_a_ready_tracker_at_the_root(redis_url: str, pre
         async with serving(create_app(tracker)) as http:
             assert (await http.get("/")).status == 200
             body = await (await http.get("/events")).json()
-            assert body == {"events": ["signed_up"], "truncated": False}
+            assert body == {"events": ["signed_up"], "truncated": False, "prefix": prefix}
         assert not tracker.closed
 
 
@@ -303,7 +304,8 @@ async def test_serve_dashboard_runs_until_cancelled(redis_url: str, prefix: str)
                         assert answer.status == 200
                         assert "bitlens dashboard" in await answer.text()
                     async with session.get(urls[0] + "events") as answer:
-                        assert await answer.json() == {"events": ["active"], "truncated": False}
+                        body = await answer.json()
+                        assert body == {"events": ["active"], "truncated": False, "prefix": prefix}
                 tg.cancel_scope.cancel()
         assert urls[0].startswith("http://127.0.0.1:")
         assert not tracker.closed

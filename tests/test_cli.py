@@ -33,6 +33,7 @@ import anyio.abc
 import anyio.to_thread
 import pytest
 
+from _proxy import RoundTripProxy
 from bitlens import (
     DayEvents,
     Event,
@@ -46,7 +47,10 @@ from bitlens import (
     YearEvents,
     last,
 )
+from bitlens._embedded import EmbeddedRedis
+from bitlens.cli._count import print_counts
 from bitlens.cli._events import event_of_key
+from bitlens.cli._hints import event_names, unknown_events_note
 from bitlens.cli._parse import ParseError, parse_expression
 from bitlens.cli._retention import criterion
 from bitlens.cohort import retention
@@ -448,6 +452,105 @@ async def test_count_contains_false_exits_1(data: list[str]) -> None:
     assert (ran.code, ran.out, ran.err) == (1, "false\n", "")
 
 
+async def test_count_of_a_misspelled_event_notes_the_known_events(data: list[str]) -> None:
+    """A never-marked event still prints 0 and exits 0, and stderr lists the known events."""
+    ran = await bitlens("count", *data, "month:actve:2026-11", "month:active:2026-11")
+    assert (ran.code, ran.out) == (0, "0\n8\n")
+    assert ran.err == (
+        f"bitlens count: note: event 'actve' was never marked under prefix {data[-1]!r}; "
+        "known events: 'active', 'churned', 'my:event', 'signed_up'\n"
+    )
+
+
+async def test_count_of_a_known_event_answering_0_says_nothing(data: list[str]) -> None:
+    """A zero for an event that exists elsewhere in time is a real answer: no note."""
+    ran = await bitlens("count", *data, "month:active:2025-01")
+    assert (ran.code, ran.out, ran.err) == (0, "0\n", "")
+
+
+async def test_count_under_an_empty_prefix_suggests_another_prefix(redis_url: str) -> None:
+    """Under a prefix holding nothing, the note says so and hints at --prefix."""
+    empty = f"e{os.urandom(6).hex()}"
+    ran = await bitlens("count", "--url", redis_url, "--prefix", empty, "month:active:2026-11")
+    assert (ran.code, ran.out) == (0, "0\n")
+    assert ran.err.startswith(
+        f"bitlens count: note: nothing was ever marked under prefix {empty!r}"
+    )
+    assert "--prefix" in ran.err
+
+
+async def test_members_and_contains_of_a_misspelled_event_note_it(data: list[str]) -> None:
+    """--members (no ids) and --contains (false, exit 1) note the unknown event too."""
+    members = await bitlens("count", *data, "--members", "week:actve:2026-W46")
+    assert (members.code, members.out) == (0, "")
+    assert "event 'actve' was never marked" in members.err
+    contains = await bitlens("count", *data, "--contains", "1", "week:actve:2026-W46")
+    assert (contains.code, contains.out) == (1, "false\n")
+    assert "event 'actve' was never marked" in contains.err
+
+
+async def test_retention_of_a_misspelled_returning_event_notes_it(data: list[str]) -> None:
+    """A retention whose returning event was never marked notes it; the table still prints."""
+    ran = await bitlens(
+        "retention",
+        *data,
+        "signed_up",
+        "actve",
+        "--period",
+        "week",
+        "--cohorts",
+        "2",
+        "--buckets",
+        "2",
+        "--end",
+        "2026-11-09",
+        "--now",
+        NOW,
+    )
+    assert ran.code == 0, ran.err
+    assert ran.out.startswith("signed_up -> actve")
+    assert ran.err.startswith("bitlens retention: note: event 'actve' was never marked")
+
+
+async def test_unknown_event_note_costs_one_round_trip_on_a_small_keyspace() -> None:
+    """Looking up the known events after an empty answer is one SCAN step, nothing more."""
+    with EmbeddedRedis() as server:
+        async with (
+            RoundTripProxy(server.host, server.port) as proxy,
+            Tracker(proxy.url, prefix="p") as tracker,
+        ):
+            await _mark_data_set(tracker)
+            proxy.reset()
+            note = await unknown_events_note(tracker, [MonthEvents("actve", 2026, 11)])
+            assert proxy.round_trips == 1
+    assert note is not None
+    assert note.startswith("event 'actve' was never marked under prefix 'p'")
+
+
+async def test_count_with_non_zero_answers_sends_nothing_more() -> None:
+    """When no answer is 0, bitlens count costs its one round trip and no event lookup."""
+    with EmbeddedRedis() as server:
+        async with (
+            RoundTripProxy(server.host, server.port) as proxy,
+            Tracker(proxy.url, prefix="p") as tracker,
+        ):
+            await _mark_data_set(tracker)
+            proxy.reset()
+            expressions = [MonthEvents("active", 2026, 11), WeekEvents("signed_up", 2026, 45)]
+            assert await print_counts(tracker, ["a", "b"], expressions, as_json=False) == 0
+            assert proxy.round_trips == 1
+            assert "SCAN" not in proxy.command_names
+
+
+def test_event_names_walk_every_leaf_kind() -> None:
+    """event_names finds the events of leaves, templates, ranges and windows under any operator."""
+    expr = (
+        (MonthEvents("a", 2026, 11) & ~Event("b"))
+        - EventsBetween("c", dt.date(2026, 11, 1), dt.date(2026, 11, 3))
+    ) | (last("d", days=7) ^ Universe())
+    assert event_names(expr) == {"a", "b", "c", "d"}
+
+
 async def test_retention_prints_the_readme_table(data: list[str]) -> None:
     """The README's retention example prints its aligned table ('*': not over yet)."""
     args, printed = readme_example("retention")
@@ -486,7 +589,7 @@ async def test_retention_csv_is_the_library_table(
             now=dt.datetime.fromisoformat(NOW).replace(tzinfo=dt.timezone.utc),
         )
     assert ran.out == table.to_csv("count")
-    assert list(csv.reader(io.StringIO(ran.out)))[1] == ["2026-W45", "10", "0", "6"]
+    assert list(csv.reader(io.StringIO(ran.out)))[1] == ["2026-W45", "10", "0", "6", "1-2"]
 
 
 async def test_retention_json_holds_every_cell(data: list[str]) -> None:
@@ -554,6 +657,137 @@ async def test_demo_marks_and_reports_on_the_given_url(redis_url: str, prefix: s
     assert listed.out.splitlines() == ["active", "purchase", "signed_up"]
 
 
+def _follow_ups(out: str) -> list[list[str]]:
+    """Return the ``bitlens ...`` commands the demo printed, as argument lists."""
+    return [shlex.split(line)[1:] for line in out.splitlines() if line.startswith("  bitlens ")]
+
+
+async def test_demo_ends_with_commands_that_read_its_data(redis_url: str, prefix: str) -> None:
+    """The demo's printed count, retention and events commands (prefix included) see its data."""
+    ran = await bitlens(
+        "demo",
+        "--url",
+        redis_url,
+        "--prefix",
+        prefix,
+        "--users",
+        "300",
+        "--weeks",
+        "2",
+        "--today",
+        "2026-11-27",
+    )
+    assert ran.code == 0, ran.err
+    commands = {args[0]: args for args in _follow_ups(ran.out)}
+    assert sorted(commands) == ["count", "events", "retention", "serve"]
+    for args in commands.values():
+        assert args[args.index("--prefix") + 1] == prefix
+        assert args[args.index("--url") + 1] == redis_url
+    active = next(line for line in ran.out.splitlines() if "active in 2026-11 (so far):" in line)
+    counted = await bitlens(*commands["count"])
+    assert (counted.code, counted.err) == (0, "")
+    assert counted.out.splitlines()[0] == active.split()[-1].replace(",", "")
+    table = await bitlens(*commands["retention"])
+    assert table.code == 0, table.err
+    assert table.out.startswith("signed_up -> active: weekly cohorts")
+    events = await bitlens(*commands["events"])
+    assert [line.split()[0] for line in events.out.splitlines()] == [
+        "active",
+        "purchase",
+        "signed_up",
+    ]
+
+
+async def test_demo_on_an_embedded_server_says_how_to_keep_its_data() -> None:
+    """Without a URL the data goes with the server: the demo prints `bitlens demo --serve ...`."""
+    ran = await bitlens("demo", "--users", "300", "--weeks", "2", "--today", "2026-11-27")
+    assert ran.code == 0, ran.err
+    assert "The embedded redis-server stops now" in ran.out
+    assert "  bitlens demo --serve --users 300 --weeks 2 --today 2026-11-27 " in ran.out
+
+
+async def test_demo_retention_marks_the_unfinished_week() -> None:
+    """On a Wednesday the demo's current week carries '*' and is left out of the average."""
+    ran = await bitlens("demo", "--users", "300", "--weeks", "3", "--today", "2026-11-25")
+    assert ran.code == 0, ran.err
+    rows = {line.split()[0]: line for line in ran.out.splitlines() if "2026-W4" in line}
+    assert rows["2026-W48"].endswith("*")
+    assert rows["2026-W47"].endswith("*")  # its bucket 1 is W48
+    assert not rows["2026-W46"].split()[-2].endswith("*")
+    assert "* not over yet" in ran.out
+
+
+async def test_demo_after_a_finished_week_marks_only_the_next() -> None:
+    """When --today is a past Sunday, the weeks up to it are over: only the next one is '*'."""
+    ran = await bitlens("demo", "--users", "300", "--weeks", "2", "--today", "2026-11-29")
+    assert ran.code == 0, ran.err
+    rows = {line.split()[0]: line.split()[1:] for line in ran.out.splitlines() if "%" in line}
+    assert rows["2026-W47"][1:] == [c.rstrip("*") for c in rows["2026-W47"][1:]]
+    assert not rows["2026-W48"][1].endswith("*")  # bucket 0: W48 itself, over
+    assert rows["2026-W48"][2].endswith("*")  # bucket 1: W49, begun when the data ends
+
+
+async def test_serve_without_url_points_at_demo_serve(tmp_path: Path) -> None:
+    """`serve` on an empty embedded Redis says that `demo --serve` brings data to look at."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "bitlens", "serve", "--port", "0"],
+            env=_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        with anyio.fail_after(30):
+            await _dashboard_url(out, process, err)
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0
+    assert "run `bitlens demo --serve`" in await anyio.Path(err).read_text()
+
+
+async def test_demo_serve_keeps_the_embedded_redis_and_serves_its_data(tmp_path: Path) -> None:
+    """`demo --serve` serves its prefix's data; its printed commands work until Ctrl-C, exit 0."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    argv = ["demo", "--serve", "--port", "0", "--users", "300", "--weeks", "2"]
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "bitlens", *argv, "--today", "2026-11-27"],
+            env=_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        with anyio.fail_after(60):
+            page = await _dashboard_url(out, process, err)
+            assert "end=2026-11-27" in page
+            base = page.split("?", 1)[0]
+            answer = await anyio.to_thread.run_sync(_get, base + "events")
+            assert answer is not None
+            assert json.loads(answer[2])["events"] == ["active", "purchase", "signed_up"]
+            commands = {a[0]: a for a in _follow_ups(await anyio.Path(out).read_text())}
+            assert "serve" not in commands
+            counted = await bitlens(*commands["count"])
+            assert counted.code == 0, counted.err
+            assert int(counted.out.split()[0]) > 0
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0, await anyio.Path(err).read_text()
+    gone = await bitlens(*commands["count"])
+    assert gone.code == 1
+    assert "cannot connect" in gone.err
+
+
 async def _dashboard_url(out: Path, process: anyio.abc.Process, err: Path) -> str:
     """Wait until ``bitlens serve`` prints the URL it listens on; return it.
 
@@ -561,7 +795,7 @@ async def _dashboard_url(out: Path, process: anyio.abc.Process, err: Path) -> st
     :param process: the process
     :param err: the file its stderr goes to (shown if it dies)
     """
-    while (found := re.search(r"http://\S+/", await anyio.Path(out).read_text())) is None:
+    while (found := re.search(r"http://\S+/\S*", await anyio.Path(out).read_text())) is None:
         assert process.returncode is None, await anyio.Path(err).read_text()
         await anyio.sleep(0.05)
     return found.group()
@@ -643,3 +877,11 @@ async def test_count_on_a_cluster(cluster_data: list[str]) -> None:
     ran = await bitlens("count", *cluster_data, "month:all_of_them:2026-11 - month:e1:2026-11")
     assert ran.code == 0, ran.err
     assert ran.out == "2\n"
+
+
+async def test_count_on_a_cluster_notes_a_misspelled_event(cluster_data: list[str]) -> None:
+    """On a cluster, the lookup behind the note scans every master."""
+    ran = await bitlens("count", *cluster_data, "month:e9:2026-11")
+    assert (ran.code, ran.out) == (0, "0\n")
+    assert ran.err.startswith("bitlens count: note: event 'e9' was never marked under prefix")
+    assert "'all_of_them', 'e0', 'e1'" in ran.err

@@ -390,8 +390,11 @@ async def test_csv_quotes_an_event_name_that_needs_it(
     await tracker.mark_events([(ODD, 1, NOW), (ODD, 2, NOW - dt.timedelta(days=1))])
     table = await retention(tracker, ODD, period="day", cohorts=2, buckets=2, now=NOW)
     rows = list(csv.reader(table.to_csv().splitlines()))
-    assert rows[0] == [f"{ODD} -> {ODD}", "size", "0", "1"]
-    assert rows[1:] == [["2027-01-19", "1", "100.00", "0.00"], ["2027-01-20", "1", "100.00", ""]]
+    assert rows[0] == [f"{ODD} -> {ODD}", "size", "0", "1", "incomplete"]
+    assert rows[1:] == [
+        ["2027-01-19", "1", "100.00", "0.00", "1"],
+        ["2027-01-20", "1", "100.00", "", "0"],
+    ]
 
 
 async def test_html_escapes_an_event_name(client: redis.asyncio.Redis, prefix: str) -> None:

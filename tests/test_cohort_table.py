@@ -235,14 +235,23 @@ def test_to_dicts_is_json_ready() -> None:
 def test_csv_has_iso_labels_and_empty_fields_for_future_cells() -> None:
     """CSV rows: ``2027-W01,50,100.00,20.00,`` — the future bucket is an empty field."""
     rows = list(csv.reader(_table().to_csv().splitlines()))
-    assert rows[0] == ["signed_up -> active & ios", "size", "0", "1", "2"]
-    assert rows[2] == ["2026-W53", "0", "", "", ""]
-    assert rows[3] == ["2027-W01", "50", "100.00", "20.00", ""]
+    assert rows[0] == ["signed_up -> active & ios", "size", "0", "1", "2", "incomplete"]
+    assert rows[2] == ["2026-W53", "0", "", "", "", ""]
+    assert rows[3] == ["2027-W01", "50", "100.00", "20.00", "", "1"]
+
+
+def test_csv_names_the_buckets_not_over_in_its_last_column() -> None:
+    """The incomplete column lists started, unfinished buckets by label; future ones are not."""
+    table = _table("brackets")
+    last = table.rows[2]
+    running = replace(last, cells=(replace(last.cells[0], complete=False), *last.cells[1:]))
+    rows = list(csv.reader(replace(table, rows=(*table.rows[:2], running)).to_csv().splitlines()))
+    assert [row[-1] for row in rows] == ["incomplete", "4-7", "", "0 1-3"]
 
 
 def test_csv_of_counts() -> None:
     """to_csv("count") writes the counts."""
-    assert _table().to_csv("count").splitlines()[1] == "2026-W52,100,100,40,10"
+    assert _table().to_csv("count").splitlines()[1] == "2026-W52,100,100,40,10,2"
 
 
 def test_html_caption_names_the_events_and_the_criterion() -> None:
@@ -259,6 +268,26 @@ def test_html_marks_incomplete_and_future_cells() -> None:
     assert html.count('<td class="future"></td>') == 2
     assert '<th scope="row">2027-W01</th>' in html
     assert "weighted mean" in html
+
+
+def test_html_stars_incomplete_cells_and_explains_the_star() -> None:
+    """An unfinished cell reads ``10.0%*`` and the footer says what ``*`` means."""
+    html = _table().to_html()
+    assert 'title="10 of 100, not over yet">10.0%*</td>' in html
+    assert 'title="40 of 100">40.0%</td>' in html
+    assert '<tr class="note"><td colspan="5">* not over yet: may still grow' in html
+
+
+def test_html_of_a_finished_table_has_no_note() -> None:
+    """When every started bucket is over, no cell is starred and no note is added."""
+    table = _table()
+    done = tuple(
+        replace(row, cells=tuple(replace(c, complete=c.count is not None) for c in row.cells))
+        for row in table.rows
+    )
+    html = replace(table, rows=done).to_html()
+    assert "*" not in html
+    assert 'class="note"' not in html
 
 
 def test_to_pandas_without_pandas_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

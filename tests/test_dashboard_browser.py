@@ -12,8 +12,11 @@ server of their own. Without playwright or ``/usr/bin/chromium`` they are skippe
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import os
+import re
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -269,4 +272,87 @@ async def test_the_bare_prefix_works_and_errors_are_shown(browser: Browser, base
     assert watched.dialogs == []
     # The browser reports the 400 itself, as a console error; nothing else went wrong.
     assert [e for e in watched.errors if "400" not in e] == []
+    await page.close()
+
+
+@asynccontextmanager
+async def _app_of(server: EmbeddedRedis, prefix: str) -> AsyncIterator[str]:
+    """Serve the dashboard of ``prefix`` on ``server``; yield the page's URL."""
+    app = web.Application()
+    bitlens.aiohttp.setup(app, server.url, prefix=prefix)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield str(test_server.make_url("/bitlens/"))
+    finally:
+        await test_server.close()
+
+
+async def test_the_unfinished_period_is_hollow_dashed_and_starred(
+    browser: Browser, server: EmbeddedRedis
+) -> None:
+    """This week's point is hollow with a dashed line into it; its heatmap cell carries '*'."""
+    prefix = f"t{uuid4().hex[:12]}"
+    now = dt.datetime.now(dt.timezone.utc)
+    async with Tracker(server.url, prefix=prefix) as tracker:
+        await tracker.mark_events(
+            [("active", uid, now - dt.timedelta(weeks=w)) for w in range(3) for uid in range(5)]
+        )
+    async with _app_of(server, prefix) as url:
+        watched = await _open(browser, url + _query(event="active", period="week", rstart="active"))
+        page = watched.page
+        assert await page.get_attribute("body", "data-state") == "ready"
+        flags = await page.eval_on_selector_all(
+            "#chart circle.point", "nodes => nodes.map(n => n.getAttribute('data-complete'))"
+        )
+        assert flags == ["true"] * (len(flags) - 1) + ["false"]
+        assert await page.locator("#chart circle.partial").count() == 1
+        assert await page.locator("#chart polyline.partial").count() == 1
+        this_week = dt.date.today().isocalendar()
+        label = f"{this_week.year}-W{this_week.week:02d}"
+        assert label in (await page.text_content("#chart-note") or "")
+        own = page.locator(f"#heatmap tr[data-cohort='{label}'] td.cell[data-bucket='0']")
+        assert (await own.text_content() or "").endswith("%*")
+        assert await own.get_attribute("class") == "cell incomplete"
+        assert watched.errors == []
+        await page.close()
+
+
+async def test_an_empty_prefix_says_what_to_do_next(
+    browser: Browser, server: EmbeddedRedis
+) -> None:
+    """With nothing under the prefix, the page names it and offers mark_event, --prefix, demo."""
+    prefix = f"t{uuid4().hex[:12]}"
+    async with _app_of(server, prefix) as url:
+        page = await browser.new_page()
+        watched = Watched(page)
+        await page.goto(url)
+        await page.wait_for_selector("body[data-state=empty]", timeout=15_000)
+        assert await page.is_visible("#empty")
+        assert await page.text_content("#empty-prefix") == prefix
+        text = await page.text_content("#empty") or ""
+        assert "tracker.mark_event" in text
+        assert "bitlens serve --prefix NAME" in text
+        assert "bitlens demo --serve" in text
+        assert watched.errors == []
+        await page.close()
+
+
+async def test_retention_defaults_to_another_cohort_event_and_dates_are_iso(
+    browser: Browser, base_url: str
+) -> None:
+    """Without parameters: signed_up -> active, not active -> active; dates read YYYY-MM-DD."""
+    watched = await _open(browser, base_url)
+    page = watched.page
+    assert await page.input_value("#rstart") == "signed_up"
+    assert await page.input_value("#rreturn") == "active"
+    assert await page.text_content("#retention-start") == "signed_up"
+    iso = re.compile(r"\d{4}-\d{2}-\d{2}")
+    for field in ("#start", "#end", "#lookup-at"):
+        assert iso.fullmatch(await page.input_value(field)), field
+        assert await page.get_attribute(field, "type") == "text"
+        assert await page.get_attribute(field, "placeholder") == "YYYY-MM-DD"
+    status = await page.text_content("#status") or ""
+    assert re.fullmatch(r"updated \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", status), status
+    assert watched.errors == []
     await page.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis.exceptions import ResponseError
@@ -153,6 +154,66 @@ def test_from_date_uses_time_zone() -> None:
     """from_date converts an aware datetime to the given zone first."""
     at = dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.timezone.utc)
     assert MonthEvents.from_date("a", at, tz="Europe/Berlin") == MonthEvents("a", 2026, 12)
+
+
+BERLIN_CTX = ResolveContext(tz=ZoneInfo("Europe/Berlin"))
+LATE_UTC = dt.datetime(2026, 11, 27, 23, 30, tzinfo=dt.timezone.utc)
+
+
+def test_from_date_places_an_aware_instant_in_the_evaluating_zone() -> None:
+    """An aware instant without tz= reads Berlin's next day on a Berlin tracker, UTC's on UTC."""
+    leaf = DayEvents.from_date("a", LATE_UTC)
+    assert resolve(leaf, BERLIN_CTX) == resolve(DayEvents("a", 2026, 11, 28))
+    assert resolve(leaf) == resolve(DayEvents("a", 2026, 11, 27))
+
+
+def test_from_date_of_every_period_type_follows_the_tracker_zone() -> None:
+    """Hour, week, month and year leaves from an aware instant follow the evaluating zone too."""
+    new_year = dt.datetime(2026, 12, 31, 23, 30, tzinfo=dt.timezone.utc)
+    assert resolve(HourEvents.from_date("a", new_year), BERLIN_CTX) == resolve(
+        HourEvents("a", 2027, 1, 1, 0)
+    )
+    assert resolve(WeekEvents.from_date("a", new_year), BERLIN_CTX) == resolve(
+        WeekEvents("a", 2026, 53)
+    )
+    sunday = dt.datetime(2026, 11, 29, 23, 30, tzinfo=dt.timezone.utc)
+    assert resolve(WeekEvents.from_date("a", sunday), BERLIN_CTX) == resolve(
+        WeekEvents("a", 2026, 49)
+    )
+    assert resolve(MonthEvents.from_date("a", new_year), BERLIN_CTX) == resolve(
+        MonthEvents("a", 2027, 1)
+    )
+    assert resolve(YearEvents.from_date("a", new_year), BERLIN_CTX) == resolve(
+        YearEvents("a", 2027)
+    )
+
+
+def test_from_date_leaf_shifted_keeps_following_the_zone() -> None:
+    """delta() and with_event() of a from_date leaf still follow the tracker's zone."""
+    leaf = DayEvents.from_date("a", LATE_UTC).delta(-1).with_event("b")
+    assert resolve(leaf, BERLIN_CTX) == resolve(DayEvents("b", 2026, 11, 27))
+    assert repr(leaf) == "DayEvents.from_date('b', 2026-11-27T23:30:00+00:00).delta(-1)"
+
+
+def test_from_date_with_tz_pins_the_period() -> None:
+    """With tz= the period is fixed: a UTC tracker reads the Berlin date it names."""
+    leaf = DayEvents.from_date("a", LATE_UTC, tz="Europe/Berlin")
+    assert leaf == DayEvents("a", 2026, 11, 28)
+    assert resolve(leaf) == resolve(DayEvents("a", 2026, 11, 28))
+
+
+def test_from_date_of_a_naive_datetime_is_its_wall_clock_date() -> None:
+    """A naive datetime names the same calendar day on any tracker."""
+    leaf = DayEvents.from_date("a", dt.datetime(2026, 11, 27, 23, 30))
+    assert leaf == DayEvents("a", 2026, 11, 27)
+    assert resolve(leaf, BERLIN_CTX) == resolve(DayEvents("a", 2026, 11, 27))
+
+
+def test_in_zone_reads_the_period_start_in_that_zone() -> None:
+    """in_zone(tz) pins a from_date leaf to the period of that zone, with its local start."""
+    leaf = DayEvents.from_date("a", LATE_UTC).in_zone("Europe/Berlin")
+    assert leaf == DayEvents("a", 2026, 11, 28, tz="Europe/Berlin")
+    assert leaf.period_start() == dt.datetime(2026, 11, 28, tzinfo=ZoneInfo("Europe/Berlin"))
 
 
 def test_year_resolves_to_or_of_months() -> None:
@@ -387,6 +448,22 @@ def test_last_hours_without_hourly_tracking_raises() -> None:
     now = dt.datetime(2026, 11, 27, 15, 40, tzinfo=dt.timezone.utc)
     with pytest.raises(GranularityNotTracked):
         resolve(last("a", hours=3), ResolveContext(hourly=False, now=now))
+
+
+def test_last_hours_without_hourly_raises_even_on_midnights() -> None:
+    """A 24-hour window that falls on midnights is refused too: no answer depends on the clock."""
+    now = dt.datetime(2026, 11, 27, 23, 40, tzinfo=dt.timezone.utc)
+    with pytest.raises(GranularityNotTracked, match=r"track_hourly=True"):
+        resolve(last("a", hours=24), ResolveContext(hourly=False, now=now))
+
+
+def test_last_hours_error_names_the_window_and_the_fix() -> None:
+    """The error of last(hours=24) on a daily tracker names the window and track_hourly=True."""
+    now = dt.datetime(2026, 11, 27, 15, 40, tzinfo=dt.timezone.utc)
+    with pytest.raises(GranularityNotTracked) as caught:
+        resolve(last("active", hours=24), ResolveContext(hourly=False, now=now))
+    assert "last('active', hours=24)" in str(caught.value)
+    assert "Tracker(..., track_hourly=True)" in str(caught.value)
 
 
 def test_last_hourly_override_beats_the_tracker_setting() -> None:

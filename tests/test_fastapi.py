@@ -225,7 +225,8 @@ async def test_json_endpoints_match_the_reference(redis_url: str, prefix: str) -
     first, last = FIRST_DAY.isoformat(), LAST_DAY.isoformat()
     async with serving(app) as http:
         events = (await http.get("/bitlens/events")).json()
-        assert events == {"events": sorted(["active", "signed_up", HOSTILE]), "truncated": False}
+        names = sorted(["active", "signed_up", HOSTILE])
+        assert events == {"events": names, "truncated": False, "prefix": prefix}
 
         for period in ("day", "week", "month"):
             answer = await http.get(

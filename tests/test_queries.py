@@ -19,6 +19,7 @@ from bitlens import (
     BitOpAnd,
     BitOpNot,
     BitOpOr,
+    DayEvents,
     EventsBetween,
     Expr,
     GranularityNotTracked,
@@ -207,6 +208,40 @@ async def test_hour_range_without_hourly_raises_before_sending(
     with pytest.raises(GranularityNotTracked):
         await tracker.count(EventsBetween("a", dt.datetime(2026, 11, 2, 13), dt.date(2026, 11, 4)))
     assert proxy.commands == 0
+
+
+async def test_last_hours_on_a_daily_tracker_says_track_hourly(
+    counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
+) -> None:
+    """last(hours=24) on a tracker without track_hourly raises saying so, sending nothing."""
+    tracker = Tracker(counted_client, prefix=prefix)
+    with pytest.raises(GranularityNotTracked, match=r"track_hourly=True"):
+        await tracker.count(last("a", hours=24))
+    assert proxy.commands == 0
+
+
+async def test_last_hours_on_an_hourly_tracker_counts_recent_hours(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """With track_hourly=True, last(hours=24) counts marks of the last 24 hours only."""
+    tracker = Tracker(client, prefix=prefix, track_hourly=True)
+    now = dt.datetime.now(UTC)
+    await tracker.mark_event("a", 1, now)
+    await tracker.mark_event("a", 2, now - dt.timedelta(hours=22))  # in, even if the hour turns
+    await tracker.mark_event("a", 3, now - dt.timedelta(hours=25))
+    assert [u async for u in tracker.members(last("a", hours=24))] == [1, 2]
+
+
+async def test_from_date_counts_the_berlin_day_of_an_aware_instant(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """On a Berlin tracker, DayEvents.from_date(23:30 UTC) counts the next Berlin day's marks."""
+    tracker = Tracker(client, prefix=prefix, tz="Europe/Berlin")
+    late = dt.datetime(2026, 11, 27, 23, 30, tzinfo=UTC)  # 00:30 on the 28th in Berlin
+    await tracker.mark_event("a", 1, late)
+    await tracker.mark_event("a", 2, dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
+    assert [u async for u in tracker.members(DayEvents.from_date("a", late))] == [1]
+    assert await tracker.contains(DayEvents.from_date("a", late).prev(), 2)
 
 
 async def test_hour_range_with_hourly_tracking_is_exact(

@@ -184,21 +184,30 @@ class Events(Expr):
 
     Use the bitmapist-style subclasses: :class:`YearEvents`, :class:`MonthEvents`,
     :class:`WeekEvents`, :class:`DayEvents`, :class:`HourEvents`, :class:`UniqueEvents`.
+
+    A leaf made by :meth:`from_date` from an aware instant (or "now") without ``tz=`` also
+    keeps that ``instant``: the tracker that evaluates it places the instant in its own
+    time zone, so a Berlin tracker reads the Berlin day. Until then ``period`` is the
+    instant's reading in UTC; :meth:`in_zone` pins it to a zone.
     """
 
     event: str
     period: Period | None
+    instant: _dt.datetime | None
 
     _period_type: ClassVar[type[Period] | None] = None
 
-    def _set(self, event: str, period: Period | None) -> None:
+    def _set(self, event: str, period: Period | None, instant: _dt.datetime | None = None) -> None:
         object.__setattr__(self, "event", validate_event_name(event))
         object.__setattr__(self, "period", period)
+        object.__setattr__(self, "instant", instant)
 
     @classmethod
-    def _of(cls: type[_L], event: str, period: Period | None) -> _L:
+    def _of(
+        cls: type[_L], event: str, period: Period | None, instant: _dt.datetime | None = None
+    ) -> _L:
         obj = object.__new__(cls)
-        obj._set(event, period)
+        obj._set(event, period, instant)
         return obj
 
     @classmethod
@@ -206,28 +215,63 @@ class Events(Expr):
         cls: type[_L],
         event: str,
         dt: _dt.datetime | _dt.date | None = None,
-        tz: TzLike = "UTC",
+        tz: TzLike | None = None,
     ) -> _L:
         """Return the events of the period that contains ``dt`` (default: now).
 
-        Aware datetimes are converted to ``tz``; naive ones are taken to be in it.
+        Without ``tz``, the calendar is the one of the tracker that evaluates the leaf:
+        an aware datetime (and "now") is placed in that tracker's time zone when the query
+        runs, so ``DayEvents.from_date("active", datetime(2026, 11, 27, 23, 30,
+        tzinfo=UTC))`` is Berlin's 28 November on a ``tz="Europe/Berlin"`` tracker and
+        27 November on a UTC one. A naive datetime or a date is a wall-clock date, the
+        same in every zone. With ``tz``, the period is fixed in that zone's calendar
+        (aware datetimes are converted to it, naive ones taken to be in it).
 
         :param event: the event name
         :param dt: a datetime or date; ``None`` for the current time
-        :param tz: the time zone whose calendar defines the period (default UTC)
+        :param tz: the time zone whose calendar defines the period (default: the
+            evaluating tracker's)
         :raises UnsupportedOperation: on UniqueEvents, which has no period
+        :raises InvalidMoment: if ``dt`` is not a datetime or date
         """
         ptype = cls._period_type
         if ptype is None:
             raise UnsupportedOperation(f"{cls.__name__} has no period; use {cls.__name__}(event)")
-        zone = resolve_tz(tz)
-        moment = _dt.datetime.now(zone) if dt is None else to_local(dt, zone)
-        return cls._of(event, ptype.from_datetime(moment, zone))
+        if tz is not None:
+            zone = resolve_tz(tz)
+            moment = _dt.datetime.now(zone) if dt is None else to_local(dt, zone)
+            return cls._of(event, ptype.from_datetime(moment, zone))
+        utc = _dt.timezone.utc
+        moment = _dt.datetime.now(utc) if dt is None else to_local(dt, utc)
+        aware = dt is None or (isinstance(dt, _dt.datetime) and dt.utcoffset() is not None)
+        return cls._of(event, ptype.from_datetime(moment, utc), moment if aware else None)
+
+    def in_zone(self: _L, tz: TzLike) -> _L:
+        """Return this leaf with its instant placed in ``tz`` (a leaf without one as is).
+
+        Trackers call this with their own zone; call it to read :meth:`period_start` of a
+        :meth:`from_date` leaf in a zone of your choice.
+
+        :param tz: the time zone
+        :raises InvalidTimeZone: for an unknown zone
+        """
+        if self.instant is None or self.period is None:
+            return self
+        placed = type(self.period).from_datetime(self.instant, resolve_tz(tz))
+        shift = self._shift()
+        return type(self)._of(self.event, placed.delta(shift) if shift else placed)
+
+    def _shift(self) -> int:
+        """How many periods ``delta()`` moved this leaf away from its instant's period."""
+        if self.instant is None or self.period is None:
+            return 0
+        base = type(self.period).from_datetime(self.instant, self.period.tz)
+        return self.period._ordinal() - base._ordinal()
 
     def delta(self: _L, n: int) -> _L:
         if self.period is None:
             raise UnsupportedOperation(f"{type(self).__name__} has no period to shift")
-        return type(self)._of(self.event, self.period.delta(n))
+        return type(self)._of(self.event, self.period.delta(n), self.instant)
 
     def with_event(self: _L, event: str) -> _L:
         """Return the same kind of leaf, in the same period, for another event.
@@ -237,10 +281,13 @@ class Events(Expr):
         :param event: the other event name
         :raises InvalidEventName: for a bad event name
         """
-        return type(self)._of(event, self.period)
+        return type(self)._of(event, self.period, self.instant)
 
     def period_start(self) -> _dt.datetime:
         """Return the first instant of the period as an aware datetime.
+
+        For a :meth:`from_date` leaf that waits for a tracker's zone, this is its UTC
+        reading: use ``leaf.in_zone(tracker.tz).period_start()``.
 
         :raises UnsupportedOperation: on UniqueEvents
         """
@@ -258,7 +305,12 @@ class Events(Expr):
         return self.period.end
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.event!r}, {self.period!s})"
+        name = type(self).__name__
+        if self.instant is not None:
+            shift = self._shift()
+            moved = f".delta({shift})" if shift else ""
+            return f"{name}.from_date({self.event!r}, {self.instant.isoformat()}){moved}"
+        return f"{name}({self.event!r}, {self.period!s})"
 
 
 def _tz(tz: TzLike) -> _dt.tzinfo:
@@ -477,8 +529,10 @@ class Last(Expr):
 
     The window is placed when the expression is evaluated, in the tracker's time zone:
     ``days=7`` is today and the six days before it; ``hours=24`` is the current hour and
-    the 23 before it (needs hourly tracking). ``delta(-1)`` is the window just before.
-    Prefer the :func:`last` helper to build one.
+    the 23 before it. An ``hours`` window reads hour bitmaps, so it needs a tracker made
+    with ``track_hourly=True`` (or ``hourly=True`` here when your marks set hour bits);
+    otherwise evaluating it raises ``GranularityNotTracked``. ``delta(-1)`` is the window
+    just before. Prefer the :func:`last` helper to build one.
 
     :param event: the event name
     :param days: the window's length in whole days
@@ -532,13 +586,16 @@ def last(event: str, *, days: int = 0, hours: int = 0, hourly: bool | None = Non
 
     Example: ``await tracker.count(last("active", days=7))`` is the weekly active users,
     rolling; ``last("active", days=7).prev()`` is the week before.
+    ``last("active", hours=24)`` needs hour bitmaps: a tracker made with
+    ``Tracker(..., track_hourly=True)`` (marks made without it set no hour bits).
 
     :param event: the event name
     :param days: the window's length in days (today included)
-    :param hours: the window's length in hours (current hour included; needs hourly data)
+    :param hours: the window's length in hours (current hour included); needs
+        ``track_hourly=True`` on the tracker (or ``hourly=True``)
     :param hourly: whether hour bitmaps exist for this event (default: the tracker's
-        ``track_hourly``); an hours window on a tracker without them raises
-        ``GranularityNotTracked`` when evaluated, unless it happens to fall on midnights
+        ``track_hourly``); an hours window without them raises ``GranularityNotTracked``
+        when evaluated, whatever the time of day
     :raises UnsupportedOperation: unless exactly one of ``days`` and ``hours`` is positive
     """
     return Last(event, days=days, hours=hours, hourly=hourly)

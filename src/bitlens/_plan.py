@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 from ._exceptions import (
     BitlensError,
     CleanupFailed,
+    GranularityNotTracked,
     InvalidExpression,
     QueryRejected,
     UnsupportedOperation,
@@ -235,7 +236,7 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor, BitOpDiff, BitOpNot)):
         return _resolve_op(expr, ctx)
     if isinstance(expr, Events):
-        period = expr.period
+        period = expr.in_zone(ctx.tz).period
         if isinstance(period, Year):
             return _nary("OR", (KeyRef(expr.event, m) for m in period.months()))
         return KeyRef(expr.event, period)
@@ -245,9 +246,17 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
         hourly = ctx.hourly if expr.hourly is None else expr.hourly
         return _range(expr.event, expr.start, expr.end, hourly, ctx)
     if isinstance(expr, Last):
+        hourly = ctx.hourly if expr.hourly is None else expr.hourly
+        if expr.hours and not hourly:
+            # Refused whatever the clock says: a window that happens to fall on midnights
+            # would count, one hour later the same call would raise.
+            raise GranularityNotTracked(
+                f"{expr!r} reads hour bitmaps, which this tracker does not write: create it "
+                f"with Tracker(..., track_hourly=True) (marks made before that have no hour "
+                f"bits), pass hourly=True if your marks set them, or use days=N"
+            )
         now = ctx.now if ctx.now is not None else _dt.datetime.now(ctx.tz)
         start, end = expr.window(to_local(now, ctx.tz))
-        hourly = ctx.hourly if expr.hourly is None else expr.hourly
         return _range(expr.event, start, end, hourly, ctx)
     if isinstance(expr, Event):
         raise UnsupportedOperation(

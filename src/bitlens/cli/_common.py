@@ -36,6 +36,7 @@ __all__ = [
     "non_negative_int",
     "open_tracker",
     "positive_int",
+    "prefix_type",
     "redact",
     "require_url",
     "resolve_url",
@@ -96,7 +97,7 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def _prefix(text: str) -> str:
+def prefix_type(text: str) -> str:
     """Return ``text`` if it is a valid key prefix (an ``argparse`` type)."""
     try:
         ShardedSchema(prefix=text)
@@ -172,7 +173,7 @@ def add_connection_options(
     )
     group.add_argument(
         "--prefix",
-        type=_prefix,
+        type=prefix_type,
         default="bl",
         help="the key prefix the data was marked with (default: bl)",
     )

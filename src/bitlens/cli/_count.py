@@ -16,16 +16,18 @@ from ._common import (
     open_tracker,
     require_url,
 )
+from ._hints import warn_unknown_events
 from ._parse import ParseError, parse_expression
 
 if TYPE_CHECKING:
     import argparse
     from argparse import _SubParsersAction  # pyright: ignore[reportPrivateUsage]
+    from collections.abc import Sequence
 
     from .._expr import Expr
     from .._tracker import Tracker
 
-__all__ = ["EXPRESSION_HELP", "add_count_parser", "parse_argument"]
+__all__ = ["EXPRESSION_HELP", "add_count_parser", "parse_argument", "print_counts"]
 
 EXPRESSION_HELP = """\
 expressions:
@@ -110,11 +112,24 @@ def _print(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-async def _counts(tracker: Tracker, texts: list[str], exprs: list[Expr], as_json: bool) -> int:
-    """Print the count of each expression, one round trip for all; return 0."""
+async def print_counts(
+    tracker: Tracker, texts: Sequence[str], exprs: Sequence[Expr], *, as_json: bool
+) -> int:
+    """Print the count of each expression, one round trip for all; return 0.
+
+    A note on stderr names the events never marked, looked up only if a count is 0.
+
+    :param tracker: the tracker to ask
+    :param texts: the expressions as given
+    :param exprs: the parsed expressions
+    :param as_json: print one JSON object per expression
+    """
     counts = await tracker.count_many(exprs)
     for text, n in zip(texts, counts, strict=True):
         _print(json.dumps({"expression": text, "count": n}) if as_json else str(n))
+    sys.stdout.flush()
+    empty = [expr for expr, n in zip(exprs, counts, strict=True) if n == 0]
+    await warn_unknown_events("count", tracker, empty)
     return 0
 
 
@@ -125,6 +140,9 @@ async def _contains(tracker: Tracker, text: str, expr: Expr, user_id: int, as_js
         _print(json.dumps({"expression": text, "user_id": user_id, "member": member}))
     else:
         _print("true" if member else "false")
+    if not member:
+        sys.stdout.flush()
+        await warn_unknown_events("count", tracker, [expr])
     return 0 if member else 1
 
 
@@ -143,6 +161,8 @@ async def _members(tracker: Tracker, expr: Expr, as_json: bool) -> int:
     if as_json:
         out.write("]\n")
     out.flush()
+    if first:  # nothing was printed
+        await warn_unknown_events("count", tracker, [expr])
     return 0
 
 
@@ -162,6 +182,6 @@ def _run(args: argparse.Namespace) -> int:
                 return await _members(tracker, exprs[0], args.json)
             if args.contains is not None:
                 return await _contains(tracker, texts[0], exprs[0], args.contains, args.json)
-            return await _counts(tracker, texts, exprs, args.json)
+            return await print_counts(tracker, texts, exprs, as_json=args.json)
 
     return anyio.run(go)

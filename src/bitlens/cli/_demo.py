@@ -5,17 +5,22 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import random
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlencode
 
 import anyio
 
 from .._embedded import EmbeddedRedis
-from .._expr import DayEvents, Expr, MonthEvents, UniqueEvents, WeekEvents
+from .._expr import DayEvents, MonthEvents, UniqueEvents, WeekEvents
 from .._periods import Day, Month, Week
 from .._tracker import Mark, Tracker
-from ._common import HelpFormatter, day, positive_int
+from ..cohort import retention
+from ._common import HelpFormatter, day, positive_int, prefix_type, redact
+from ._retention import render_table
+from ._serve import add_listen_options, serve_dashboard, serve_until_stopped
 
 if TYPE_CHECKING:
     import argparse
@@ -43,9 +48,11 @@ def add_demo_parser(sub: _SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog="""\
 examples:
   bitlens demo                                   # embedded redis-server, 20,000 users
+  bitlens demo --serve                           # ... then the dashboard on that data
   bitlens demo --users 2000 --weeks 4 --today 2026-11-27
-  bitlens demo --url redis://localhost:6379/0    # then: bitlens events --prefix demo ...
+  bitlens demo --url redis://localhost:6379/0    # then: bitlens count --prefix demo ...
 
+The demo ends by printing the commands that read its data (prefix included).
 The keys under --prefix are deleted first: never point it at real data.
 """,
         formatter_class=HelpFormatter,
@@ -68,7 +75,10 @@ The keys under --prefix are deleted first: never point it at real data.
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     parser.add_argument(
-        "--prefix", default="demo", help="key prefix, whose keys are deleted first (default: demo)"
+        "--prefix",
+        type=prefix_type,
+        default="demo",
+        help="key prefix, whose keys are deleted first (default: demo)",
     )
     parser.add_argument(
         "--today",
@@ -77,7 +87,15 @@ The keys under --prefix are deleted first: never point it at real data.
         metavar="YYYY-MM-DD",
         help="the last day of activity (default: today, UTC)",
     )
-    parser.set_defaults(run=_run, parser=parser)
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="then serve the dashboard on the demo's data (and keep the embedded Redis) "
+        "until Ctrl-C; needs bitlens[aiohttp]",
+    )
+    add_listen_options(parser)  # --host, --port: with --serve
+    # What open_tracker() reads, fixed for the demo: its data is marked in UTC.
+    parser.set_defaults(run=_run, parser=parser, tz="UTC", cluster=False)
 
 
 def generate_activity(
@@ -176,19 +194,21 @@ async def run_demo(
             await tracker.mark_events((m for m in part if m[0] == "signed_up"), track_unique=True)
             progress.update(min(i + chunk, len(marks)), len(marks))
 
+        now = demo_clock(today)
         this_month = Month.from_datetime(today)
         this_week = Week.from_datetime(today)
         m_now = MonthEvents("active", this_month.year, this_month.month)
         m_prev = m_now.prev()
         buyers = m_now.with_event("purchase")
         week_now = WeekEvents("active", this_week.iso_year, this_week.week)
+        month_label = f"{this_month}{_so_far(this_month, now)}"
         headline = await tracker.count_many(
             {
                 "signed up, ever": UniqueEvents("signed_up"),
-                f"active in {this_month}": m_now,
-                f"active in {m_prev.period} and in {this_month}": m_prev & m_now,
-                f"active in {m_prev.period}, not in {this_month}": m_prev - m_now,
-                f"active in {this_month}, bought nothing": m_now - buyers,
+                f"active in {month_label}": m_now,
+                f"active in {m_prev.period} and in {month_label}": m_prev & m_now,
+                f"active in {m_prev.period}, not in {month_label}": m_prev - m_now,
+                f"active in {month_label}, bought nothing": m_now - buyers,
             }
         )
         print(
@@ -208,33 +228,120 @@ async def run_demo(
             [DayEvents("active", d.year, d.month, d.day) for d in last_7]
         )
         for d, count in zip(last_7, daily, strict=False):
-            print(f"    {d}  {count:>7,}", file=out)
+            print(f"    {d}  {count:>7,}{_so_far(d, now)}", file=out)
 
         print("\n  weekly retention (signed up in week W, active in week W+k):", file=out)
         cohorts = min(weeks, 6)
-        header = "".join(f"{'W+' + str(k):>7}" for k in range(cohorts))
-        print(f"    {'cohort':<9}{'size':>7}{header}", file=out)
-        questions: dict[tuple[int, int], Expr] = {}
-        for back in range(cohorts - 1, -1, -1):
-            signups = WeekEvents("signed_up", this_week.iso_year, this_week.week).delta(-back)
-            questions[back, -1] = signups
-            for k in range(back + 1):
-                questions[back, k] = signups & signups.delta(k).with_event("active")
-        answers = await tracker.count_many(questions)  # the whole table: one round trip
-        for back in range(cohorts - 1, -1, -1):
-            size = answers[back, -1]
-            cells = "".join(
-                f"{answers[back, k] / size:7.0%}" if size else f"{'-':>7}" for k in range(back + 1)
-            )
-            print(f"    {this_week.delta(-back)!s:<9}{size:>7,}{cells}", file=out)
+        table = await retention(  # the whole table: one round trip
+            tracker,
+            "signed_up",
+            "active",
+            period="week",
+            cohorts=cohorts,
+            buckets=cohorts,
+            end=today,
+            now=now,
+        )
+        for line in render_table(table).splitlines()[1:]:
+            print(f"    {line}", file=out)
+
+
+def demo_clock(today: _dt.date) -> _dt.datetime:
+    """Return the clock the demo's answers are read at: now, or the end of a past ``today``.
+
+    Activity is generated up to ``today``; the periods still running at that time (this
+    week, this month) are partial, and the answers say so.
+
+    :param today: the last day of activity
+    """
+    end_of_today = _dt.datetime.combine(today + _dt.timedelta(days=1), _dt.time(), _dt.timezone.utc)
+    return min(_dt.datetime.now(_dt.timezone.utc), end_of_today)
+
+
+def _so_far(period: Day | Month, now: _dt.datetime) -> str:
+    """Return ``" (so far)"`` for a period that is not over at ``now``, else ``""``."""
+    return " (so far)" if now < period.end else ""
+
+
+def follow_up(
+    url: str | None, prefix: str, today: _dt.date, weeks: int, *, serving: bool = False
+) -> list[str]:
+    """Return the commands that read the demo's data, one per line, ready to paste.
+
+    :param url: the ``--url`` to give (``None`` when ``REDIS_URL`` is set)
+    :param prefix: the demo's key prefix
+    :param today: the last day of activity
+    :param weeks: the weeks of activity
+    :param serving: whether the dashboard is being served (it already shows the data)
+    """
+    month = Month.from_datetime(today)
+    cohorts = min(weeks, 6)
+    where = ["--url", url] if url is not None else []
+    common = [*where, "--prefix", prefix]
+    commands = [
+        [
+            "count",
+            *common,
+            f"month:active:{month}",
+            f"month:active:{month.prev()} & month:active:{month}",
+        ],
+        [
+            "retention",
+            *common,
+            "signed_up",
+            "active",
+            "--period",
+            "week",
+            "--cohorts",
+            str(cohorts),
+            "--buckets",
+            str(cohorts),
+            "--end",
+            today.isoformat(),
+        ],
+        ["events", *common, "--counts"],
+    ]
+    if not serving:
+        commands.append(["serve", *common])
+    return [shlex.join(["bitlens", *command]) for command in commands]
+
+
+def _again(args: argparse.Namespace, today: _dt.date) -> str:
+    """Return the ``bitlens demo --serve`` command that repeats this demo and serves it."""
+    words = ["bitlens", "demo", "--serve"]
+    defaults = {"users": 20_000, "weeks": 8, "seed": 7, "prefix": "demo"}
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        if value != default:
+            words += [f"--{name}", str(value)]
+    if args.today is not None:
+        words += ["--today", today.isoformat()]
+    return shlex.join(words)
+
+
+def _dashboard_query(today: _dt.date) -> str:
+    """Return the query string that opens the dashboard on the demo's weeks and events."""
+    return "?" + urlencode(
+        [
+            ("event", "active"),
+            ("event", "signed_up"),
+            ("event", "purchase"),
+            ("period", "week"),
+            ("end", today.isoformat()),
+            ("rstart", "signed_up"),
+            ("rreturn", "active"),
+        ]
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     """Run ``bitlens demo``."""
     url: str | None = args.url or os.environ.get("REDIS_URL") or None
     today: _dt.date = args.today or _dt.datetime.now(_dt.timezone.utc).date()
+    serve = serve_dashboard() if args.serve else None  # a missing aiohttp fails first
+    out = sys.stdout
 
-    async def go(target: str) -> None:
+    async def go(target: str, shown: str | None, embedded: bool) -> None:
         await run_demo(
             target,
             users=args.users,
@@ -242,14 +349,44 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             prefix=args.prefix,
             today=today,
-            out=sys.stdout,
+            out=out,
         )
+        commands = follow_up(shown, args.prefix, today, args.weeks, serving=serve is not None)
+        if serve is None and embedded:
+            print(
+                "\nThe embedded redis-server stops now, with the demo's data. To keep "
+                "exploring it:\n"
+                f"  {_again(args, today)}    # the same data, then the dashboard\n"
+                "or mark it into a Redis of yours, then ask it with the commands it prints:\n"
+                "  bitlens demo --url redis://localhost:6379/0",
+                file=out,
+            )
+            return
+        heading = "While the dashboard runs, in another terminal:" if serve else "Next, try:"
+        print(f"\n{heading}", file=out)
+        for command in commands:
+            print(f"  {command}", file=out)
+        if url is not None and shown is not None and shown != url:
+            print("  (the password is shown as ***: put yours back)", file=out)
+        out.flush()
+        if serve is not None:
+
+            def ready(page: str) -> None:
+                print(
+                    f"\nbitlens demo: dashboard of the demo's data on "
+                    f"{page}{_dashboard_query(today)} (Ctrl-C to stop)",
+                    file=out,
+                    flush=True,
+                )
+
+            await serve_until_stopped(args, target, serve, command="demo", on_ready=ready)
 
     if url:
         args.connected_url = url
-        anyio.run(go, url)
+        shown = None if args.url is None else redact(url)
+        anyio.run(go, url, shown, False)
         return 0
     with EmbeddedRedis() as server:
         print(f"(no --url or REDIS_URL: using an embedded {server!r})", file=sys.stderr)
-        anyio.run(go, server.url)
+        anyio.run(go, server.url, server.url, True)
     return 0

@@ -12,7 +12,7 @@ import anyio
 
 from .._periods import to_local
 from ..cohort import retention
-from ..cohort._render import describe
+from ..cohort._render import NOT_OVER, describe
 from ._common import (
     HelpFormatter,
     UsageError,
@@ -23,11 +23,13 @@ from ._common import (
     require_url,
 )
 from ._count import parse_argument
+from ._hints import warn_unknown_events
 
 if TYPE_CHECKING:
     import datetime as _dt
     from argparse import _SubParsersAction  # pyright: ignore[reportPrivateUsage]
 
+    from .._expr import Expr
     from ..cohort import Criterion, RetentionCell, RetentionTable
 
 __all__ = ["add_retention_parser", "criterion", "render_table"]
@@ -204,7 +206,7 @@ def render_table(table: RetentionTable, values: str = "percent") -> str:
         rest = "".join("  " + line[j].rjust(widths[j]) for j in range(1, len(line)))
         lines.append((first + rest).rstrip())
     if any(not c.complete and c.count is not None for row in table.rows for c in row.cells):
-        lines.append("* not over yet: may still grow, left out of the average")
+        lines.append(NOT_OVER)
     return "\n".join(lines) + "\n"
 
 
@@ -224,6 +226,15 @@ def _json(table: RetentionTable) -> str:
         },
         indent=2,
     )
+
+
+def _empty_sides(table: RetentionTable) -> list[Expr]:
+    """Return the start and returning events when the table shows nobody for them."""
+    if not any(row.size for row in table.rows):
+        return [table.start, table.returning]
+    if not any(cell.count for row in table.rows for cell in row.cells):
+        return [table.returning]
+    return []
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -256,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     async def go() -> RetentionTable:
         async with open_tracker(args, url) as tracker:
             clock = None if now is None else to_local(now, tracker.tz)
-            return await retention(
+            table = await retention(
                 tracker,
                 start,
                 returning,
@@ -269,6 +280,8 @@ def _run(args: argparse.Namespace) -> int:
                 history_start=args.history_start,
                 now=clock,
             )
+            await warn_unknown_events("retention", tracker, _empty_sides(table))
+            return table
 
     table = anyio.run(go)
     if args.format == "csv":

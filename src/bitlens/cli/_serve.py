@@ -26,10 +26,16 @@ if TYPE_CHECKING:
 
     from .._tracker import Tracker
 
-__all__ = ["add_serve_parser"]
+__all__ = [
+    "ServeDashboard",
+    "add_serve_parser",
+    "add_listen_options",
+    "serve_dashboard",
+    "serve_until_stopped",
+]
 
 
-class _ServeDashboard(Protocol):
+class ServeDashboard(Protocol):
     """The interface of ``bitlens.aiohttp.serve_dashboard`` that ``serve`` relies on."""
 
     def __call__(
@@ -42,7 +48,7 @@ class _ServeDashboard(Protocol):
     ) -> Awaitable[None]: ...
 
 
-def _serve_dashboard() -> _ServeDashboard:
+def serve_dashboard() -> ServeDashboard:
     """Import ``bitlens.aiohttp.serve_dashboard`` now (aiohttp is an optional extra).
 
     :raises CommandError: with an install hint if aiohttp is missing
@@ -69,9 +75,20 @@ def add_serve_parser(sub: _SubParsersAction[argparse.ArgumentParser]) -> None:
         description=(
             "Serve the bitlens dashboard (aiohttp) of the data under --prefix, "
             "until Ctrl-C or SIGTERM. Without --url or REDIS_URL an empty embedded "
-            "redis-server is started (bitlens[embedded]), which is only good for a look."
+            "redis-server is started (bitlens[embedded]), which is only good for a look: "
+            "`bitlens demo --serve` serves a dashboard of sample data instead."
         ),
     )
+    add_listen_options(parser)
+    add_connection_options(parser, url_help="else an embedded, empty redis-server")
+    parser.set_defaults(run=_run, parser=parser)
+
+
+def add_listen_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--host`` and ``--port``, where the dashboard listens.
+
+    :param parser: the subcommand's parser
+    """
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -83,8 +100,6 @@ def add_serve_parser(sub: _SubParsersAction[argparse.ArgumentParser]) -> None:
         default=8040,
         help="the TCP port to listen on; 0 picks a free one (default: 8040)",
     )
-    add_connection_options(parser, url_help="else an embedded, empty redis-server")
-    parser.set_defaults(run=_run, parser=parser)
 
 
 def _port(text: str) -> int:
@@ -95,24 +110,39 @@ def _port(text: str) -> int:
     return value
 
 
-async def _serve(args: argparse.Namespace, url: str, serve: _ServeDashboard) -> None:
-    """Serve the dashboard until SIGINT or SIGTERM, then close the tracker."""
+async def serve_until_stopped(
+    args: argparse.Namespace,
+    url: str,
+    serve: ServeDashboard,
+    *,
+    command: str = "serve",
+    on_ready: Callable[[str], object] | None = None,
+) -> None:
+    """Serve the dashboard of ``url`` (``args.prefix``, ``args.tz``) until SIGINT or SIGTERM.
+
+    :param args: the parsed arguments (``prefix``, ``tz``, ``cluster``, ``host``, ``port``)
+    :param url: the server's URL
+    :param serve: :func:`bitlens.aiohttp.serve_dashboard`
+    :param command: the subcommand's name, for messages
+    :param on_ready: called with the page's URL (default: print it)
+    :raises CommandError: if the address cannot be bound
+    """
     async with open_tracker(args, url) as tracker, anyio.create_task_group() as group:
 
         async def stop_on_signal() -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     name = signal.Signals(signum).name
-                    print(f"bitlens serve: {name} received, stopping", file=sys.stderr)
+                    print(f"bitlens {command}: {name} received, stopping", file=sys.stderr)
                     group.cancel_scope.cancel()
                     return
 
         def ready(where: str) -> None:
-            print(f"bitlens serve: dashboard on {where} (Ctrl-C to stop)", flush=True)
+            print(f"bitlens {command}: dashboard on {where} (Ctrl-C to stop)", flush=True)
 
         group.start_soon(stop_on_signal)
         try:
-            await serve(tracker, host=args.host, port=args.port, on_ready=ready)
+            await serve(tracker, host=args.host, port=args.port, on_ready=on_ready or ready)
         except OSError as exc:  # e.g. the port is taken
             raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
         group.cancel_scope.cancel()
@@ -120,7 +150,7 @@ async def _serve(args: argparse.Namespace, url: str, serve: _ServeDashboard) -> 
 
 def _run(args: argparse.Namespace) -> int:
     """Run ``bitlens serve``."""
-    serve = _serve_dashboard()
+    serve = serve_dashboard()
     url = resolve_url(args)
     with ExitStack() as stack:
         if url is None:
@@ -130,8 +160,8 @@ def _run(args: argparse.Namespace) -> int:
             url = server.url
             print(
                 f"bitlens serve: no --url or REDIS_URL: using an embedded, empty redis-server "
-                f"at {url}",
+                f"at {url} (for sample data to look at, run `bitlens demo --serve`)",
                 file=sys.stderr,
             )
-        anyio.run(_serve, args, url, serve)
+        anyio.run(serve_until_stopped, args, url, serve)
     return 0

@@ -25,7 +25,21 @@ if TYPE_CHECKING:
 
     from ._table import RetentionCell, RetentionTable, Values
 
-__all__ = ["column_label", "describe", "to_csv", "to_html", "to_pandas"]
+__all__ = [
+    "INCOMPLETE_COLUMN",
+    "NOT_OVER",
+    "column_label",
+    "describe",
+    "to_csv",
+    "to_html",
+    "to_pandas",
+]
+
+INCOMPLETE_COLUMN = "incomplete"
+"""The last CSV column: the labels of the row's buckets that are not over, space-separated."""
+
+NOT_OVER = "* not over yet: may still grow, left out of the average"
+"""The footnote of a rendering whose cells marked ``*`` are not over."""
 
 _SYMBOLS: dict[type[Expr], str] = {BitOpAnd: " & ", BitOpOr: " | ", BitOpXor: " ^ "}
 
@@ -88,10 +102,23 @@ def to_csv(table: RetentionTable, values: Values, precision: int) -> str:
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([title(table), "size", *table.column_labels()])
+    labels = table.column_labels()
+    writer.writerow([title(table), "size", *labels, INCOMPLETE_COLUMN])
     for row in table.rows:
-        writer.writerow([row.label, row.size, *(_number(c, values, precision) for c in row.cells)])
+        writer.writerow(
+            [
+                row.label,
+                row.size,
+                *(_number(c, values, precision) for c in row.cells),
+                " ".join(labels[c.bucket] for c in row.cells if _running(c)),
+            ]
+        )
     return out.getvalue()
+
+
+def _running(cell: RetentionCell) -> bool:
+    """Whether a cell's bucket has started but is not over (its number may still grow)."""
+    return cell.count is not None and not cell.complete
 
 
 def _shade(percent: float) -> str:
@@ -107,7 +134,7 @@ def _td(cell: RetentionCell, size: int, precision: int) -> str:
     hint = f"{cell.count} of {size}" + ("" if cell.complete else ", not over yet")
     if cell.percent is None:
         return f'<td{classes} title="{escape(hint)}"></td>'
-    text = f"{cell.percent:.{precision}f}%"
+    text = f"{cell.percent:.{precision}f}%" + ("" if cell.complete else "*")
     return f'<td{classes} style="{_shade(cell.percent)}" title="{escape(hint)}">{escape(text)}</td>'
 
 
@@ -144,9 +171,11 @@ def to_html(table: RetentionTable, precision: int) -> str:
         "<tfoot>",
         _mean_row("weighted mean", table.averages(), precision),
         _mean_row("simple mean", table.simple_means(), precision),
-        "</tfoot>",
-        "</table>",
     ]
+    if any(_running(c) for row in table.rows for c in row.cells):
+        span = len(table.header())
+        lines.append(f'<tr class="note"><td colspan="{span}">{escape(NOT_OVER)}</td></tr>')
+    lines += ["</tfoot>", "</table>"]
     return "\n".join(lines) + "\n"
 
 

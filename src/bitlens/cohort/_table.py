@@ -224,7 +224,10 @@ class RetentionTable:
         """Return the table as CSV: a header, then one line per cohort.
 
         The corner cell names the events (``signed_up -> active``); empty fields are
-        future buckets (and percentages of empty cohorts). Fields are quoted as needed.
+        future buckets (and percentages of empty cohorts). The last column,
+        ``incomplete``, lists the labels of the row's buckets that have started but are
+        not over (``2``, or ``1 2``; empty when all are over): their numbers may still
+        grow. Fields are quoted as needed.
 
         :param values: ``"percent"`` or ``"count"``
         :param precision: decimals of the percentages
@@ -234,9 +237,11 @@ class RetentionTable:
     def to_html(self, *, precision: int = 1) -> str:
         """Return an HTML ``<table>`` fragment: a heatmap of the percentages.
 
-        Every text is escaped. Cells are shaded by percentage; incomplete cells carry
-        ``class="incomplete"``, future ones ``class="future"``; the footer holds the
-        weighted and simple means. Labels are ISO (``2026-W48``).
+        Every text is escaped. Cells are shaded by percentage; incomplete cells (not
+        over yet) carry ``class="incomplete"`` and a ``*`` after their number, future
+        ones ``class="future"``; the footer holds the weighted and simple means and, when
+        a cell is incomplete, a note saying what ``*`` means. Labels are ISO
+        (``2026-W48``).
 
         :param precision: decimals of the percentages
         """

@@ -19,7 +19,7 @@ import anyio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._exceptions import BitlensError, TrackerClosed, UnsupportedOperation
+from .._exceptions import BitlensError, InvalidPeriod, TrackerClosed, UnsupportedOperation
 from .._expr import Event
 from .._keys import ShardedSchema
 from .._periods import Day, Month, Period, Week
@@ -87,6 +87,7 @@ class EventsReply(TypedDict):
 
     events: list[str]
     truncated: bool
+    prefix: str
 
 
 class SeriesDict(TypedDict):
@@ -97,12 +98,17 @@ class SeriesDict(TypedDict):
 
 
 class CountsReply(TypedDict):
-    """The answer of ``/counts``: unique users per period for each event."""
+    """The answer of ``/counts``: unique users per period for each event.
+
+    ``complete[i]`` tells whether period ``labels[i]`` is over; the counts of a period
+    that is not (the current one, or one yet to come) may still grow.
+    """
 
     period: PeriodName
     start: str
     end: str
     labels: list[str]
+    complete: list[bool]
     series: list[SeriesDict]
 
 
@@ -143,6 +149,14 @@ def _today(tracker: Tracker) -> _dt.date:
 
 def _period(name: PeriodName, day: _dt.date, tracker: Tracker) -> Period:
     return _PERIOD_TYPES[name].from_datetime(day, tracker.tz)
+
+
+def _over(period: Period, now: _dt.datetime) -> bool:
+    """Whether ``period`` has ended at ``now`` (the last period of year 9999 never does)."""
+    try:
+        return period.end <= now
+    except InvalidPeriod:
+        return False
 
 
 # -- /events -------------------------------------------------------------------------------
@@ -205,7 +219,7 @@ async def list_events(
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
-    return EventsReply(events=sorted(names)[:limit], truncated=truncated)
+    return EventsReply(events=sorted(names)[:limit], truncated=truncated, prefix=schema.prefix)
 
 
 # -- /counts -------------------------------------------------------------------------------
@@ -218,16 +232,19 @@ async def counts(
     period: PeriodName = "day",
     start: _dt.date,
     end: _dt.date,
+    now: _dt.datetime | None = None,
 ) -> CountsReply:
     """Return unique users per period for each event, from ``start``'s period to ``end``'s.
 
     Every number comes from one :meth:`~bitlens.Tracker.count_many`: one round trip.
+    ``complete`` flags the periods that are over at ``now``.
 
     :param tracker: the tracker to ask
     :param events: the event names (at most :data:`MAX_EVENTS`)
     :param period: ``"day"``, ``"week"`` (ISO) or ``"month"``, in the tracker's time zone
     :param start: a date in the first period
     :param end: a date in the last period
+    :param now: the clock deciding which periods are over (default: now)
     :raises InvalidParameter: if ``start`` is after ``end``, the range holds more than
         :data:`MAX_POINTS` periods, or there are too many or no events
     :raises InvalidEventName: for a bad event name
@@ -247,11 +264,13 @@ async def counts(
     templates = [Event(name) for name in events]
     totals = await tracker.count_many([t.at(p) for t in templates for p in periods])
     n = len(periods)
+    clock = _dt.datetime.now(tracker.tz) if now is None else now
     return CountsReply(
         period=period,
         start=str(first),
         end=str(last),
         labels=[str(p) for p in periods],
+        complete=[_over(p, clock) for p in periods],
         series=[
             SeriesDict(event=name, counts=totals[i * n : (i + 1) * n])
             for i, name in enumerate(events)
