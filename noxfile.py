@@ -1,6 +1,7 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s demo``.
 
-``bench`` and ``soak`` run only when asked (``nox -s bench``, ``nox -s soak``).
+``docs``, ``bench`` and ``soak`` run only when asked (``nox -s docs``, ``nox -s bench``,
+``nox -s soak``).
 Every session forwards its posargs.
 """
 
@@ -62,6 +63,26 @@ def demo(session: nox.Session) -> None:
     session.install("-e", ".[embedded]")
     session.run(
         "bitlens", "demo", *session.posargs, env={"REDIS_URL": os.environ.get("REDIS_URL", "")}
+    )
+
+
+@nox.session(python=DEV, default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into docs/_build/html; any Sphinx warning is an error.
+
+    ``-E`` rebuilds every page, so a warning is never hidden by a cached page.
+    """
+    session.install("-e", ".[fastapi,aiohttp]", *_group("docs"))
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-E",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        *session.posargs,
     )
 
 
