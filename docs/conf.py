@@ -13,7 +13,7 @@ from bitlens import __version__  # noqa: E402
 
 project = "bitlens"
 author = "The bitlens developers"
-copyright = "The bitlens developers"  # noqa: A001
+copyright = "The bitlens developers"
 release = __version__
 version = ".".join(__version__.split(".")[:2])
 
