@@ -259,3 +259,24 @@ async def test_the_cluster_example_counts_on_a_real_cluster(
     assert done.stdout == "2\n"
     async with Tracker(redis_cluster.url, cluster=True, prefix=f"doc{os.getpid()}") as tracker:
         assert [u async for u in tracker.members(MonthEvents("active", 2026, 11))] == [5, 3 << 20]
+
+
+REFERENCE = {
+    "bitlens": "bitlens",
+    "bitlens.cohort": "cohort",
+    "bitlens.fastapi": "fastapi",
+    "bitlens.aiohttp": "aiohttp",
+    "bitlens.dashboard": "dashboard",
+    "bitlens.cli": "cli",
+}
+
+
+@pytest.mark.parametrize("module", sorted(REFERENCE))
+def test_the_api_reference_documents_every_public_name(module: str) -> None:
+    """Each name in the module's __all__ has an autodoc entry on its reference page."""
+    import importlib
+
+    public = set(importlib.import_module(module).__all__) - {"__version__"}
+    page = (DOCS / "reference" / f"{REFERENCE[module]}.rst").read_text("utf-8")
+    documented = set(re.findall(r"^\.\. auto\w+:: (?:[\w.]+\.)?(\w+)$", page, re.M))
+    assert sorted(public - documented) == []
