@@ -66,11 +66,12 @@ def demo(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=DEV, default=False)
+@nox.session(default=False)
 def docs(session: nox.Session) -> None:
     """Build the documentation site into docs/_build/html; any Sphinx warning is an error.
 
-    ``-E`` rebuilds every page, so a warning is never hidden by a cached page.
+    Runs on the Python that runs nox (any supported one). ``-E`` rebuilds every page, so a
+    warning is never hidden by a cached page.
     """
     session.install("-e", ".[fastapi,aiohttp]", *_group("docs"))
     session.run(
@@ -88,7 +89,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=DEV, default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and print the README tables (server and client on separate CPUs).
+    """Run the benchmarks and print the tables of docs/benchmarks.md (server, client on own CPUs).
 
     bitmapist 3.119 needs redis-py < 6, so it runs from a venv of its own beside this one,
     ``.nox/bench-bitmapist``, which ``benchmarks/run.py`` creates on first use.
