@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,22 @@ def _drop_missing_pages(app: object, docname: str, source: list[str]) -> None:
             source[0] = source[0].replace(f"\n{page}\n", "\n")
 
 
+def _drop_borrowed_docstrings(
+    app: object, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Leave a constant or a type alias without the docstring of its type (``int``, ``list``)."""
+    if what not in ("data", "attribute"):
+        return
+    borrowed = {
+        inspect.cleandoc(doc)
+        for doc in (type(obj).__doc__, getattr(getattr(obj, "__origin__", None), "__doc__", None))
+        if isinstance(doc, str)
+    }
+    if "\n".join(lines).strip() in borrowed:
+        lines.clear()
+
+
 def setup(app: Any) -> None:
-    """Register the hook that drops missing optional pages from the index."""
+    """Register the hooks: missing optional pages, borrowed docstrings."""
     app.connect("source-read", _drop_missing_pages)
+    app.connect("autodoc-process-docstring", _drop_borrowed_docstrings)
