@@ -20,14 +20,18 @@ whose info string is a MyST directive (``{toctree}``, ``{include}``, ...) are no
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from bitlens import MonthEvents, Tracker
@@ -43,6 +47,7 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 MARKER = re.compile(r"<!-- docs: (.+?) -->")
 FENCE = re.compile(r"^(`{3,})([^`\n]*)$")
 RUN_BY = re.compile(r"run by (tests/[\w/]+\.py)::(test_\w+)")
+UTC = dt.timezone.utc
 DOCS_URL = "https://bitlens.readthedocs.io/"
 
 
@@ -280,3 +285,53 @@ def test_the_api_reference_documents_every_public_name(module: str) -> None:
     page = (DOCS / "reference" / f"{REFERENCE[module]}.rst").read_text("utf-8")
     documented = set(re.findall(r"^\.\. auto\w+:: (?:[\w.]+\.)?(\w+)$", page, re.M))
     assert sorted(public - documented) == []
+
+
+CLI_PAGE = DOCS / "cli.md"
+
+
+async def serve_until_interrupted(line: str, env: dict[str, str]) -> None:
+    """Run a ``bitlens serve`` command line until it prints its URL, then interrupt it.
+
+    :param line: the command line (no shell syntax)
+    :param env: its environment
+    """
+    with anyio.fail_after(60):
+        async with await anyio.open_process(shlex.split(line), env=env) as process:
+            assert process.stdout is not None
+            printed = b""
+            async for chunk in process.stdout:
+                printed += chunk
+                if b"dashboard on http://" in printed:
+                    break
+            process.send_signal(signal.SIGINT)
+            assert await process.wait() == 0
+
+
+@pytest.mark.anyio
+async def test_the_cli_guides_commands_run(redis_binary: str, tmp_path: Path) -> None:
+    """Each command of docs/cli.md's first block runs on marked data (`serve` only starts)."""
+    (block, *_) = [b for b in ALL_BLOCKS if b.page == CLI_PAGE and b.lang == "console"]
+    commands = [line.split("  #")[0].strip() for line in block.code.splitlines()]
+    assert all(c.startswith("bitlens ") for c in commands)
+    with EmbeddedRedis(redis_binary) as server:
+        async with Tracker(server.url) as tracker:  # the commands read the default prefix
+            for day in (1, 8, 15, 22, 29):
+                at = dt.datetime(2026, 11, day, 12, tzinfo=UTC)
+                await tracker.mark_events([("active", u, at) for u in range(day, day + 40)])
+            await tracker.mark_event("signed_up", 7, dt.datetime(2026, 11, 24, tzinfo=UTC))
+        for command in commands:
+            line = command.replace("bitlens ", f"{sys.executable} -m bitlens ", 1)
+            env = {**os.environ, "REDIS_URL": server.url}
+            if " serve " in command:  # it serves until Ctrl-C: start it, then press Ctrl-C
+                await serve_until_interrupted(line.replace("--port 8040", "--port 0"), env)
+                continue
+            with anyio.fail_after(120):
+                done = await anyio.run_process(
+                    ["bash", "-c", line], env=env, cwd=tmp_path, check=False
+                )
+            out, err = done.stdout.decode(), done.stderr.decode()
+            answered_false = "--contains" in command and out == "false\n"
+            assert done.returncode == (1 if answered_false else 0), (command, err)
+            assert out or "> " in command, command
+    assert (tmp_path / "churned.txt").read_text() == "7\n"
