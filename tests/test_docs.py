@@ -11,8 +11,8 @@ and Sphinx both hide it):
   printed values line by line, sends requests to an app, runs a command-line transcript or
   needs a cluster); the test must exist and its file must name the page.
 * ``<!-- docs: not run: REASON -->``: shown only; the reason says why.
-* ``console`` blocks are shell commands for a reader's terminal (installs, nox sessions,
-  servers that run until Ctrl-C): never run, with or without a marker.
+* ``console`` blocks are shell commands for a reader's terminal (installs, nox sessions):
+  not run unless a ``run by`` marker hands them to a test.
 
 Any other block without a marker fails :func:`test_every_block_is_run_or_says_why`. Fences
 whose info string is a MyST directive (``{toctree}``, ``{include}``, ...) are not code.
