@@ -1,6 +1,7 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s demo``.
 
-``bench`` and ``soak`` run only when asked (``nox -s bench``, ``nox -s soak``).
+``docs``, ``bench`` and ``soak`` run only when asked (``nox -s docs``, ``nox -s bench``,
+``nox -s soak``).
 Every session forwards its posargs.
 """
 
@@ -65,9 +66,30 @@ def demo(session: nox.Session) -> None:
     )
 
 
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into docs/_build/html; any Sphinx warning is an error.
+
+    Runs on the Python that runs nox (any supported one). ``-E`` rebuilds every page, so a
+    warning is never hidden by a cached page.
+    """
+    session.install("-e", ".[fastapi,aiohttp]", *_group("docs"))
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-E",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        *session.posargs,
+    )
+
+
 @nox.session(python=DEV, default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and print the README tables (server and client on separate CPUs).
+    """Run the benchmarks and print the tables of docs/benchmarks.md (server, client on own CPUs).
 
     bitmapist 3.119 needs redis-py < 6, so it runs from a venv of its own beside this one,
     ``.nox/bench-bitmapist``, which ``benchmarks/run.py`` creates on first use.

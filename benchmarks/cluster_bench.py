@@ -83,7 +83,7 @@ QUERY: Expr = (MonthEvents("active", 2026, 11) & WeekEvents("active", 2026, 47))
 """The depth-2 expression the query rows count."""
 
 
-# -- a striped key schema (measured here only; see the README's hot-spot note) ---------------
+# -- a striped key schema (measured here only; see docs/cluster.md's hot spots) ---------------
 
 
 @dataclass(frozen=True, slots=True)

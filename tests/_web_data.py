@@ -26,7 +26,7 @@ __all__ = [
     "week_label",
 ]
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+WEB_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "web-apps.md"
 
 HOSTILE = '<img/src="x"/onerror="alert(1)">&amp;\''
 """An event name bitlens accepts that would run script if a page used it as markup."""
@@ -37,16 +37,15 @@ UTC = dt.timezone.utc
 
 
 def readme_example(framework: str, prefix: str) -> str:
-    """Return the README's example app for ``framework``, with the key prefix replaced.
+    """Return the example app of docs/web-apps.md for ``framework``, prefix replaced.
 
     :param framework: ``"fastapi"`` or ``"aiohttp"``
-    :param prefix: the key prefix the test's tracker uses instead of the README's ``web``
+    :param prefix: the key prefix the test's tracker uses instead of the guide's ``web``
     """
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Web apps and the dashboard", 1)[1].split("\n## ", 1)[0]
+    section = WEB_GUIDE.read_text(encoding="utf-8")
     blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     found = [b for b in blocks if f"from bitlens.{framework} import" in b]
-    assert len(found) == 1, f"one {framework} example expected in the README"
+    assert len(found) == 1, f"one {framework} example expected in docs/web-apps.md"
     assert found[0].count('prefix="web"') == 1
     return found[0].replace('prefix="web"', f"prefix={prefix!r}")
 

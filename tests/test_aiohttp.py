@@ -317,10 +317,10 @@ async def test_serve_dashboard_runs_until_cancelled(redis_url: str, prefix: str)
 async def test_the_readme_example_runs(
     redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's aiohttp app marks the users its middleware finds, and counts them."""
+    """The aiohttp app of docs/web-apps.md marks the users its middleware finds, and counts them."""
     monkeypatch.setenv("REDIS_URL", redis_url)
     namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(readme_example("aiohttp", prefix), "<README example>", "exec"), namespace)
+    exec(compile(readme_example("aiohttp", prefix), "<web-apps.md>", "exec"), namespace)
     app = namespace["app"]
     assert isinstance(app, web.Application)
     async with serving(app) as http:

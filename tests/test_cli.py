@@ -80,9 +80,9 @@ cohort    size     0       1       2
 average         0.0%   60.0%
 * not over yet: may still grow, left out of the average
 """
-"""``bitlens retention`` of the data set, as the README shows it."""
+"""``bitlens retention`` of the data set, as the command-line guide shows it."""
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CLI_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 pytestmark = pytest.mark.anyio
 
@@ -123,17 +123,16 @@ async def bitlens(*args: str, env: Mapping[str, str] | None = None) -> Ran:
 
 
 def readme_example(command: str) -> tuple[list[str], str]:
-    """Return the arguments and the output of the README's ``$ bitlens COMMAND`` example.
+    """Return the arguments and the output of the guide's ``$ bitlens COMMAND`` example.
 
-    :param command: the subcommand whose example (a ``text`` block under "Command line")
-        to return
+    :param command: the subcommand whose example (a ``text`` block of docs/cli.md) to return
     """
-    section = README.read_text(encoding="utf-8").split("## Command line", 1)[1]
+    section = CLI_GUIDE.read_text(encoding="utf-8")
     for block in re.findall(r"```text\n(.*?)```", section, re.DOTALL):
         first, _, printed = block.partition("\n")
         if first.startswith(f"$ bitlens {command} "):
             return shlex.split(first[2:])[1:], printed
-    raise AssertionError(f"no `$ bitlens {command}` example under ## Command line")
+    raise AssertionError(f"no `$ bitlens {command}` example in docs/cli.md")
 
 
 def _free_port() -> int:
@@ -371,7 +370,7 @@ async def test_count_without_url_is_a_usage_error() -> None:
 
 
 async def test_parse_error_exits_2_with_a_caret() -> None:
-    """The README's bad expression: usage, the error and a caret on stderr, exit code 2."""
+    """The bad expression of docs/cli.md: usage, the error and a caret on stderr, exit code 2."""
     args, printed = readme_example("count")
     ran = await bitlens(*args, env={"REDIS_URL": "redis://x", "COLUMNS": "80"})
     assert ran.code == 2
@@ -552,7 +551,7 @@ def test_event_names_walk_every_leaf_kind() -> None:
 
 
 async def test_retention_prints_the_readme_table(data: list[str]) -> None:
-    """The README's retention example prints its aligned table ('*': not over yet)."""
+    """The retention example of docs/cli.md prints its aligned table ('*': not over yet)."""
     args, printed = readme_example("retention")
     ran = await bitlens(*args, *data)  # the test's --prefix comes last: it wins
     assert ran.code == 0, ran.err

@@ -376,10 +376,10 @@ async def test_a_ready_tracker_is_left_open(redis_url: str, prefix: str) -> None
 async def test_the_readme_example_runs(
     redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's FastAPI app marks its users and serves the dashboard, as it says."""
+    """The FastAPI app of docs/web-apps.md marks its users and serves the dashboard, as it says."""
     monkeypatch.setenv("REDIS_URL", redis_url)
     namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(readme_example("fastapi", prefix), "<README example>", "exec"), namespace)
+    exec(compile(readme_example("fastapi", prefix), "<web-apps.md>", "exec"), namespace)
     app, marker = namespace["app"], namespace["marker"]
     assert isinstance(app, FastAPI)
     assert isinstance(marker, RequestMarker)

@@ -412,20 +412,19 @@ async def test_replicas_ack_waits_after_assigning(
     assert all(write.commands[:3] == ("MULTI", "EVAL", "EXEC") for write in counter.round_trips)
 
 
-# -- the README ---------------------------------------------------------------------------------
+# -- the guide (docs/ids.md) -------------------------------------------------------------------
 
 
 def _readme_example() -> str:
-    """Return the first python block under the README's "Ids that are not integers"."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Ids that are not integers", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "no python block under ## Ids that are not integers"
+    """Return the first python block of the ids guide, docs/ids.md."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "ids.md").read_text("utf-8")
+    match = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert match is not None, "no python block in docs/ids.md"
     return match.group(1)
 
 
 async def test_readme_example_prints_what_it_says(redis_url: str) -> None:
-    """The README's id map example, run as written, prints the values in its comments."""
+    """The ids guide's example, run as written, prints the values in its comments."""
     done = await anyio.run_process(
         [sys.executable, "-c", _readme_example()],
         env={**os.environ, "REDIS_URL": redis_url},

@@ -272,11 +272,15 @@ class MarkRejected(BitlensError):
         super().__init__(f"Redis rejected the mark ({event!r}, {user_id}): {reason}")
 
 
+_ACL_GUIDE = "https://bitlens.readthedocs.io/en/latest/access-control.html"
+"""The guide to the Redis permissions bitlens needs, named by the permission errors."""
+
+
 class CleanupFailed(BitlensError):
     """A query could not delete its temp keys (they may stay until their 60 s expiry).
 
     Usually the Redis user lacks ``+del`` or ``+pexpire`` on the prefix's keys: see the
-    README's ACL section for what a reader needs.
+    access control guide for what a reader needs.
 
     :param keys: how many temp keys were left
     :param reason: the server's error
@@ -287,7 +291,7 @@ class CleanupFailed(BitlensError):
         self.reason = reason
         super().__init__(
             f"could not delete {keys} temp key(s) of a query ({reason}); grant the Redis "
-            "user +del and +pexpire on the prefix's keys (see the README's ACL section)"
+            f"user +del and +pexpire on the prefix's keys (see {_ACL_GUIDE})"
         )
 
 
@@ -332,8 +336,8 @@ class PermissionDenied(BitlensError):
         self.command = command
         self.detail = detail
         super().__init__(
-            f"the Redis user may not run {command} ({detail}); see the README's ACL "
-            "section for the permissions a writer and a reader need"
+            f"the Redis user may not run {command} ({detail}); see {_ACL_GUIDE} "
+            "for the permissions a writer and a reader need"
         )
 
 

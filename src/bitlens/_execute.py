@@ -4,7 +4,7 @@ It takes finished command lists from the planner and the marking code and sends 
 in one write on a pooled connection of the ``redis.asyncio`` client, then reads the replies
 in order. It uses redis-py's connection (handshake, auth, TLS, parser) but not its
 ``Pipeline`` machinery: the list is packed once and no per-command response callback runs,
-which roughly halves the client CPU per round trip (see the README's benchmarks).
+which roughly halves the client CPU per round trip (see the benchmarks guide).
 
 Faults:
 

@@ -476,7 +476,7 @@ class EventsBetween(Expr):
     tracking is on). Naive datetimes and dates are taken in the tracker's time zone.
 
     Example: ``EventsBetween("active", date(2026, 11, 1), date(2026, 11, 15))`` is
-    ``W2026-45 | W2026-46 | D2026-11-01 | D2026-11-02 | D2026-11-03 ... `` — as few keys as
+    ``W2026-45 | W2026-46 | D2026-11-01 | D2026-11-02 | D2026-11-03 | …`` — as few keys as
     the calendar allows.
 
     :param event: the event name

@@ -674,7 +674,7 @@ class Tracker:
         """Mark many ``(event, user_id)`` or ``(event, user_id, at)`` items.
 
         Items are streamed in chunks of ``mark_chunk_size``, one round trip per chunk, each
-        chunk one MULTI/EXEC with few commands per key (see the README's ingest section).
+        chunk one MULTI/EXEC with few commands per key (see the marking and ingestion guide).
         Each chunk is validated whole before it is sent; when an item is bad, the chunks
         before it have been written (marking is idempotent: fix and resend).
 

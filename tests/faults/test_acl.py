@@ -1,4 +1,4 @@
-"""The README's least-privilege ACL users can mark, count, list members and run retention."""
+"""The least-privilege ACL users of docs/access-control.md mark, count, list and report."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 AT = dt.datetime(2026, 11, 27, 12, tzinfo=dt.timezone.utc)
 PREFIX = "acl"
 
-# Exactly the README's "Access control" lines, with the prefix "acl".
+# Exactly the lines of docs/access-control.md, with the prefix "acl" (test_docs.py checks).
 COMMON = "+ping +hello +client|setname +select"
 WRITER = (
     f"on >wpass resetkeys ~acl:* -@all {COMMON} "
