@@ -8,7 +8,7 @@ import datetime as _dt
 import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeVar, cast, overload
 
 import anyio
 from redis.asyncio import Redis
@@ -18,7 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from ._exceptions import InvalidOption, InvalidPeriod, TrackerClosed
+from ._exceptions import InvalidOption, InvalidPeriod, PermissionDenied, TrackerClosed
 from ._execute import Executor, Group
 from ._ingest import Background, Batch, Coalescer, Counters, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ._expr import Expr
     from .cohort import Criterion, Mode, PeriodName, RetentionTable
 
-__all__ = ["Mark", "Tracker", "TrackerOptions"]
+__all__ = ["CLIENT_READ_BYTES", "Mark", "Reads", "Tracker", "TrackerOptions"]
 
 _K = TypeVar("_K")
 
@@ -59,6 +59,20 @@ _UNIQUE_ONLY: tuple[None] = (None,)
 
 CONTAINS_CHUNK_COMMANDS = 10_000
 """The most GETBITs one ``contains_many`` pipeline carries (ids times bitmaps of the tree)."""
+
+Reads: TypeAlias = Literal["server", "client"]
+"""Where counts are computed: ``"server"`` (a script, temp keys) or ``"client"`` (reads only)."""
+
+CLIENT_READ_BYTES = 32 * 1024 * 1024
+"""The most bitmap bytes one round trip of ``reads="client"`` counting asks for.
+
+Each shard is read in windows of ``min(shard size, max(4 KiB, CLIENT_READ_BYTES // L))``
+bytes of each of its ``L`` distinct bitmaps, and one round trip carries
+``max(1, CLIENT_READ_BYTES // (L * window))`` such windows, so the client holds at most
+about this many bytes of replies at once.
+"""
+
+_MIN_WINDOW = 4096
 
 
 class TrackerOptions(TypedDict, total=False):
@@ -81,6 +95,7 @@ class TrackerOptions(TypedDict, total=False):
     nowait_max_queue: int
     cluster: bool
     replicas_ack: int
+    reads: Reads
 
 
 class Tracker:
@@ -123,6 +138,14 @@ class Tracker:
     :param cluster: with a URL, connect to a Redis Cluster (``RedisCluster.from_url``)
     :param replicas_ack: after each write, wait (``WAIT``) until this many replicas have it,
         so an acknowledged mark survives a failover; raises ``ReplicationTimeout`` if not
+    :param reads: where counts (``count``, ``count_many``, ``retention``) are computed.
+        ``"server"`` (the default) runs a script that combines the bitmaps with ``BITOP``
+        into temp keys and counts them there: one round trip per node, little data on the
+        wire, but the Redis user needs write access to the prefix. ``"client"`` reads the
+        bitmaps with ``GETRANGE`` (at most :data:`CLIENT_READ_BYTES` per round trip) and
+        combines and counts them here with Python ints: same answers, no writes, so a
+        read-only user (``%R~<prefix>:*``) can count; it moves every bitmap over the wire.
+        ``contains`` and ``members`` read only, whichever is chosen
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -153,6 +176,7 @@ class Tracker:
         nowait_max_queue: int = 100_000,
         cluster: bool = False,
         replicas_ack: int = 0,
+        reads: Reads = "server",
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -176,6 +200,7 @@ class Tracker:
             expire_after=expire_after,
             coalesce_delay=coalesce_delay,
             replicas_ack=replicas_ack,
+            reads=reads,
         )
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         # Only connection errors are retried: a timeout may mean the server is still
@@ -228,6 +253,7 @@ class Tracker:
         self.coalesce_delay = coalesce_delay
         self.coalesce_max_in_flight = coalesce_max_in_flight
         self.nowait_max_queue = nowait_max_queue
+        self.reads: Reads = reads
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
         self._executor = Executor(self._client, replicas_ack=replicas_ack)
         self._known_shards: set[int] = set()
@@ -699,11 +725,15 @@ class Tracker:
         return sorted(self._known_shards - stored)
 
     async def _refresh_shards(self) -> None:
-        """Read the shard registry; re-register known shards it lost (e.g. after a flush)."""
+        """Read the shard registry; re-register known shards it lost (e.g. after a flush).
+
+        With ``reads="client"`` (a user that may only read) nothing is re-registered: the
+        shards this tracker knows are still read, and its own next write re-asserts them.
+        """
         registry = self.schema.registry_key
         reply = await self._executor.send([("SMEMBERS", registry)])
         lost = self._learn_shards(reply[0])
-        if lost:
+        if lost and self.reads == "server":
             await self._executor.send([("SADD", registry, *lost)])
 
     async def _count_nodes(self, nodes: Sequence[Node]) -> list[int]:
@@ -718,6 +748,8 @@ class Tracker:
         """
         if not nodes:
             return []
+        if self.reads == "client":
+            return await self._count_nodes_here(nodes)
         totals = [0] * len(nodes)
         plans = plan_counts(nodes, self._executor.capabilities)  # before any I/O
         registry = self.schema.registry_key
@@ -757,6 +789,10 @@ class Tracker:
                 if typed is not None:
                     raise typed from exc
                 raise
+            except PermissionDenied as exc:
+                if exc.command in ("SCARD", "SMEMBERS", "SADD"):
+                    raise
+                raise self._count_denied(exc) from exc
             replies = [reply for result in results for reply in result]
             for plan, reply in zip(calls, replies[1:], strict=True):
                 for i, value in zip(plan.indexes, _as_list(reply), strict=True):
@@ -773,6 +809,100 @@ class Tracker:
             pending = sorted(self._known_shards - queried)
             if not pending:
                 return totals
+
+    def _count_denied(self, error: PermissionDenied) -> PermissionDenied:
+        """The error for a user that may not write the count script's temp keys."""
+        pattern = f"{self.schema.prefix}:*"
+        return PermissionDenied(
+            "BITOP, PEXPIRE and DEL on the count script's temp keys",
+            f"{error.command}: {error.detail}",
+            f"counting on the server needs +eval +bitop +bitcount +pexpire +del and write "
+            f"access to the prefix (~{pattern}, not the read-only %R~{pattern}); a user "
+            f"that may only read can count with Tracker(..., reads='client'), which only "
+            'reads (GETRANGE); see the README\'s "Access control" section',
+        )
+
+    async def _count_nodes_here(self, nodes: Sequence[Node]) -> list[int]:
+        """Count resolved trees on the client (``reads="client"``): reads only, no writes.
+
+        Every shard's distinct bitmaps are read with ``GETRANGE`` in windows (see
+        :data:`CLIENT_READ_BYTES`), combined with Python int operations and counted with
+        ``int.bit_count``. The registry is checked as on the server path (``SCARD`` or
+        ``SMEMBERS`` in the first round trip). A window is read again further on only
+        where one of its bitmaps filled it, so with the default 128 KiB shards each
+        shard is read once: ``ceil(shards * L / (CLIENT_READ_BYTES // 128 KiB))`` round
+        trips per node (one for up to 256 bitmap-shards), plus one for shards the
+        registry names that the tracker did not know.
+        """
+        totals = [0] * len(nodes)
+        leaves: list[KeyRef] = list(dict.fromkeys(leaf for n in nodes for leaf in leaves_of(n)))
+        registry = self.schema.registry_key
+        queried: set[int] = set()
+        pending = sorted(self._known_shards)
+        while True:
+            loaded = self._registry_loaded
+            check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
+            reply = await self._read_counts(nodes, leaves, pending, check, totals)
+            queried.update(pending)
+            if loaded and _as_int(reply) == len(queried):
+                return totals
+            if loaded:
+                await self._refresh_shards()
+            else:
+                self._learn_shards(reply)
+            pending = sorted(self._known_shards - queried)
+            if not pending:
+                return totals
+
+    async def _read_counts(
+        self,
+        nodes: Sequence[Node],
+        leaves: Sequence[KeyRef],
+        shards: Sequence[int],
+        check: Command,
+        totals: list[int],
+    ) -> object:
+        """Read ``shards`` window by window, adding each tree's count to ``totals``.
+
+        :returns: the reply to ``check``, which rides along with the first round trip
+        """
+        schema = self.schema
+        shard_bytes = max(1, (1 << schema.shard_bits) // 8)
+        width = max(1, len(leaves))
+        window = min(shard_bytes, max(_MIN_WINDOW, CLIENT_READ_BYTES // width))
+        per_trip = max(1, CLIENT_READ_BYTES // (width * window))
+        work: list[tuple[int, int]] = [(shard, 0) for shard in shards]
+        checked: object = None
+        first = True
+        while first or work:
+            batch, work = work[:per_trip], work[per_trip:]
+            groups: list[Group] = [Group(schema.registry_key, [check])] if first else []
+            for shard, start in batch:
+                keys = [leaf.key(schema, shard) for leaf in leaves]
+                end = start + window - 1
+                groups.append(Group(keys[0], [("GETRANGE", key, start, end) for key in keys]))
+            if self._executor.is_cluster:
+                results = await self._executor.run(groups)
+            else:
+                merged = await self._executor.run(_merge(groups))
+                flat = iter(merged[0])
+                results = [[next(flat) for _ in group.commands] for group in groups]
+            if first:
+                checked = results.pop(0)[0]
+                first = False
+            for (shard, start), result in zip(batch, results, strict=True):
+                replies = [_as_bytes(r) for r in result]
+                size = max(map(len, replies), default=0)
+                if size:
+                    values: dict[KeyRef, int] = {
+                        leaf: int.from_bytes(r.ljust(size, b"\0"), "big")
+                        for leaf, r in zip(leaves, replies, strict=True)
+                    }
+                    for i, node in enumerate(nodes):
+                        totals[i] += evaluate(node, values).bit_count()
+                if size == window and start + window < shard_bytes:
+                    work.append((shard, start + window))  # a bitmap goes on: read on
+        return checked
 
     async def count(self, expr: Expr) -> int:
         """Return how many ids are in ``expr``: one round trip however deep the tree.
@@ -992,6 +1122,7 @@ def _check_options(
     expire_after: object,
     coalesce_delay: object,
     replicas_ack: object,
+    reads: object = "server",
 ) -> _dt.tzinfo:
     """Check the Tracker's options; return its zone.
 
@@ -1017,6 +1148,8 @@ def _check_options(
         raise InvalidOption("coalesce_delay", coalesce_delay, "a finite number of seconds >= 0")
     if not _is_int(replicas_ack) or cast("int", replicas_ack) < 0:
         raise InvalidOption("replicas_ack", replicas_ack, "an int >= 0")
+    if not isinstance(reads, str) or reads not in ("server", "client"):
+        raise InvalidOption("reads", reads, "'server' or 'client'")
     if expire_after is not None:
         if not isinstance(expire_after, Mapping):
             raise InvalidOption(
