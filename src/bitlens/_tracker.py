@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from ._plan import (
     KeyRef,
     Node,
     ResolveContext,
+    ScriptCall,
     evaluate,
     iter_set_bits,
     leaves_of,
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["CLIENT_READ_BYTES", "Mark", "Reads", "Tracker", "TrackerOptions"]
 
 _K = TypeVar("_K")
+_log = logging.getLogger("bitlens")
 
 Mark: TypeAlias = tuple[str, int] | tuple[str, int, _dt.datetime | _dt.date | None]
 """One item of :meth:`Tracker.mark_events`: ``(event, user_id)`` or ``(event, user_id, at)``."""
@@ -266,6 +269,7 @@ class Tracker:
         self._lone_keys: dict[
             tuple[str, int, int], tuple[tuple[Period | None, ...], list[str], str]
         ] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()  # deletions of cut-off counts' temps
         self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
         self._background: Background | None = None
 
@@ -311,6 +315,8 @@ class Tracker:
                 await self._coalescer.wait_idle()
             if self._background is not None:
                 await self._background.drain(drain_timeout)
+            if self._cleanups:
+                await asyncio.gather(*self._cleanups, return_exceptions=True)
         finally:
             self._draining = False
             if self._owns_client:
@@ -752,6 +758,8 @@ class Tracker:
             return await self._count_nodes_here(nodes)
         totals = [0] * len(nodes)
         plans = plan_counts(nodes, self._executor.capabilities)  # before any I/O
+        shard_bytes = max(1, (1 << self.schema.shard_bits) // 8)
+        programs = [(plan, plan.calls(shard_bytes)) for plan in plans]
         registry = self.schema.registry_key
         schema = self.schema
         queried: set[int] = set()
@@ -760,30 +768,41 @@ class Tracker:
             loaded = self._registry_loaded
             check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
             token = secrets.token_hex(8)
-            calls: list[CountPlan] = []  # the plan of each script call, in send order
+            # (plan, call) of each script call, in send order
+            calls: list[tuple[CountPlan, ScriptCall]] = []
             if self._executor.is_cluster:  # scripts need one slot: calls per shard
                 groups = [Group(registry, [check])]
                 for shard in pending:
                     commands: list[Command] = []
-                    for plan in plans:
-                        commands.append(_eval(plan.keys(schema, shard, token), plan.argv))
-                        calls.append(plan)
+                    for plan, program in programs:
+                        for call in program:
+                            keys = call.keys(plan, schema, shard, token)
+                            commands.append(_eval(keys, call.argv))
+                            calls.append((plan, call))
                     groups.append(Group(schema.universe_key(shard), commands))
             else:  # every shard of the server, in bounded calls, in one pipeline
                 commands = [check]
-                for plan in plans:
-                    step = plan.shards_per_call()
-                    for lo in range(0, len(pending), step):
-                        keys = [
-                            key
-                            for shard in pending[lo : lo + step]
-                            for key in plan.keys(schema, shard, token)
-                        ]
-                        commands.append(_eval(keys, plan.argv))
-                        calls.append(plan)
+                for plan, program in programs:
+                    for call in program:
+                        step = call.shards_per_call()
+                        for lo in range(0, len(pending), step):
+                            keys = [
+                                key
+                                for shard in pending[lo : lo + step]
+                                for key in call.keys(plan, schema, shard, token)
+                            ]
+                            commands.append(_eval(keys, call.argv))
+                            calls.append((plan, call))
                 groups = [Group(registry, commands)]
+            kept = [
+                schema.temp_key(shard, token, n)
+                for _, program in programs
+                for call in program
+                for n in call.kept
+                for shard in pending
+            ]
             try:
-                results = await self._executor.run(groups, probe=True)
+                results = await self._run_with_kept(groups, kept)
             except ResponseError as exc:
                 typed = script_error(str(exc))
                 if typed is not None:
@@ -794,9 +813,9 @@ class Tracker:
                     raise
                 raise self._count_denied(exc) from exc
             replies = [reply for result in results for reply in result]
-            for plan, reply in zip(calls, replies[1:], strict=True):
-                for i, value in zip(plan.indexes, _as_list(reply), strict=True):
-                    totals[i] += _as_int(value)
+            for (plan, call), reply in zip(calls, replies[1:], strict=True):
+                for q, value in zip(call.questions, _as_list(reply), strict=True):
+                    totals[plan.indexes[q]] += _as_int(value)
             queried.update(pending)
             if loaded and _as_int(replies[0]) == len(queried):
                 return totals
@@ -809,6 +828,39 @@ class Tracker:
             pending = sorted(self._known_shards - queried)
             if not pending:
                 return totals
+
+    async def _run_with_kept(self, groups: list[Group], kept: list[str]) -> list[list[object]]:
+        """Run a count's groups; if they fail midway, delete the temps kept between calls.
+
+        A temp key that one script call keeps for a later one exists between the two calls
+        only (with a 60 s ``PEXPIRE``). When the pipeline is cut between them (a dropped
+        connection, a cancelled caller), a task the tracker owns deletes every such key at
+        once, so the caller's cancellation cannot stop the cleanup.
+        """
+        if not kept:
+            return await self._executor.run(groups, probe=True)
+        try:
+            return await self._executor.run(groups, probe=True)
+        except BaseException:
+            task = asyncio.get_running_loop().create_task(self._delete_kept(kept))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+            raise
+
+    async def _delete_kept(self, keys: list[str]) -> None:
+        """Delete temp keys a cut-off count kept between its calls (best effort, logged)."""
+        by_slot: dict[str, list[str]] = {}
+        for key in keys:
+            by_slot.setdefault(key[: key.index("}") + 1], []).append(key)
+        groups = [
+            Group(names[0], [("DEL", *names[lo : lo + 1000])])
+            for names in by_slot.values()
+            for lo in range(0, len(names), 1000)
+        ]
+        try:
+            await self._executor.run(groups if self._executor.is_cluster else _merge(groups))
+        except Exception as exc:  # their PEXPIRE still removes them within 60 s
+            _log.warning("could not delete %d kept temp keys: %r", len(keys), exc)
 
     def _count_denied(self, error: PermissionDenied) -> PermissionDenied:
         """The error for a user that may not write the count script's temp keys."""
@@ -1208,7 +1260,7 @@ def _check_deadlines(
             ) from None
 
 
-def _eval(keys: list[str], argv: list[str | int]) -> Command:
+def _eval(keys: list[str], argv: Sequence[str | int]) -> Command:
     return ("EVAL", COUNT_SCRIPT, len(keys), *keys, *argv)
 
 
