@@ -745,8 +745,12 @@ class Tracker:
     async def _count_nodes(self, nodes: Sequence[Node]) -> list[int]:
         """Count several resolved trees over every shard: normally one round trip.
 
-        The round trip carries one ``EVAL`` of the count script over every known shard's
-        keys and a check of the shard registry: a ``SCARD`` once the tracker has read the
+        The round trip carries the ``EVAL`` calls of the count script over every known shard's
+        keys and a check of the shard registry. Their number is a function of the width:
+        for each plan of :func:`~bitlens._plan.plan_counts` and each of its
+        :meth:`~bitlens._plan.CountPlan.calls`, ``ceil(shards / call.shards_per_call())``
+        on one server (every shard on a cluster); all of them still ride in one round trip
+        per node. The registry check is a ``SCARD`` once the tracker has read the
         registry (shards are only ever added and every shard this tracker knows is
         registered, so an equal cardinality proves every shard was covered), else the
         registry itself (``SMEMBERS``). Shards found that way are counted in one more round
