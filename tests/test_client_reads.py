@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     import redis.asyncio
+    from redis.asyncio.cluster import RedisCluster
 
     from _proxy import RoundTripProxy
 
@@ -206,3 +207,18 @@ def test_an_unknown_reads_option_raises(reads: object) -> None:
     """reads must be 'server' or 'client': anything else is an InvalidOption."""
     with pytest.raises(InvalidOption, match="reads"):
         Tracker("redis://localhost:1/0", reads=reads)  # type: ignore[arg-type]
+
+
+async def test_client_counts_on_a_cluster_match_the_server_path(
+    cluster_client: RedisCluster, prefix: str
+) -> None:
+    """On a Redis Cluster, reads='client' counts every master's shards exactly."""
+    server = Tracker(cluster_client, prefix=prefix, shard_bits=SHARD_BITS)
+    model = Model()
+    await seed(server, model, seed=3)
+    here = Tracker(cluster_client, prefix=prefix, shard_bits=SHARD_BITS, reads="client")
+    rng = random.Random(8)
+    questions = [rng.choice(LEAVES) & ~rng.choice(LEAVES) | rng.choice(LEAVES) for _ in range(10)]
+    expected = [len(model.ids(q)) for q in questions]
+    assert await here.count_many(questions) == expected
+    assert await server.count_many(questions) == expected
