@@ -269,7 +269,9 @@ class Tracker:
         self._lone_keys: dict[
             tuple[str, int, int], tuple[tuple[Period | None, ...], list[str], str]
         ] = {}
-        self._cleanups: set[asyncio.Task[None]] = set()  # deletions of cut-off counts' temps
+        # Temps of cut-off counts still to delete, and the one task deleting them.
+        self._unkept: list[str] = []
+        self._cleanup: asyncio.Task[None] | None = None
         self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
         self._background: Background | None = None
 
@@ -315,8 +317,8 @@ class Tracker:
                 await self._coalescer.wait_idle()
             if self._background is not None:
                 await self._background.drain(drain_timeout)
-            if self._cleanups:
-                await asyncio.gather(*self._cleanups, return_exceptions=True)
+            if self._cleanup is not None:
+                await asyncio.gather(self._cleanup, return_exceptions=True)
         finally:
             self._draining = False
             if self._owns_client:
@@ -838,18 +840,25 @@ class Tracker:
 
         A temp key that one script call keeps for a later one exists between the two calls
         only (with a 60 s ``PEXPIRE``). When the pipeline is cut between them (a dropped
-        connection, a cancelled caller), a task the tracker owns deletes every such key at
-        once, so the caller's cancellation cannot stop the cleanup.
+        connection, a cancelled caller), one task the tracker owns deletes every such key
+        at once (one task for all cut-off counts, so cleanups never pile up connections),
+        and the caller's cancellation cannot stop it; ``aclose()`` waits for it.
         """
         if not kept:
             return await self._executor.run(groups, probe=True)
         try:
             return await self._executor.run(groups, probe=True)
         except BaseException:
-            task = asyncio.get_running_loop().create_task(self._delete_kept(kept))
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
+            self._unkept += kept
+            if self._cleanup is None or self._cleanup.done():
+                self._cleanup = asyncio.get_running_loop().create_task(self._delete_unkept())
             raise
+
+    async def _delete_unkept(self) -> None:
+        """Delete the temps cut-off counts kept, until none is left to delete."""
+        while self._unkept:
+            keys, self._unkept = self._unkept, []
+            await self._delete_kept(keys)
 
     async def _delete_kept(self, keys: list[str]) -> None:
         """Delete temp keys a cut-off count kept between its calls (best effort, logged)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ from redis.exceptions import ResponseError
 from _helpers import connect, ping
 from bitlens import BitOpOr, DayEvents, Expr, Tracker
 from bitlens._plan import CountPlan, resolve
-from faults._invariants import Ledger, check_invariants
+from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -96,3 +97,31 @@ async def test_a_client_reader_agrees_with_the_split_server_count(
         assert await here.count(expr) == await tracker.count(expr)
     finally:
         await reader_client.aclose()
+
+
+async def test_a_split_count_cancelled_at_every_await_point_leaves_nothing(
+    redis_url: str, prefix: str
+) -> None:
+    """task.cancel() after 0..39 loop iterations of a split count: no kept temp survives."""
+    ledger = Ledger()
+    client = tracked_client(redis_url)
+    tracker = Tracker(client, prefix=prefix)
+    await _mark_days(tracker, ledger, 40)
+    expr = BitOpOr(*(_day(n) for n in range(40))) & ~_day(1)
+    assert len(CountPlan.compile([resolve(expr)]).calls(128 * 1024)) > 1
+    finished = 0
+    for n in range(40):
+        task: asyncio.Task[int] = asyncio.get_running_loop().create_task(tracker.count(expr))
+        for _ in range(n):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+            finished += 1
+        except asyncio.CancelledError:
+            pass
+    assert finished < 40  # some were cut mid-way
+    await tracker.aclose()  # waits for the deletion of temps kept by cut-off counts
+    async with Tracker(client, prefix=prefix) as after:
+        await check_invariants(redis_url, prefix, ledger, after, connection_bound=4)
+    await client.aclose()
