@@ -6,7 +6,9 @@ with ``reads="client"``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import pickle
 from typing import TYPE_CHECKING
 
 import pytest
@@ -166,3 +168,12 @@ async def test_a_read_only_user_counts_exactly_on_the_client_path(
         await reader_client.aclose()
         await writer.aclose()
         await writer.client.aclose()
+
+
+def test_permission_denied_survives_copy_and_pickle() -> None:
+    """PermissionDenied keeps its type, fields and remedy through copy and pickle."""
+    error = PermissionDenied("BITOP", "NOPERM", "use reads='client'")
+    for clone in (copy.copy(error), pickle.loads(pickle.dumps(error))):
+        assert type(clone) is PermissionDenied
+        assert (clone.command, clone.detail, clone.remedy) == ("BITOP", "NOPERM", error.remedy)
+        assert str(clone) == str(error)
