@@ -569,6 +569,7 @@ BAD_OPTIONS: dict[str, st.SearchStrategy[object]] = {
     "replicas_ack": st.one_of(
         st.integers(max_value=-1), st.booleans(), st.floats(), st.text(max_size=3)
     ),
+    "reads": st.one_of(st.text(max_size=3), st.integers(), st.none(), st.just("Server")),
     "expire_after": st.one_of(
         st.integers(),
         st.text(max_size=3),

@@ -330,15 +330,22 @@ class PermissionDenied(BitlensError):
 
     :param command: the command refused, e.g. ``"EVALSHA"``
     :param detail: the server's error
+    :param remedy: what to grant or change instead (default: a pointer to the
+        access-control guide)
     """
 
-    def __init__(self, command: str, detail: str) -> None:
+    def __init__(self, command: str, detail: str, remedy: str | None = None) -> None:
         self.command = command
         self.detail = detail
+        self.remedy = remedy
         super().__init__(
-            f"the Redis user may not run {command} ({detail}); see {_ACL_GUIDE} "
-            "for the permissions a writer and a reader need"
+            f"the Redis user may not run {command} ({detail}); "
+            + (remedy or f"see {_ACL_GUIDE} for the permissions a writer and a reader need")
         )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Rebuild from ``command``, ``detail`` and ``remedy`` (for ``copy`` and ``pickle``)."""
+        return (type(self), (self.command, self.detail, self.remedy))
 
 
 class ServerOutOfMemory(BitlensError):

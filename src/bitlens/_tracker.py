@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeVar, cast, overload
 
 import anyio
 from redis.asyncio import Redis
@@ -22,6 +23,7 @@ from ._exceptions import (
     InvalidOption,
     InvalidPeriod,
     MarkRejected,
+    PermissionDenied,
     TrackerClosed,
     UnsupportedOperation,
 )
@@ -37,6 +39,7 @@ from ._plan import (
     KeyRef,
     Node,
     ResolveContext,
+    ScriptCall,
     evaluate,
     iter_set_bits,
     leaves_of,
@@ -55,9 +58,10 @@ if TYPE_CHECKING:
     from .cohort import Criterion, Mode, PeriodName, RetentionTable
     from .otel import Telemetry
 
-__all__ = ["Mark", "Tracker", "TrackerOptions"]
+__all__ = ["CLIENT_READ_BYTES", "Mark", "Reads", "Tracker", "TrackerOptions"]
 
 _K = TypeVar("_K")
+_log = logging.getLogger("bitlens")
 
 Mark: TypeAlias = tuple[str, int] | tuple[str, int, _dt.datetime | _dt.date | None]
 """One item of :meth:`Tracker.mark_events`: ``(event, user_id)`` or ``(event, user_id, at)``."""
@@ -67,6 +71,20 @@ _UNIQUE_ONLY: tuple[None] = (None,)
 
 CONTAINS_CHUNK_COMMANDS = 10_000
 """The most GETBITs one ``contains_many`` pipeline carries (ids times bitmaps of the tree)."""
+
+Reads: TypeAlias = Literal["server", "client"]
+"""Where counts are computed: ``"server"`` (a script, temp keys) or ``"client"`` (reads only)."""
+
+CLIENT_READ_BYTES = 32 * 1024 * 1024
+"""The most bitmap bytes one round trip of ``reads="client"`` counting asks for.
+
+Each shard is read in windows of ``min(shard size, max(4 KiB, CLIENT_READ_BYTES // L))``
+bytes of each of its ``L`` distinct bitmaps, and one round trip carries
+``max(1, CLIENT_READ_BYTES // (L * window))`` such windows, so the client holds at most
+about this many bytes of replies at once.
+"""
+
+_MIN_WINDOW = 4096
 
 
 class TrackerOptions(TypedDict, total=False):
@@ -91,6 +109,7 @@ class TrackerOptions(TypedDict, total=False):
     replicas_ack: int
     capabilities: Capabilities | None
     telemetry: bool | Telemetry
+    reads: Reads
 
 
 class Tracker:
@@ -140,6 +159,14 @@ class Tracker:
     :param telemetry: OpenTelemetry spans and metrics (needs ``bitlens[otel]``): ``True``
         uses the global tracer and meter providers, a :class:`bitlens.otel.Telemetry`
         names its own; ``False`` (the default) costs nothing
+    :param reads: where counts (``count``, ``count_many``, ``retention``) are computed.
+        ``"server"`` (the default) runs a script that combines the bitmaps with ``BITOP``
+        into temp keys and counts them there: one round trip per node, little data on the
+        wire, but the Redis user needs write access to the prefix. ``"client"`` reads the
+        bitmaps with ``GETRANGE`` (at most :data:`CLIENT_READ_BYTES` per round trip) and
+        combines and counts them here with Python ints: same answers, no writes, so a
+        read-only user (``%R~<prefix>:*``) can count; it moves every bitmap over the wire.
+        ``contains`` and ``members`` read only, whichever is chosen
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -172,6 +199,7 @@ class Tracker:
         replicas_ack: int = 0,
         capabilities: Capabilities | None = None,
         telemetry: bool | Telemetry = False,
+        reads: Reads = "server",
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -196,6 +224,7 @@ class Tracker:
             coalesce_delay=coalesce_delay,
             replicas_ack=replicas_ack,
             capabilities=capabilities,
+            reads=reads,
         )
         instrument = _telemetry_hook(telemetry)
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
@@ -249,6 +278,7 @@ class Tracker:
         self.coalesce_delay = coalesce_delay
         self.coalesce_max_in_flight = coalesce_max_in_flight
         self.nowait_max_queue = nowait_max_queue
+        self.reads: Reads = reads
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
         self._executor = Executor(
             self._client, replicas_ack=replicas_ack, capabilities=capabilities
@@ -263,6 +293,9 @@ class Tracker:
         self._lone_keys: dict[
             tuple[str, int, int], tuple[tuple[Period | None, ...], list[str], str]
         ] = {}
+        # Temps of cut-off counts still to delete, and the one task deleting them.
+        self._unkept: list[str] = []
+        self._cleanup: asyncio.Task[None] | None = None
         self._coalescer: Coalescer | None = None  # made on first use, inside the event loop
         self._background: Background | None = None
         self._shard_nodes: dict[int, str] = {}  # cluster: shard → node name, for coalescing
@@ -322,6 +355,8 @@ class Tracker:
                 await self._coalescer.wait_idle()
             if self._background is not None:
                 await self._background.drain(drain_timeout)
+            if self._cleanup is not None:
+                await asyncio.gather(self._cleanup, return_exceptions=True)
         finally:
             self._draining = False
             if self._owns_client:
@@ -775,18 +810,26 @@ class Tracker:
         return sorted(self._known_shards - stored)
 
     async def _refresh_shards(self) -> None:
-        """Read the shard registry; re-register known shards it lost (e.g. after a flush)."""
+        """Read the shard registry; re-register known shards it lost (e.g. after a flush).
+
+        With ``reads="client"`` (a user that may only read) nothing is re-registered: the
+        shards this tracker knows are still read, and its own next write re-asserts them.
+        """
         registry = self.schema.registry_key
         reply = await self._executor.send([("SMEMBERS", registry)])
         lost = self._learn_shards(reply[0])
-        if lost:
+        if lost and self.reads == "server":
             await self._executor.send([("SADD", registry, *lost)])
 
     async def _count_nodes(self, nodes: Sequence[Node]) -> list[int]:
         """Count several resolved trees over every shard: normally one round trip.
 
-        The round trip carries one ``EVAL`` of the count script over every known shard's
-        keys and a check of the shard registry: a ``SCARD`` once the tracker has read the
+        The round trip carries the ``EVAL`` calls of the count script over every known shard's
+        keys and a check of the shard registry. Their number is a function of the width:
+        for each plan of :func:`~bitlens._plan.plan_counts` and each of its
+        :meth:`~bitlens._plan.CountPlan.calls`, ``ceil(shards / call.shards_per_call())``
+        on one server (every shard on a cluster); all of them still ride in one round trip
+        per node. The registry check is a ``SCARD`` once the tracker has read the
         registry (shards are only ever added and every shard this tracker knows is
         registered, so an equal cardinality proves every shard was covered), else the
         registry itself (``SMEMBERS``). Shards found that way are counted in one more round
@@ -794,8 +837,12 @@ class Tracker:
         """
         if not nodes:
             return []
+        if self.reads == "client":
+            return await self._count_nodes_here(nodes)
         totals = [0] * len(nodes)
         plans = plan_counts(nodes, self._executor.capabilities)  # before any I/O
+        shard_bytes = max(1, (1 << self.schema.shard_bits) // 8)
+        programs = [(plan, plan.calls(shard_bytes)) for plan in plans]
         registry = self.schema.registry_key
         schema = self.schema
         queried: set[int] = set()
@@ -804,27 +851,31 @@ class Tracker:
             loaded = self._registry_loaded
             check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
             token = secrets.token_hex(8)
-            calls: list[CountPlan] = []  # the plan of each script call, in send order
+            # (plan, call) of each script call, in send order
+            calls: list[tuple[CountPlan, ScriptCall]] = []
             if self._executor.is_cluster:  # scripts need one slot: calls per shard
                 groups = [Group(registry, [check])]
                 for shard in pending:
                     commands: list[Command] = []
-                    for plan in plans:
-                        commands.append(_eval(plan.keys(schema, shard, token), plan.argv))
-                        calls.append(plan)
+                    for plan, program in programs:
+                        for call in program:
+                            keys = call.keys(plan, schema, shard, token)
+                            commands.append(_eval(keys, call.argv))
+                            calls.append((plan, call))
                     groups.append(Group(schema.universe_key(shard), commands))
             else:  # every shard of the server, in bounded calls, in one pipeline
                 commands = [check]
-                for plan in plans:
-                    step = plan.shards_per_call()
-                    for lo in range(0, len(pending), step):
-                        keys = [
-                            key
-                            for shard in pending[lo : lo + step]
-                            for key in plan.keys(schema, shard, token)
-                        ]
-                        commands.append(_eval(keys, plan.argv))
-                        calls.append(plan)
+                for plan, program in programs:
+                    for call in program:
+                        step = call.shards_per_call()
+                        for lo in range(0, len(pending), step):
+                            keys = [
+                                key
+                                for shard in pending[lo : lo + step]
+                                for key in call.keys(plan, schema, shard, token)
+                            ]
+                            commands.append(_eval(keys, call.argv))
+                            calls.append((plan, call))
                 groups = [Group(registry, commands)]
             # While the server's BITOP extensions are unknown, probe them on a fresh key of
             # a shard of this call (no extra round trip; on a cluster, no extra node: with
@@ -832,8 +883,15 @@ class Tracker:
             probe = None
             if self._executor.capabilities is None and (pending or not self._executor.is_cluster):
                 probe = schema.temp_key(pending[0] if pending else 0, token + "p", 0)
+            kept = [
+                schema.temp_key(shard, token, n)
+                for _, program in programs
+                for call in program
+                for n in call.kept
+                for shard in pending
+            ]
             try:
-                results = await self._executor.run(groups, probe=probe)
+                results = await self._run_with_kept(groups, kept, probe)
             except ResponseError as exc:
                 typed = script_error(str(exc))
                 if typed is not None:
@@ -846,10 +904,14 @@ class Tracker:
                 if refused[1]:  # the probe's answer was wrong for some node: probe again
                     self._executor.forget_capabilities()
                 raise refused[0] from exc
+            except PermissionDenied as exc:
+                if exc.command in ("SCARD", "SMEMBERS", "SADD"):
+                    raise
+                raise self._count_denied(exc) from exc
             replies = [reply for result in results for reply in result]
-            for plan, reply in zip(calls, replies[1:], strict=True):
-                for i, value in zip(plan.indexes, _as_list(reply), strict=True):
-                    totals[i] += _as_int(value)
+            for (plan, call), reply in zip(calls, replies[1:], strict=True):
+                for q, value in zip(call.questions, _as_list(reply), strict=True):
+                    totals[plan.indexes[q]] += _as_int(value)
             queried.update(pending)
             if loaded and _as_int(replies[0]) == len(queried):
                 return totals
@@ -862,6 +924,142 @@ class Tracker:
             pending = sorted(self._known_shards - queried)
             if not pending:
                 return totals
+
+    async def _run_with_kept(
+        self, groups: list[Group], kept: list[str], probe: str | None = None
+    ) -> list[list[object]]:
+        """Run a count's groups; if they fail midway, delete the temps kept between calls.
+
+        A temp key that one script call keeps for a later one exists between the two calls
+        only (with a 60 s ``PEXPIRE``). When the pipeline is cut between them (a dropped
+        connection, a cancelled caller), one task the tracker owns deletes every such key
+        at once (one task for all cut-off counts, so cleanups never pile up connections),
+        and the caller's cancellation cannot stop it; ``aclose()`` waits for it.
+        """
+        if not kept:
+            return await self._executor.run(groups, probe=probe)
+        try:
+            return await self._executor.run(groups, probe=probe)
+        except BaseException:
+            self._unkept += kept
+            if self._cleanup is None or self._cleanup.done():
+                self._cleanup = asyncio.get_running_loop().create_task(self._delete_unkept())
+            raise
+
+    async def _delete_unkept(self) -> None:
+        """Delete the temps cut-off counts kept, until none is left to delete."""
+        while self._unkept:
+            keys, self._unkept = self._unkept, []
+            await self._delete_kept(keys)
+
+    async def _delete_kept(self, keys: list[str]) -> None:
+        """Delete temp keys a cut-off count kept between its calls (best effort, logged)."""
+        by_slot: dict[str, list[str]] = {}
+        for key in keys:
+            by_slot.setdefault(key[: key.index("}") + 1], []).append(key)
+        groups = [
+            Group(names[0], [("DEL", *names[lo : lo + 1000])])
+            for names in by_slot.values()
+            for lo in range(0, len(names), 1000)
+        ]
+        try:
+            await self._executor.run(groups if self._executor.is_cluster else _merge(groups))
+        except Exception as exc:  # their PEXPIRE still removes them within 60 s
+            _log.warning("could not delete %d kept temp keys: %r", len(keys), exc)
+
+    def _count_denied(self, error: PermissionDenied) -> PermissionDenied:
+        """The error for a user that may not write the count script's temp keys."""
+        pattern = f"{self.schema.prefix}:*"
+        return PermissionDenied(
+            "BITOP, PEXPIRE and DEL on the count script's temp keys",
+            f"{error.command}: {error.detail}",
+            f"counting on the server needs +eval +bitop +bitcount +pexpire +del and write "
+            f"access to the prefix (~{pattern}, not the read-only %R~{pattern}); a user "
+            f"that may only read can count with Tracker(..., reads='client'), which only "
+            "reads (GETRANGE); see https://bitlens.readthedocs.io/en/latest/access-control.html",
+        )
+
+    async def _count_nodes_here(self, nodes: Sequence[Node]) -> list[int]:
+        """Count resolved trees on the client (``reads="client"``): reads only, no writes.
+
+        Every shard's distinct bitmaps are read with ``GETRANGE`` in windows (see
+        :data:`CLIENT_READ_BYTES`), combined with Python int operations and counted with
+        ``int.bit_count``. The registry is checked as on the server path (``SCARD`` or
+        ``SMEMBERS`` in the first round trip). A window is read again further on only
+        where one of its bitmaps filled it, so with the default 128 KiB shards each
+        shard is read once: ``ceil(shards * L / (CLIENT_READ_BYTES // 128 KiB))`` round
+        trips per node (one for up to 256 bitmap-shards), plus one for shards the
+        registry names that the tracker did not know.
+        """
+        totals = [0] * len(nodes)
+        leaves: list[KeyRef] = list(dict.fromkeys(leaf for n in nodes for leaf in leaves_of(n)))
+        registry = self.schema.registry_key
+        queried: set[int] = set()
+        pending = sorted(self._known_shards)
+        while True:
+            loaded = self._registry_loaded
+            check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
+            reply = await self._read_counts(nodes, leaves, pending, check, totals)
+            queried.update(pending)
+            if loaded and _as_int(reply) == len(queried):
+                return totals
+            if loaded:
+                await self._refresh_shards()
+            else:
+                self._learn_shards(reply)
+            pending = sorted(self._known_shards - queried)
+            if not pending:
+                return totals
+
+    async def _read_counts(
+        self,
+        nodes: Sequence[Node],
+        leaves: Sequence[KeyRef],
+        shards: Sequence[int],
+        check: Command,
+        totals: list[int],
+    ) -> object:
+        """Read ``shards`` window by window, adding each tree's count to ``totals``.
+
+        :returns: the reply to ``check``, which rides along with the first round trip
+        """
+        schema = self.schema
+        shard_bytes = max(1, (1 << schema.shard_bits) // 8)
+        width = max(1, len(leaves))
+        window = min(shard_bytes, max(_MIN_WINDOW, CLIENT_READ_BYTES // width))
+        per_trip = max(1, CLIENT_READ_BYTES // (width * window))
+        work: list[tuple[int, int]] = [(shard, 0) for shard in shards]
+        checked: object = None
+        first = True
+        while first or work:
+            batch, work = work[:per_trip], work[per_trip:]
+            groups: list[Group] = [Group(schema.registry_key, [check])] if first else []
+            for shard, start in batch:
+                keys = [leaf.key(schema, shard) for leaf in leaves]
+                end = start + window - 1
+                groups.append(Group(keys[0], [("GETRANGE", key, start, end) for key in keys]))
+            if self._executor.is_cluster:
+                results = await self._executor.run(groups)
+            else:
+                merged = await self._executor.run(_merge(groups))
+                flat = iter(merged[0])
+                results = [[next(flat) for _ in group.commands] for group in groups]
+            if first:
+                checked = results.pop(0)[0]
+                first = False
+            for (shard, start), result in zip(batch, results, strict=True):
+                replies = [_as_bytes(r) for r in result]
+                size = max(map(len, replies), default=0)
+                if size:
+                    values: dict[KeyRef, int] = {
+                        leaf: int.from_bytes(r.ljust(size, b"\0"), "big")
+                        for leaf, r in zip(leaves, replies, strict=True)
+                    }
+                    for i, node in enumerate(nodes):
+                        totals[i] += evaluate(node, values).bit_count()
+                if size == window and start + window < shard_bytes:
+                    work.append((shard, start + window))  # a bitmap goes on: read on
+        return checked
 
     async def count(self, expr: Expr) -> int:
         """Return how many ids are in ``expr``: one round trip however deep the tree.
@@ -1115,6 +1313,7 @@ def _check_options(
     coalesce_delay: object,
     replicas_ack: object,
     capabilities: object = None,
+    reads: object = "server",
 ) -> _dt.tzinfo:
     """Check the Tracker's options; return its zone.
 
@@ -1146,6 +1345,8 @@ def _check_options(
         and isinstance(capabilities.andor, bool)
     ):
         raise InvalidOption("capabilities", capabilities, "a bitlens Capabilities or None")
+    if not isinstance(reads, str) or reads not in ("server", "client"):
+        raise InvalidOption("reads", reads, "'server' or 'client'")
     if expire_after is not None:
         if not isinstance(expire_after, Mapping):
             raise InvalidOption(
@@ -1231,7 +1432,7 @@ def _check_deadlines(
             ) from None
 
 
-def _eval(keys: list[str], argv: list[str | int]) -> Command:
+def _eval(keys: list[str], argv: Sequence[str | int]) -> Command:
     return ("EVAL", COUNT_SCRIPT, len(keys), *keys, *argv)
 
 

@@ -1,20 +1,29 @@
-"""The least-privilege ACL users of docs/access-control.md mark, count, list and report."""
+"""The least-privilege ACL users of docs/access-control.md mark, count, list and report.
+
+A user that may only read gets a clear error from server-side counting and exact answers
+with ``reads="client"``.
+"""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import pickle
 from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio
 import redis.exceptions
 
-from bitlens import Capabilities, DayEvents, Tracker
+from _helpers import connect, ping
+from bitlens import Capabilities, DayEvents, PermissionDenied, Tracker
 from bitlens._embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
+
+    from _proxy import RoundTripProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -132,3 +141,99 @@ async def test_a_user_without_bitop_counts_single_bitmaps(private: EmbeddedRedis
         await check_invariants(private.url, PREFIX, ledger, writer)
     await writer_client.aclose()
     await client.aclose()
+
+
+def _read_only_rules(prefix: str, version: tuple[int, int, int]) -> list[str]:
+    """The README's read-only user for ``prefix``: ``%R~`` on Redis 7, read commands on 6.2."""
+    keys = f"%R~{prefix}:*" if version >= (7, 0, 0) else f"~{prefix}:*"
+    return f"on >ropass resetkeys {keys} -@all {COMMON} {READ_ONLY}".split()
+
+
+# Exactly the README's read-only reader (reads="client"), beside the prefix pattern.
+READ_ONLY = "+smembers +scard +getrange +getbit"
+
+
+@pytest.fixture
+async def read_only(
+    redis_server: EmbeddedRedis, client: redis.asyncio.Redis, prefix: str
+) -> AsyncIterator[str]:
+    """Create a user that may only read ``prefix``'s keys; yield its name."""
+    user = f"ro-{prefix}"
+    rules = _read_only_rules(prefix, redis_server.version)
+    await client.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
+    try:
+        yield user
+    finally:
+        await client.execute_command("ACL", "DELUSER", user)  # type: ignore[no-untyped-call]
+
+
+async def _seeded_writer(url: str, prefix: str, ledger: Ledger) -> Tracker:
+    """Mark a few ids in three shards (acked in ``ledger``); return the open writer."""
+    writer = Tracker(tracked_client(url), prefix=prefix)
+    for uid in (1, 2, 3_000_000):
+        await writer.mark_event("active", uid, AT)
+        ledger.ack("active", uid, AT)
+    await writer.mark_event("other", 2, AT)
+    ledger.ack("other", 2, AT)
+    return writer
+
+
+async def test_a_read_only_user_gets_a_clear_error_from_server_side_counting(
+    redis_url: str, proxy: RoundTripProxy, read_only: str, prefix: str
+) -> None:
+    """A read-only user counting on the server gets PermissionDenied naming reads='client'."""
+    ledger = Ledger()
+    writer = await _seeded_writer(redis_url, prefix, ledger)
+    reader_client = connect(proxy.url.replace("redis://", f"redis://{read_only}:ropass@"))
+    try:
+        await ping(reader_client)
+        reader = Tracker(reader_client, prefix=prefix)
+        day = DayEvents("active", 2026, 11, 27)
+        with pytest.raises(PermissionDenied) as caught:
+            await reader.count(day & ~DayEvents("other", 2026, 11, 27))
+        message = str(caught.value)
+        assert "reads='client'" in message
+        assert f"~{prefix}:*" in message
+        assert "temp keys" in message
+        await check_invariants(redis_url, prefix, ledger, writer)
+    finally:
+        await reader_client.aclose()
+        await writer.aclose()
+        await writer.client.aclose()
+
+
+async def test_a_read_only_user_counts_exactly_on_the_client_path(
+    redis_url: str, proxy: RoundTripProxy, read_only: str, prefix: str
+) -> None:
+    """A read-only user with reads='client' counts, lists and reports in exact round trips."""
+    ledger = Ledger()
+    writer = await _seeded_writer(redis_url, prefix, ledger)
+    reader_client = connect(proxy.url.replace("redis://", f"redis://{read_only}:ropass@"))
+    try:
+        await ping(reader_client)
+        proxy.reset()
+        reader = Tracker(reader_client, prefix=prefix, reads="client")
+        day, other = DayEvents("active", 2026, 11, 27), DayEvents("other", 2026, 11, 27)
+        assert await reader.count(day & ~other) == 2  # the registry, then the shards
+        assert proxy.round_trips == 2
+        proxy.reset()
+        assert await reader.count_many([day, day | other, day ^ other, ~other]) == [3, 3, 2, 2]
+        assert proxy.round_trips == 1
+        assert [uid async for uid in reader.members(day - other)] == [1, 3_000_000]
+        table = await reader.retention("active", period="day", cohorts=2, end=AT.date())
+        assert [row.size for row in table.rows] == [0, 3]
+        assert "EVAL" not in proxy.command_names
+        await check_invariants(redis_url, prefix, ledger, writer)
+    finally:
+        await reader_client.aclose()
+        await writer.aclose()
+        await writer.client.aclose()
+
+
+def test_permission_denied_survives_copy_and_pickle() -> None:
+    """PermissionDenied keeps its type, fields and remedy through copy and pickle."""
+    error = PermissionDenied("BITOP", "NOPERM", "use reads='client'")
+    for clone in (copy.copy(error), pickle.loads(pickle.dumps(error))):
+        assert type(clone) is PermissionDenied
+        assert (clone.command, clone.detail, clone.remedy) == ("BITOP", "NOPERM", error.remedy)
+        assert str(clone) == str(error)
