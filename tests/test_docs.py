@@ -235,7 +235,7 @@ def test_the_guides_acl_users_are_the_ones_tested() -> None:
     """The ACL lines of docs/access-control.md are the users tests/faults/test_acl.py runs."""
     from faults import test_acl
 
-    (block,) = [b for b in ALL_BLOCKS if b.page == ACL_PAGE]
+    (block, *_) = [b for b in ALL_BLOCKS if b.page == ACL_PAGE]
     shown = {}
     for line in block.code.splitlines():
         _, _, user, rules = line.split(" ", 3)
@@ -246,6 +246,20 @@ def test_the_guides_acl_users_are_the_ones_tested() -> None:
         "bl-admin": test_acl.ADMIN,
     }
     assert shown == {user: re.sub(r"^on >\w+ ", "on >", rules) for user, rules in tested.items()}
+
+
+def test_the_guides_read_only_user_is_the_one_tested() -> None:
+    """The read-only ACL lines of docs/access-control.md are those test_acl.py creates."""
+    from faults import test_acl
+
+    (_, block, *_) = [b for b in ALL_BLOCKS if b.page == ACL_PAGE]
+    shown = [line.split(" ", 3)[3] for line in block.code.splitlines() if line.startswith("ACL")]
+    tested = [
+        " ".join(test_acl._read_only_rules("bl", version))  # pyright: ignore[reportPrivateUsage]
+        for version in ((7, 0, 0), (6, 2, 0))
+    ]
+    normalised = [re.sub(r"^on >\w+ ", "on >", rules) for rules in shown]
+    assert normalised == [re.sub(r"^on >\w+ ", "on >", rules) for rules in tested]
 
 
 CLUSTER_PAGE = DOCS / "cluster.md"
