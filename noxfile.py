@@ -68,14 +68,19 @@ LOWEST_TESTS = [
 
 
 def _installed(version: str) -> bool:
-    """Whether ``python<version>`` is on PATH and runs (a pyenv shim may not)."""
-    found = shutil.which(f"python{version}")
-    if found is None:
-        return False
-    try:
-        return subprocess.run([found, "-c", ""], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    """Whether nox can find a Python ``version`` (PATH, pyenv, uv, ...), as its sessions do."""
+    try:  # nox's own interpreter discovery, when this nox has it
+        from python_discovery import get_interpreter
+    except ImportError:
+        found = shutil.which(f"python{version}")
+        if found is None:
+            return False
+        try:  # a pyenv shim is on PATH even for a version it will not run
+            completed = subprocess.run([found, "-c", ""], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return completed.returncode == 0
+    return get_interpreter(version) is not None
 
 
 FOUND = [version for version in PYTHONS if _installed(version)]
