@@ -16,6 +16,9 @@ from typing import NoReturn
 import pytest
 
 __all__ = [
+    "CHROMIUM_ENV",
+    "NO_CHROMIUM",
+    "NO_PLAYWRIGHT",
     "REQUIRE_BITMAPIST",
     "REQUIRE_BROWSER",
     "REQUIRE_TLS",
@@ -35,6 +38,12 @@ REQUIRE_BITMAPIST = "BITLENS_REQUIRE_BITMAPIST"
 
 REQUIRE_VARIABLES = (REQUIRE_BROWSER, REQUIRE_TLS, REQUIRE_BITMAPIST)
 """Every variable that turns a skip of this module into a failure."""
+
+NO_PLAYWRIGHT = "playwright is not installed (the 'browser' dependency group)"
+"""The reason the browser tests skip without playwright."""
+
+NO_CHROMIUM = "no Chromium on PATH (apt-get install chromium)"
+"""The reason the browser tests skip without Chromium."""
 
 CHROMIUM_ENV = "BITLENS_CHROMIUM"
 """The environment variable naming the Chromium executable to drive, if not on ``PATH``."""

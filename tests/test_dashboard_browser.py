@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import bitlens.aiohttp
-from _optional import REQUIRE_BROWSER, find_chromium, missing
+from _optional import NO_CHROMIUM, NO_PLAYWRIGHT, REQUIRE_BROWSER, find_chromium, missing
 from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed
 from bitlens import Tracker
 from bitlens._embedded import EmbeddedRedis
@@ -52,10 +52,10 @@ WEEKS = [f"2025-W{w}" for w in range(10, 16)]
 def _chromium() -> str:
     """The Chromium executable to drive; skips (or fails, if required) when there is none."""
     if importlib.util.find_spec("playwright") is None:
-        missing(REQUIRE_BROWSER, "playwright is not installed (the 'browser' dependency group)")
+        missing(REQUIRE_BROWSER, NO_PLAYWRIGHT)
     chromium = find_chromium()
     if chromium is None:
-        missing(REQUIRE_BROWSER, "no Chromium on PATH (apt-get install chromium)")
+        missing(REQUIRE_BROWSER, NO_CHROMIUM)
     return chromium
 
 
