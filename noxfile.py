@@ -28,8 +28,9 @@ standard library) does not depend on the server. So:
   expressions, asyncio cancellation, faults, integrations) still runs on every Python.
 
 Measured on a 2-core VM shared with other work: the newest Python with two servers and
-Chromium takes ~3.5 min (1,487 tests); the oldest ~3.5-4.5 min (1,009); one between ~2 min
-(927); ``lowest`` ~1.7 min, ``build`` ~15 s, ``lint`` + ``typecheck`` ~1.5 min. Most of a
+Chromium takes ~3.5 min (1,487 tests); the oldest ~2.7 min (1,009); one between ~1.7 min
+(927); ``lowest`` ~1.7 min, ``build`` ~15 s, ``lint`` + ``typecheck`` ~1.5 min: ~13 min for
+``.ci/run`` before docs and more servers. Most of a
 session is per-Python work, so each extra server on the newest Python adds about a minute.
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
