@@ -27,6 +27,7 @@ import pytest
 
 import bitlens
 from _helpers import connect
+from _optional import REQUIRE_BITMAPIST, missing
 from _retention_reference import Index, PeriodType, reference_table
 from bitlens import (
     Day,
@@ -515,7 +516,7 @@ def bitmapist_python() -> Path:
     """The python of a venv holding bitmapist 3.119 (the test skips if none can be made)."""
     python = _bitmapist_python()
     if python is None:
-        pytest.skip("bitmapist 3.119 could not be installed in a venv of its own")
+        missing(REQUIRE_BITMAPIST, "bitmapist 3.119 could not be installed in a venv of its own")
     return python
 
 

@@ -1,20 +1,21 @@
 """The dashboard page in a real headless Chromium, against seeded data on a real server.
 
-The aiohttp integration serves the page on a loopback port; playwright drives Debian's
-``chromium`` (``playwright install`` is not used). The tests read the numbers the page
+The aiohttp integration serves the page on a loopback port; playwright drives the
+``chromium`` found on ``PATH`` or named by ``$BITLENS_CHROMIUM`` (``playwright install``
+is not used). The tests read the numbers the page
 shows — the chart's points and labels, the heatmap's cells — and compare them with
 answers computed from Python sets, and save ``artifacts/dashboard.png``.
 
 These tests are independent of the redis-server binary, so they run once, on a private
-server of their own. Without playwright or ``/usr/bin/chromium`` they are skipped, unless
-``BITLENS_REQUIRE_BROWSER=1`` (CI), which makes that a failure.
+server of their own. Without playwright or Chromium they are skipped with a one-line reason
+before anything starts, unless ``BITLENS_REQUIRE_BROWSER=1`` (``.ci/run`` sets it), which
+makes that a failure.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import os
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import bitlens.aiohttp
+from _optional import NO_CHROMIUM, NO_PLAYWRIGHT, REQUIRE_BROWSER, find_chromium, missing
 from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed
 from bitlens import Tracker
 from bitlens._embedded import EmbeddedRedis
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -47,18 +48,24 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-REQUIRE_ENV = "BITLENS_REQUIRE_BROWSER"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 WEEKS = [f"2025-W{w}" for w in range(10, 16)]
 
 
-def _missing() -> str | None:
-    """Why the browser tests cannot run here, or None when they can."""
+def _chromium() -> str:
+    """The Chromium executable to drive; skips (or fails, if required) when there is none."""
     if importlib.util.find_spec("playwright") is None:
-        return "playwright is not installed (the 'browser' dependency group)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    return None
+        missing(REQUIRE_BROWSER, NO_PLAYWRIGHT)
+    chromium = find_chromium()
+    if chromium is None:
+        missing(REQUIRE_BROWSER, NO_CHROMIUM)
+    return chromium
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> str:
+    """The Chromium to drive, checked before any server starts (autouse: skip fast)."""
+    return _chromium()
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +98,12 @@ async def base_url(server: EmbeddedRedis, seed: Seed) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """A headless Chromium, or a skip (a failure with BITLENS_REQUIRE_BROWSER=1)."""
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    """A headless Chromium driven by playwright."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from _optional import REQUIRE_TLS, missing
 from bitlens import Tracker
 from bitlens._embedded import EmbeddedRedis, _free_port, find_redis_servers
 from faults._invariants import Ledger, check_invariants, tracked_client
@@ -95,6 +96,8 @@ def _make_certificates(directory: Path) -> dict[str, str]:
 
 async def test_marks_and_counts_over_tls_with_a_private_ca(tmp_path: Path, prefix: str) -> None:
     """Over rediss:// with the test's CA: marks, counts and the four checks all hold."""
+    if shutil.which("openssl") is None:
+        missing(REQUIRE_TLS, "openssl is not installed (it makes the test's certificates)")
     paths = _make_certificates(tmp_path)
     tls_port = _free_port("127.0.0.1")
     args = [
@@ -106,7 +109,7 @@ async def test_marks_and_counts_over_tls_with_a_private_ca(tmp_path: Path, prefi
     ]
     server = _start_with_tls(args)
     if server is None:
-        pytest.skip("no redis-server built with TLS was found (Debian's redis-server is)")
+        missing(REQUIRE_TLS, "no redis-server built with TLS found (Debian's redis-server is)")
     try:
         url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={paths['ca.crt']}"
         ledger = Ledger()
