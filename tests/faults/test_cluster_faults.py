@@ -63,6 +63,46 @@ async def test_registry_master_killed_under_load_loses_no_acknowledged_mark(
         await close_cluster_client(client)
 
 
+async def test_registry_master_killed_under_fire_and_forget_load_loses_no_queued_mark(
+    own_cluster: EmbeddedCluster, prefix: str
+) -> None:
+    """SIGKILL the registry's master while marks queue: after failover every one is written."""
+    ledger = Ledger()
+    client = connect_cluster(own_cluster.url)
+    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS, replicas_ack=1)
+    victim = own_cluster.node_for_slot(own_cluster.keyslot(tracker.schema.registry_key))
+    queued: list[int] = []
+
+    async def enqueue(count: int) -> None:
+        for _ in range(count):
+            uid = len(queued) * 97  # over many shards, so every master takes writes
+            assert tracker.mark_event_nowait("active", uid, AT)
+            ledger.attempt("active", uid, AT)
+            queued.append(uid)
+            await anyio.sleep(0.001)
+
+    try:
+        await enqueue(200)
+        own_cluster.kill(victim)
+        await enqueue(200)  # queued while the registry's master is down
+        await anyio.to_thread.run_sync(own_cluster.wait_for_failover, victim)
+        await anyio.to_thread.run_sync(own_cluster.restart_node, victim)
+        await enqueue(200)
+        await tracker.aclose(drain_timeout=60)
+        stats = tracker.stats()
+        assert (stats.nowait_written, stats.nowait_dropped, stats.rejected) == (600, 0, 0)
+        for uid in queued:
+            ledger.ack("active", uid, AT)
+        reader = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
+        await check_invariants(
+            own_cluster.url, prefix, ledger, reader, shard_bits=SHARD_BITS, cluster=True
+        )
+        await reader.aclose()
+    finally:
+        await tracker.aclose()
+        await close_cluster_client(client)
+
+
 def _migrate_keys(source: EmbeddedClusterNode, target: EmbeddedClusterNode, slot: int) -> None:
     """Move every key of ``slot`` from ``source`` to ``target`` (as redis-cli would)."""
     while True:
