@@ -30,8 +30,8 @@ What is exported (see the observability guide for every attribute):
 try:
     import opentelemetry.metrics
     import opentelemetry.trace  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError("bitlens.otel needs OpenTelemetry: pip install 'bitlens[otel]'") from exc
+except ImportError as _missing:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError("bitlens.otel needs OpenTelemetry: pip install 'bitlens[otel]'") from _missing
 
 from ._telemetry import Telemetry
 
