@@ -29,11 +29,11 @@ standard library) does not depend on the server. So:
   the Python range already cover, while everything that touches the language (periods,
   expressions, asyncio cancellation, faults, integrations) still runs on every Python.
 
-Measured by ``.ci/run`` on a 2-vCPU Linux machine: ``tests`` on all four Pythons 680–720 s — the
-newest with three servers and Chromium ~5 min, the oldest (whole suite on Valkey 8.1)
-~3 min, each one between ~2 min; then ``lowest`` ~2 min (382 tests), ``build`` 12 s,
-``docs`` 10 s, ``lint`` + ``typecheck`` ~1 min: 881 s (about 15 minutes) in all. Most of a session
-is per-Python work; each server on the newest Python adds ~1.5 min.
+Measured by ``.ci/run`` on a 2-vCPU Linux machine: ``tests`` on all four Pythons took
+680-720 s (the newest with three servers and Chromium ~5 min, the oldest with the whole
+suite on Valkey 8.1 ~3 min, each one between ~2 min), then ``lowest`` ~2 min (382 tests),
+``build`` 12 s, ``docs`` 10 s, ``lint`` + ``typecheck`` ~1 min: 881 s in all. Most of a
+session is per-Python work; each server on the newest Python adds ~1.5 min.
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
 
