@@ -37,6 +37,7 @@ from bitlens import (
     Expr,
     IdMap,
     KeySchema,
+    Limits,
     MonthEvents,
     ShardedSchema,
     Tracker,
@@ -511,7 +512,9 @@ async def _memory(server: EmbeddedRedis, scale: Scale) -> str:
         ]
         for label, bits, mapped in layouts:
             await client.flushall()
-            tracker = Tracker(client, prefix="mem", shard_bits=bits, mark_chunk_size=1_000)
+            tracker = Tracker(
+                client, prefix="mem", shard_bits=bits, limits=Limits(mark_chunk_size=1_000)
+            )
             idmap = IdMap(tracker) if mapped else None
             await _mark_month(tracker, sparse, random.Random(SEED + 3), idmap)
             keys, size = await _memory_usage(client, "mem:*")

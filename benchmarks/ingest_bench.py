@@ -59,7 +59,7 @@ from bitmapist_env import (  # beside this file
 from redis.asyncio import Redis
 
 import bitlens
-from bitlens import Day, EmbeddedRedis, Tracker
+from bitlens import Day, EmbeddedRedis, Limits, Tracker
 from bitlens import _writes as bitlens_writes
 from bitlens._embedded import find_redis_server, find_redis_servers
 
@@ -457,7 +457,7 @@ SORTED = "-sorted"
 
 async def _timed_bitlens(client: Redis, workload: Workload, variant: str, plan: Plan) -> BatchRun:
     await _cmd(client, "FLUSHALL")
-    tracker = Tracker(client, prefix=PREFIX, mark_chunk_size=plan.chunk)
+    tracker = Tracker(client, prefix=PREFIX, limits=Limits(mark_chunk_size=plan.chunk))
     marks = workload.marks
     await _cmd(client, "CONFIG", "RESETSTAT")
     server0 = await _server_cpu(client)

@@ -69,6 +69,7 @@ from ._expr import (
 from ._idmap import IdMap
 from ._ingest import Batch, IngestStats
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
+from ._options import Coalesce, Limits
 from ._periods import Day, Hour, Month, Period, Week, Year
 from ._plan import Capabilities
 from ._tracker import Mark, Tracker, TrackerOptions
@@ -86,6 +87,7 @@ __all__ = [
     "BitlensError",
     "Capabilities",
     "CleanupFailed",
+    "Coalesce",
     "Day",
     "DayEvents",
     "EmbeddedRedis",
@@ -110,6 +112,7 @@ __all__ = [
     "InvalidUserId",
     "KeySchema",
     "Last",
+    "Limits",
     "Mark",
     "MarkRejected",
     "Month",

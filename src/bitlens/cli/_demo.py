@@ -186,7 +186,7 @@ async def run_demo(
 
         marks: list[Mark] = list(generate_activity(users, weeks, today, seed))
         progress = _Progress("marking", sys.stderr)
-        chunk = tracker.mark_chunk_size
+        chunk = tracker.limits.mark_chunk_size
         for i in range(0, len(marks), chunk):
             part = marks[i : i + chunk]
             await tracker.mark_events(m for m in part if m[0] != "signed_up")
