@@ -364,7 +364,7 @@ class IdMap:
     ) -> int:
         """Mark many ``(event, external_id)`` or ``(event, external_id, at)`` items.
 
-        Items go in chunks of the tracker's ``mark_chunk_size``: per chunk, one round trip
+        Items go in chunks of the tracker's ``limits.mark_chunk_size``: per chunk, one round trip
         per node to assign ints to new ids, then the tracker's ``mark_events``.
 
         :param marks: the items; ``at`` defaults to now

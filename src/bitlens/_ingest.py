@@ -7,18 +7,18 @@ per node, few commands per key):
   exit in one round trip.
 * :class:`Coalescer` — with ``Tracker(coalesce=True)``, concurrent ``await mark_event(...)``
   calls from many tasks share batches. The first caller to find no open batch opens it and
-  starts its sender, a task the coalescer owns: it waits up to ``coalesce_delay`` seconds
-  (or until ``coalesce_max_marks`` marks joined), then sends the batch while every caller
+  starts its sender, a task the coalescer owns: it waits up to ``Coalesce.delay`` seconds
+  (or until ``Coalesce.max_marks`` marks joined), then sends the batch while every caller
   waits on it. A caller's cancellation affects that caller alone. Every caller returns
   only once its mark is in Redis, or raises the error the batch met. At most
-  ``coalesce_max_in_flight`` batches are sent at a time: when Redis is slow, callers wait
+  ``Coalesce.max_in_flight`` batches are sent at a time: when Redis is slow, callers wait
   (back-pressure) and memory stays bounded by the number of waiting callers.
 * :class:`FireAndForget` — ``tracker.mark_event_nowait(...)`` enqueues and returns at once. A
   background task sends the queue in chunks; a chunk that fails for a passing reason (a
   lost connection, a timeout, ``LOADING``, ``TRYAGAIN``, a failover) stays at the head of
   the queue and is retried with jittered exponential backoff (50 ms doubling to 5 s),
   logged on the ``bitlens`` logger and counted, never raised into the caller. The queue
-  holds at most ``nowait_max_queue`` marks; past that, **new marks are dropped** (counted
+  holds at most ``Limits.nowait_max_queue`` marks; past that, **new marks are dropped** (counted
   in ``IngestStats.nowait_dropped`` and logged), so a Redis outage can never exhaust
   memory. ``aclose()`` drains the queue (waiting up to its ``drain_timeout``).
 

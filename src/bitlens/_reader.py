@@ -318,7 +318,7 @@ class Reader:
     async def members(self, expr: Expr) -> AsyncIterator[int]:
         """Yield the ids in ``expr`` in ascending order, streamed shard by shard.
 
-        Each round trip reads ``members_chunk_bytes`` of every bitmap in the tree for one
+        Each round trip reads ``limits.members_chunk_bytes`` of every bitmap in the tree for one
         shard (``GETRANGE``) and evaluates the tree client-side, so memory stays bounded
         and no temp key is made.
 

@@ -337,7 +337,7 @@ class Tracker:
         good is rejected alone (``stats().rejected``, logged once per reason) and the
         marks around it are written. An event loop that ends before ``aclose()`` with
         marks still queued gets a ``ResourceWarning``.
-        The queue holds at most ``nowait_max_queue`` marks: past that the new mark is
+        The queue holds at most ``limits.nowait_max_queue`` marks: past that the new mark is
         dropped (counted, logged) and ``False`` is returned. ``aclose()`` drains the queue.
         Call it from inside the event loop (e.g. a request handler).
 
@@ -429,7 +429,7 @@ class Tracker:
     ) -> int:
         """Mark many ``(event, user_id)`` or ``(event, user_id, at)`` items.
 
-        Items are streamed in chunks of ``mark_chunk_size``, one round trip per chunk, each
+        Items are streamed in chunks of ``limits.mark_chunk_size``, one round trip per chunk, each
         chunk one MULTI/EXEC with few commands per key (see the marking and ingestion guide).
         Each chunk is validated whole before it is sent; when an item is bad, the chunks
         before it have been written (marking is idempotent: fix and resend).
@@ -584,7 +584,7 @@ class Tracker:
     def members(self, expr: Expr) -> AsyncIterator[int]:
         """Yield the ids in ``expr`` in ascending order, streamed shard by shard.
 
-        Each round trip reads ``members_chunk_bytes`` of every bitmap in the tree for one
+        Each round trip reads ``limits.members_chunk_bytes`` of every bitmap in the tree for one
         shard (``GETRANGE``) and evaluates the tree client-side, so memory stays bounded
         and no temp key is made.
 
