@@ -238,10 +238,16 @@ def build(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST)
 def lint(session: nox.Session) -> None:
-    """Check lint and formatting with ruff."""
+    """Check lint and formatting with ruff, and the layering contract with import-linter."""
     session.install(*_group("lint"))
     session.run("ruff", "check", *session.posargs, ".")
     session.run("ruff", "format", "--check", ".")
+    # The layers of pyproject's [tool.importlinter]: each module imports only those below
+    # it (so no cycles), and the pure layers import no I/O.
+    session.run(
+        "lint-imports",
+        env={"PYTHONPATH": os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")},
+    )
 
 
 @nox.session(python=NEWEST)

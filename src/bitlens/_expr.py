@@ -54,7 +54,9 @@ __all__ = [
     "Universe",
     "WeekEvents",
     "YearEvents",
+    "default_tracker",
     "last",
+    "use_default",
 ]
 
 _E = TypeVar("_E", bound="Expr")
@@ -102,12 +104,18 @@ def use_default(find: Callable[[], Answerer]) -> None:
     _default_answerer = find
 
 
-def _tracker_or_default(tracker: Answerer | None) -> Answerer:
-    if tracker is not None:
-        return tracker
+def default_tracker() -> Answerer:
+    """The default tracker, as registered by :func:`use_default`.
+
+    :raises NoDefaultTracker: if none was set up
+    """
     if _default_answerer is None:
         raise NoDefaultTracker
     return _default_answerer()
+
+
+def _tracker_or_default(tracker: Answerer | None) -> Answerer:
+    return tracker if tracker is not None else default_tracker()
 
 
 class Expr(ABC):
