@@ -21,7 +21,6 @@ from ._default import (
     unmark_event,
     unmark_unique,
 )
-from ._embedded import EmbeddedRedis, RedisServerNotFound
 from ._exceptions import (
     AuthenticationFailed,
     BitlensError,
@@ -88,7 +87,6 @@ __all__ = [
     "CleanupFailed",
     "Day",
     "DayEvents",
-    "EmbeddedRedis",
     "Event",
     "Events",
     "EventsBetween",
@@ -118,7 +116,6 @@ __all__ = [
     "Period",
     "PermissionDenied",
     "QueryRejected",
-    "RedisServerNotFound",
     "ReplicationTimeout",
     "ServerOutOfMemory",
     "ShardedSchema",
