@@ -251,7 +251,7 @@ def typecheck(session: nox.Session) -> None:
     """Type-check src and tests with mypy (strict) and pyright; verify the public API."""
     session.install("-e", ".", *_group("typecheck"), "nox")
     session.run("mypy", *session.posargs)
-    session.run("pyright", "src", "tests")
+    session.run("pyright", "src", "tests", "benchmarks")
     session.run("pyright", "--verifytypes", "bitlens", "--ignoreexternal")
 
 
@@ -294,6 +294,46 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[embedded]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+BENCH_SMOKE: list[tuple[list[str], bool]] = [
+    (["benchmarks/run.py", "--quick"], True),
+    (["benchmarks/ingest_bench.py", "--quick"], True),
+    (["benchmarks/cluster_bench.py", "--quick"], False),
+    (["benchmarks/soak.py", "--quick"], False),
+]
+"""Every benchmark's ``--quick`` run as ``bench_smoke`` runs it, and whether it has a
+bitmapist side (``--no-bitmapist`` skips it)."""
+
+
+@nox.session(python=NEWEST, default=False)
+def bench_smoke(session: nox.Session) -> None:
+    """Run every benchmark's ``--quick`` mode (tiny sizes, seconds each); assert no figure.
+
+    It fails when a benchmark no longer runs or finds a wrong result (bits, counts, the
+    soak's checks), never on a figure. The bitmapist side runs when its venv
+    (``.nox/bench-bitmapist``) can be built; otherwise it is skipped with a message, unless
+    ``BITLENS_REQUIRE_BITMAPIST=1`` (as in CI) makes that an error. Posargs name the
+    benchmarks to run (``nox -s bench_smoke -- soak.py``); all of them by default.
+    """
+    session.install("-e", ".[embedded]")
+    script = (
+        "import sys; sys.path.insert(0, 'benchmarks')\n"
+        "from bitmapist_env import ensure_bitmapist_venv\n"
+        "try:\n    ensure_bitmapist_venv()\nexcept RuntimeError as exc:\n    print('no', exc)\n"
+        "else:\n    print('ok')"
+    )
+    output = session.run("python", "-c", script, silent=True)
+    skip: list[str] = []
+    if isinstance(output, str) and output.strip().splitlines()[-1:] != ["ok"]:
+        if os.environ.get("BITLENS_REQUIRE_BITMAPIST") == "1":
+            session.error(f"bitmapist's venv cannot be built: {output.strip()}")
+        session.warn(f"bitmapist's side is skipped: {output.strip()}")
+        skip = ["--no-bitmapist"]
+    wanted = {os.path.basename(name) for name in session.posargs}
+    for argv, has_bitmapist in BENCH_SMOKE:
+        if not wanted or os.path.basename(argv[0]) in wanted:
+            session.run("python", *argv, *(skip if has_bitmapist else []))
 
 
 @nox.session(python=NEWEST, default=False)
