@@ -1,7 +1,8 @@
 """Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``demo``, ``lowest``, ``build``.
 
-``lowest``, ``build``, ``docs``, ``bench`` and ``soak`` run only when asked (``nox -s lowest``,
-...); ``.ci/run`` runs ``tests``, ``lowest``, ``build``, ``docs``, ``lint`` and ``typecheck``.
+``lowest``, ``build``, ``docs``, ``bench``, ``bench_smoke`` and ``soak`` run only when asked
+(``nox -s lowest``, ...); ``.ci/run`` runs ``tests``, ``lowest``, ``build``, ``docs``, ``lint``,
+``typecheck`` and ``bench_smoke`` (every benchmark's ``--quick`` run, no figure checked).
 Every session forwards its posargs.
 
 Which Python runs what

@@ -551,9 +551,12 @@ async def run_cluster_bench(*, quick: bool) -> list[str]:
     binary = newest_server()
     blocks: list[str] = []
     async with _servers(binary) as (server, cluster, bare, is_pinned):
+        # --quick runs where other work may stall the pinned servers for seconds (CI, a
+        # busy laptop): a longer socket timeout than redis-py's 5 s; it measures nothing.
+        timeout = 60.0 if quick else 5.0  # 5 s: redis-py's default
         standalone = Redis.from_url(server.url)
-        clustered = RedisCluster.from_url(cluster.url)
-        unreplicated = RedisCluster.from_url(bare.url)
+        clustered = RedisCluster.from_url(cluster.url, socket_timeout=timeout)
+        unreplicated = RedisCluster.from_url(bare.url, socket_timeout=timeout)
         try:
             await clustered.initialize()
             await unreplicated.initialize()

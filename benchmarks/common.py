@@ -5,10 +5,10 @@
 own venv, without bitlens.
 
 It is also the one seam between the benchmarks and bitlens' internals: the grouping
-variants of the ingest benchmark send commands they build themselves through bitlens'
-executor, and the cluster benchmark derives a key schema from bitlens' own key layout.
-Those few package-internal names are imported here and nowhere else, so a change inside
-bitlens breaks one file, in one place.
+variants of the ingest benchmark (:func:`send_bit_commands`) send commands they build
+themselves through bitlens' executor, to compare only how bits become commands. That one
+package-internal name is imported here and nowhere else, so a change inside bitlens breaks
+one function, in one place; everything else the benchmarks do goes through the public API.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from bitmapist_env import BITMAPIST_VERSION, ensure_bitmapist_venv  # beside thi
 
 from bitlens import Day
 from bitlens._execute import Executor  # the seam (see the module docstring)
-from bitlens._keys import _sharded_event_key  # the seam (see the module docstring)
 from bitlens.embedded import EmbeddedRedis, find_redis_server, server_version
 
 HERE = Path(__file__).resolve().parent
@@ -56,12 +55,12 @@ __all__ = [
     "SERVER_CPU",
     "EmbeddedCluster",
     "EmbeddedRedis",
+    "command",
     "cpu_model",
     "dist_version",
+    "ensure_bitmapist_venv",
     "find_redis_server",
     "find_redis_servers",
-    "command",
-    "ensure_bitmapist_venv",
     "log",
     "median",
     "newest_server",
@@ -69,7 +68,6 @@ __all__ = [
     "pinned",
     "run_side",
     "send_bit_commands",
-    "sharded_event_key",
     "spread",
     "start_server",
     "table",
@@ -82,10 +80,6 @@ CLIENT_CPU = 1
 """The CPU the benchmark process (and every helper process it starts) is pinned to."""
 SEED = 20261127
 """The seed of every random workload, so every run measures the same data."""
-
-sharded_event_key = _sharded_event_key
-"""bitlens' default key layout for one event, period and shard (the cluster benchmark's
-striped schema builds on it)."""
 
 
 def log(message: str) -> None:
