@@ -437,10 +437,5 @@ class _PortInUseError(RuntimeError):
     """The server could not bind the port it was given."""
 
 
-def _rehome() -> None:
-    """Show users ``bitlens.embedded.EmbeddedRedis``, not a private module's name."""
-    RedisServerNotFound.__module__ = __name__
-
-
-_rehome()
-del _rehome
+# Defined in the exception tree (_exceptions), shown where users import it from.
+RedisServerNotFound.__module__ = __name__
