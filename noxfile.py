@@ -35,6 +35,7 @@ Measured by ``.ci/run`` on a 2-vCPU Linux machine: ``tests`` on all four Pythons
 suite on Valkey 8.1 ~3 min, each one between ~2 min), then ``lowest`` ~2 min (382 tests),
 ``build`` 12 s, ``docs`` 10 s, ``lint`` + ``typecheck`` ~1 min: 881 s in all. Most of a
 session is per-Python work; each server on the newest Python adds ~1.5 min.
+``bench_smoke``, added since, took 40 s alone on the same machine (its venvs existing).
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
 
