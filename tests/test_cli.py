@@ -47,13 +47,13 @@ from bitlens import (
     YearEvents,
     last,
 )
-from bitlens._embedded import EmbeddedRedis
 from bitlens.cli._count import print_counts
 from bitlens.cli._events import event_of_key
 from bitlens.cli._hints import event_names, unknown_events_note
 from bitlens.cli._parse import ParseError, parse_expression
 from bitlens.cli._retention import criterion
 from bitlens.cohort import retention
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
     from bitlens import Expr
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 MONDAY = dt.datetime(2026, 11, 2, 9)
 """Monday of ISO week 2026-W45, 09:00 UTC: when the first cohort signs up."""

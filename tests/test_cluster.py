@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
     from _cluster_counter import ClusterProxies
-    from bitlens._embedded import EmbeddedCluster, EmbeddedClusterNode
+    from harness import EmbeddedCluster, EmbeddedClusterNode
 
 pytestmark = pytest.mark.anyio
 

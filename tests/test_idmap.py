@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from _cluster_counter import ClusterProxies
     from _proxy import RoundTripProxy
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 pytestmark = pytest.mark.anyio
 

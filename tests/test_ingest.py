@@ -15,7 +15,7 @@ import redis.exceptions
 
 from _helpers import scan_keys
 from bitlens import Coalesce, DayEvents, Limits, MonthEvents, Tracker, WeekEvents
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -21,7 +21,6 @@ from ._default import (
     unmark_event,
     unmark_unique,
 )
-from ._embedded import EmbeddedRedis, RedisServerNotFound
 from ._exceptions import (
     AuthenticationFailed,
     BitlensError,
@@ -90,7 +89,6 @@ __all__ = [
     "Coalesce",
     "Day",
     "DayEvents",
-    "EmbeddedRedis",
     "Event",
     "Events",
     "EventsBetween",
@@ -121,7 +119,6 @@ __all__ = [
     "Period",
     "PermissionDenied",
     "QueryRejected",
-    "RedisServerNotFound",
     "ReplicationTimeout",
     "ServerOutOfMemory",
     "ShardedSchema",

@@ -18,7 +18,7 @@ from faults._invariants import Ledger, check_invariants
 from faults._load import AT, Load, WritePath, run_writer
 
 if TYPE_CHECKING:
-    from bitlens._embedded import EmbeddedCluster, EmbeddedClusterNode
+    from harness import EmbeddedCluster, EmbeddedClusterNode
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 
 from _helpers import connect
 from bitlens import Coalesce, DayEvents, Limits, MarkRejected, Tracker
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
     from _proxy import RoundTripProxy
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 pytestmark = pytest.mark.anyio
 

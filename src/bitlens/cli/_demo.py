@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import anyio
 
-from .._embedded import EmbeddedRedis
 from .._expr import DayEvents, MonthEvents, UniqueEvents, WeekEvents
 from .._periods import Day, Month, Week
 from .._tracker import Mark, Tracker
 from ..cohort import retention
+from ..embedded import EmbeddedRedis
 from ._common import HelpFormatter, day, positive_int, prefix_type, redact
 from ._retention import render_table
 from ._serve import add_listen_options, serve_dashboard, serve_until_stopped
