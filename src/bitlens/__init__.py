@@ -68,7 +68,17 @@ from ._expr import (
 )
 from ._idmap import IdMap
 from ._ingest import Batch, IngestStats
-from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
+from ._keys import (
+    MAX_USER_ID,
+    EventKey,
+    IdMapKey,
+    KeySchema,
+    ParsedKey,
+    RegistryKey,
+    ShardedSchema,
+    TempKey,
+    UniverseKey,
+)
 from ._periods import Day, Hour, Month, Period, Week, Year
 from ._plan import Capabilities
 from ._tracker import Mark, Tracker, TrackerOptions
@@ -90,6 +100,7 @@ __all__ = [
     "DayEvents",
     "EmbeddedRedis",
     "Event",
+    "EventKey",
     "Events",
     "EventsBetween",
     "Expr",
@@ -97,6 +108,7 @@ __all__ = [
     "Hour",
     "HourEvents",
     "IdMap",
+    "IdMapKey",
     "IdMapMismatch",
     "IngestStats",
     "InvalidEventName",
@@ -115,18 +127,22 @@ __all__ = [
     "Month",
     "MonthEvents",
     "NoDefaultTracker",
+    "ParsedKey",
     "Period",
     "PermissionDenied",
     "QueryRejected",
     "RedisServerNotFound",
+    "RegistryKey",
     "ReplicationTimeout",
     "ServerOutOfMemory",
     "ShardedSchema",
+    "TempKey",
     "Tracker",
     "TrackerClosed",
     "TrackerOptions",
     "UniqueEvents",
     "Universe",
+    "UniverseKey",
     "UnsupportedOperation",
     "Week",
     "WeekEvents",

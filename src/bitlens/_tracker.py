@@ -29,7 +29,14 @@ from ._exceptions import (
 )
 from ._execute import Executor, Group
 from ._ingest import Background, Batch, Coalescer, Counters, IngestStats, is_permanent
-from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
+from ._keys import (
+    MAX_USER_ID,
+    KeySchema,
+    ShardedSchema,
+    TempKey,
+    validate_event_name,
+    validate_user_id,
+)
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 from ._plan import (
     COUNT_SCRIPT,
@@ -954,9 +961,10 @@ class Tracker:
 
     async def _delete_kept(self, keys: list[str]) -> None:
         """Delete temp keys a cut-off count kept between its calls (best effort, logged)."""
-        by_slot: dict[str, list[str]] = {}
+        by_slot: dict[int | str, list[str]] = {}  # a shard's temp keys share its slot
         for key in keys:
-            by_slot.setdefault(key[: key.index("}") + 1], []).append(key)
+            temp = self.schema.parse(key)
+            by_slot.setdefault(temp.shard if isinstance(temp, TempKey) else key, []).append(key)
         groups = [
             Group(names[0], [("DEL", *names[lo : lo + 1000])])
             for names in by_slot.values()
@@ -969,7 +977,7 @@ class Tracker:
 
     def _count_denied(self, error: PermissionDenied) -> PermissionDenied:
         """The error for a user that may not write the count script's temp keys."""
-        pattern = f"{self.schema.prefix}:*"
+        pattern = self.schema.acl_pattern
         return PermissionDenied(
             "BITOP, PEXPIRE and DEL on the count script's temp keys",
             f"{error.command}: {error.detail}",
