@@ -241,6 +241,17 @@ def test_a_key_holding_a_surrogate_parses_to_none() -> None:
     assert SCHEMA.parse("bl:{7}:a\ud800:U") is None
 
 
+def test_a_scanned_key_that_is_not_utf8_parses_to_none() -> None:
+    """Bytes that are not UTF-8 never parse (no replacement character stands in)."""
+    assert SCHEMA.parse_scanned(b"bl:{7}:\xff:U") is None
+
+
+def test_a_scanned_key_parses_as_its_text() -> None:
+    """parse_scanned reads the UTF-8 bytes SCAN returns as parse reads the text."""
+    key = SCHEMA.event_key("caf\u00e9", None, 7)
+    assert SCHEMA.parse_scanned(key.encode()) == EventKey("caf\u00e9", None, 7)
+
+
 def test_id_map_names_are_checked_by_the_schema() -> None:
     """validate_idmap_name returns a safe name unchanged."""
     assert SCHEMA.validate_idmap_name("a:b") == "a:b"

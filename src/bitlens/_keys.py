@@ -341,6 +341,20 @@ class KeySchema(ABC):
         :param key: a key name, e.g. from ``SCAN``
         """
 
+    def parse_scanned(self, key: bytes | str) -> ParsedKey | None:
+        """Return what a key as ``SCAN`` returned it holds (:meth:`parse` of its text).
+
+        A name that is not UTF-8 is no key of the schema (every key is built as text).
+
+        :param key: a key name as bytes, or already decoded
+        """
+        if isinstance(key, bytes):
+            try:
+                key = key.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return self.parse(key)
+
     @property
     @abstractmethod
     def scan_pattern(self) -> str:

@@ -45,7 +45,7 @@ async def scan_events(tracker: Tracker) -> Counter[str]:
         ),
     )
     async for raw in keys:
-        key = schema.parse(raw.decode("utf-8", "replace"))
+        key = schema.parse_scanned(raw)
         if isinstance(key, EventKey):
             found[key.event] += 1
     return found

@@ -194,8 +194,7 @@ async def list_events(
         try:
             async for key in keys:
                 seen += 1
-                text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-                found = schema.parse(text)
+                found = schema.parse_scanned(key)
                 if isinstance(found, EventKey):
                     names.add(found.event)
                 if len(names) >= limit or seen >= max_keys:
