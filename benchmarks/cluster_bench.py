@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import functools
 import os
 import random
 import sys
@@ -58,7 +57,6 @@ from bitlens import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-    from bitlens import Period
 
 __all__ = ["StripedSchema", "run_cluster_bench"]
 
@@ -94,27 +92,20 @@ QUERY: Expr = (MonthEvents("active", 2026, 11) & WeekEvents("active", 2026, 47))
 # -- a striped key schema (measured here only; see docs/cluster.md's hot spots) ---------------
 
 
-@functools.cache
-def _layout(prefix: str) -> ShardedSchema:
-    """The default schema, whose event keys a striped schema's keys look like."""
-    return ShardedSchema(prefix)
-
-
 @dataclass(frozen=True, slots=True)
-class StripedSchema(KeySchema):
+class StripedSchema(ShardedSchema):
     """Range shards interleaved over ``stripes``: id ``i`` goes to stripe ``i % stripes``.
 
     Sequential ids then spread over ``stripes`` shards (hash tags, so slots and masters)
     instead of filling the last shard; each shard's bitmap stays dense (every
-    ``stripes``-th id). A prototype for measurement: ``members`` assumes contiguous shards.
+    ``stripes``-th id). Key names are the default layout's. A prototype for measurement:
+    ``members`` assumes contiguous shards.
 
     :param prefix: the first segment of every key
     :param shard_bits: ids per shard and stripe, as a power of two
     :param stripes: how many stripes
     """
 
-    prefix: str = "bl"
-    shard_bits: int = 20
     stripes: int = 16
 
     def shard_of(self, user_id: int) -> int:
@@ -132,28 +123,6 @@ class StripedSchema(KeySchema):
         return (((shard // self.stripes) << self.shard_bits) | bit) * self.stripes + (
             shard % self.stripes
         )
-
-    def event_key(self, event: str, period: Period | None, shard: int) -> str:
-        """Return the key of an event's bitmap in one shard (same layout as the default)."""
-        return _layout(self.prefix).event_key(event, period, shard)
-
-    def universe_key(self, shard: int) -> str:
-        """Return a shard's universe key."""
-        return f"{self.prefix}:{{{shard}}}:~all"
-
-    def temp_key(self, shard: int, token: str, n: int) -> str:
-        """Return a temp key in a shard's slot."""
-        return f"{self.prefix}:{{{shard}}}:~tmp:{token}:{n}"
-
-    @property
-    def registry_key(self) -> str:
-        """The shard registry."""
-        return f"{self.prefix}:~shards"
-
-    @property
-    def scan_pattern(self) -> str:
-        """Every key of the schema."""
-        return f"{self.prefix}:*"
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -67,7 +67,17 @@ from ._expr import (
 )
 from ._idmap import IdMap
 from ._ingest import Batch, IngestStats
-from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
+from ._keys import (
+    MAX_USER_ID,
+    EventKey,
+    IdMapKey,
+    KeySchema,
+    ParsedKey,
+    RegistryKey,
+    ShardedSchema,
+    TempKey,
+    UniverseKey,
+)
 from ._options import Coalesce, Limits
 from ._periods import Day, Hour, Month, Period, Week, Year
 from ._plan import Capabilities
@@ -90,6 +100,7 @@ __all__ = [
     "Day",
     "DayEvents",
     "Event",
+    "EventKey",
     "Events",
     "EventsBetween",
     "Expr",
@@ -97,6 +108,7 @@ __all__ = [
     "Hour",
     "HourEvents",
     "IdMap",
+    "IdMapKey",
     "IdMapMismatch",
     "IngestStats",
     "InvalidEventName",
@@ -116,17 +128,21 @@ __all__ = [
     "Month",
     "MonthEvents",
     "NoDefaultTracker",
+    "ParsedKey",
     "Period",
     "PermissionDenied",
     "QueryRejected",
+    "RegistryKey",
     "ReplicationTimeout",
     "ServerOutOfMemory",
     "ShardedSchema",
+    "TempKey",
     "Tracker",
     "TrackerClosed",
     "TrackerOptions",
     "UniqueEvents",
     "Universe",
+    "UniverseKey",
     "UnsupportedOperation",
     "Week",
     "WeekEvents",

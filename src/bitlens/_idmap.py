@@ -6,8 +6,9 @@ for ``members``. The map lives in Redis beside the tracker's bitmaps, so every p
 every machine agrees on it.
 
 Layout: the map is split into ``buckets`` (default 64) by a CRC-32 of the external id.
-Bucket ``b`` of map ``ids`` under prefix ``bl`` is two hashes sharing one hash tag, so one
-Redis Cluster slot::
+Bucket ``b`` of map ``ids`` is two hashes sharing one hash tag, so one Redis Cluster slot;
+the tracker's key schema names them (:meth:`~bitlens.KeySchema.idmap_keys`), e.g. under
+prefix ``bl``::
 
     bl:{~idmap:ids:5}:fwd    external id -> int
     bl:{~idmap:ids:5}:rev    int -> external id; '~n' the next sequence, '~b' the bucket count
@@ -36,7 +37,7 @@ from redis.exceptions import ResponseError
 
 from ._exceptions import IdMapMismatch, InvalidExternalId, InvalidOption
 from ._execute import Group
-from ._keys import is_safe_name, validate_user_id
+from ._keys import validate_user_id
 from ._tracker import parts
 
 if TYPE_CHECKING:
@@ -124,12 +125,7 @@ class IdMap:
         cache_size: int = 100_000,
         members_chunk: int = 1_000,
     ) -> None:
-        if not is_safe_name(name):
-            raise InvalidOption(
-                "name",
-                name,
-                "1-64 characters without whitespace, control or format characters, '{' or '}'",
-            )
+        name = tracker.schema.validate_idmap_name(name)
         if not _is_int(buckets) or not 1 <= buckets <= 16384:
             raise InvalidOption("buckets", buckets, "an int from 1 to 16384")
         if not _is_int(cache_size) or cache_size < 0:
@@ -142,9 +138,9 @@ class IdMap:
         self.buckets = buckets
         self.cache_size = cache_size
         self.members_chunk = members_chunk
-        base = f"{tracker.schema.prefix}:{{~idmap:{name}:"
-        self._forward = [f"{base}{b}}}:fwd" for b in range(buckets)]
-        self._reverse = [f"{base}{b}}}:rev" for b in range(buckets)]
+        keys = [tracker.schema.idmap_keys(name, b) for b in range(buckets)]
+        self._forward = [forward for forward, _ in keys]
+        self._reverse = [reverse for _, reverse in keys]
         self._to_int: dict[str, int] = {}
         self._to_external: dict[int, str] = {}
 

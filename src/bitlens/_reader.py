@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError
 from ._client_counts import count_on_client
 from ._exceptions import PermissionDenied, UnsupportedOperation
 from ._execute import Executor, Group, merge_groups
-from ._keys import KeySchema, validate_user_id
+from ._keys import KeySchema, TempKey, validate_user_id
 from ._plan import (
     COUNT_SCRIPT,
     Capabilities,
@@ -247,9 +247,10 @@ class Reader:
 
     async def _delete_kept(self, keys: list[str]) -> None:
         """Delete temp keys a cut-off count kept between its calls (best effort, logged)."""
-        by_slot: dict[str, list[str]] = {}
+        by_slot: dict[int | str, list[str]] = {}  # a shard's temp keys share its slot
         for key in keys:
-            by_slot.setdefault(key[: key.index("}") + 1], []).append(key)
+            temp = self._schema.parse(key)
+            by_slot.setdefault(temp.shard if isinstance(temp, TempKey) else key, []).append(key)
         groups = [
             Group(names[0], [("DEL", *names[lo : lo + 1000])])
             for names in by_slot.values()
@@ -262,7 +263,7 @@ class Reader:
 
     def _count_denied(self, error: PermissionDenied) -> PermissionDenied:
         """The error for a user that may not write the count script's temp keys."""
-        pattern = f"{self._schema.prefix}:*"
+        pattern = self._schema.acl_pattern
         return PermissionDenied(
             "BITOP, PEXPIRE and DEL on the count script's temp keys",
             f"{error.command}: {error.detail}",

@@ -95,7 +95,7 @@ class WriteBatch:
     _shift: int = -1
 
     def __post_init__(self) -> None:
-        if isinstance(self.schema, ShardedSchema):  # inline its arithmetic
+        if type(self.schema) is ShardedSchema:  # inline its arithmetic (not a subclass's)
             self._shift = self.schema.shard_bits
 
     def __len__(self) -> int:
