@@ -25,7 +25,8 @@ The tree::
     ├── QueryRejected                              a query's script refused its arguments
     ├── AuthenticationFailed                       Redis refused the credentials (or got none)
     ├── PermissionDenied                           the Redis user lacks a command or key
-    └── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
+    ├── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
+    └── ReplicationTimeout     (also TimeoutError) too few replicas acknowledged a write
 
 Each class fixes its own message; raise sites stay one line::
 
@@ -53,6 +54,7 @@ __all__ = [
     "NoDefaultTracker",
     "PermissionDenied",
     "QueryRejected",
+    "ReplicationTimeout",
     "ServerOutOfMemory",
     "TrackerClosed",
     "UnsupportedOperation",
@@ -360,3 +362,19 @@ class ServerOutOfMemory(BitlensError):
             f"Redis is out of memory ({detail}): raise maxmemory, free memory, or ask "
             "smaller questions"
         )
+
+
+class ReplicationTimeout(BitlensError, TimeoutError):
+    """A write reached its master but not ``replicas_ack`` replicas in time.
+
+    The write may or may not survive a failover; sending it again is safe (idempotent).
+    """
+
+    def __init__(self, wanted: int, got: int) -> None:
+        self.wanted = wanted
+        self.got = got
+        super().__init__(f"write acknowledged by {got} replica(s), {wanted} required")
+
+    def __reduce__(self) -> tuple[type[ReplicationTimeout], tuple[int, int]]:
+        """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""
+        return (type(self), (self.wanted, self.got))

@@ -9,7 +9,7 @@ import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict, TypeVar, cast, overload
 
 import anyio
 from redis.asyncio import Redis
@@ -47,6 +47,7 @@ from ._plan import (
     resolve,
     script_error,
 )
+from ._transport import connection_kwargs
 from ._writes import Granularity, WriteBatch
 
 if TYPE_CHECKING:
@@ -255,12 +256,7 @@ class Tracker:
                 "Tracker needs a redis:// URL, a redis.asyncio.Redis or a "
                 f"redis.asyncio.cluster.RedisCluster client, got {type(url_or_client).__name__}"
             )
-        client: Any = self._client
-        kwargs = (
-            client.get_connection_kwargs()
-            if isinstance(client, RedisCluster)
-            else client.connection_pool.connection_kwargs
-        )
+        kwargs = connection_kwargs(self._client)
         if kwargs.get("decode_responses"):
             raise ValueError(
                 "bitlens reads bitmaps as bytes: pass a client made with decode_responses=False"

@@ -19,7 +19,7 @@ from bitlens import (
     Tracker,
 )
 from bitlens._embedded import EmbeddedRedis
-from bitlens._execute import ReplicationTimeout
+from bitlens._exceptions import ReplicationTimeout
 from faults._invariants import Ledger, check_invariants
 
 if TYPE_CHECKING:
