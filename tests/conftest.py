@@ -35,6 +35,7 @@ from _helpers import close_cluster_client, connect, ping
 from _proxy import RoundTripProxy
 from bitlens import _embedded
 from bitlens._embedded import EmbeddedCluster, EmbeddedRedis, RedisServerNotFound
+from bitlens._transport import TRANSPORT_ENV
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -91,6 +92,19 @@ def _cluster_servers() -> tuple[tuple[str, str], ...]:
     return ((binary, f"cluster-{kind}" + ".".join(map(str, version))),)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--transport``: ``pipeline`` sends everything through redis-py's public API.
+
+    :param parser: pytest's option parser
+    """
+    parser.addoption(
+        "--transport",
+        choices=("auto", "pipeline"),
+        default="auto",
+        help="pipeline: run every tracker through the public pipeline() fallback",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Find the server binaries once, failing early if fewer than required are found.
 
@@ -98,6 +112,8 @@ def pytest_configure(config: pytest.Config) -> None:
     :raises pytest.UsageError: if ``BITLENS_REDIS_SERVER`` or ``BITLENS_REQUIRE_SERVERS`` is
         invalid, or fewer binaries than required are found
     """
+    if config.getoption("--transport") == "pipeline":
+        os.environ[TRANSPORT_ENV] = "pipeline"
     try:
         servers = _servers()
     except RedisServerNotFound as exc:

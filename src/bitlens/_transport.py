@@ -27,12 +27,12 @@ import hashlib
 import os
 import weakref
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
 import anyio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -295,8 +295,22 @@ def _fast_cluster(client: RedisCluster) -> bool:
 _SHAS: dict[str, str] = {}
 """The SHA1 of each script body sent so far."""
 
-_LOADED: weakref.WeakKeyDictionary[object, dict[str, set[str]]] = weakref.WeakKeyDictionary()
-"""Per connection pool (a cluster client: per cluster), per node: the scripts it holds."""
+
+@dataclass(slots=True)
+class _Scripts:
+    """What the servers behind one pool (or cluster client) hold of bitlens' scripts.
+
+    :param loaded: per node name (``""`` on a single server), the SHA1s it holds
+    :param refused: the user may run ``EVAL`` but not ``EVALSHA`` (an ACL without
+        ``+evalsha``): send bodies
+    """
+
+    loaded: dict[str, set[str]] = field(default_factory=lambda: dict[str, set[str]]())
+    refused: bool = False
+
+
+_SCRIPTS: weakref.WeakKeyDictionary[object, _Scripts] = weakref.WeakKeyDictionary()
+"""Per connection pool (a cluster client: per cluster): the scripts its servers hold."""
 
 
 def _sha(body: str, encoding: str, errors: str) -> str:
@@ -323,11 +337,28 @@ def _units(wire: Sequence[Command]) -> list[tuple[int, int]]:
     return units
 
 
+def _refused(reply: object) -> bool:
+    return isinstance(reply, NoPermissionError) and "evalsha" in str(reply).lower()
+
+
 def _no_script(reply: object) -> bool:
-    if isinstance(reply, NoScriptError):
+    """Whether an ``EVALSHA`` was answered ``NOSCRIPT`` (or refused by the ACL)."""
+    if isinstance(reply, NoScriptError) or _refused(reply):
         return True
     if isinstance(reply, list):
-        return any(isinstance(item, NoScriptError) for item in cast("list[object]", reply))
+        return any(
+            isinstance(item, NoScriptError) or _refused(item)
+            for item in cast("list[object]", reply)
+        )
+    return False
+
+
+def _any_refused(replies: list[object]) -> bool:
+    for reply in replies:
+        if _refused(reply):
+            return True
+        if isinstance(reply, list) and any(map(_refused, cast("list[object]", reply))):
+            return True
     return False
 
 
@@ -342,7 +373,7 @@ class Transport:
         public ``pipeline()``) or ``"pipeline"``; ``None`` reads ``BITLENS_TRANSPORT``
     """
 
-    __slots__ = ("_client", "_cluster", "_encoding", "_errors", "_fast", "_loaded", "owner")
+    __slots__ = ("_client", "_cluster", "_encoding", "_errors", "_fast", "_scripts", "owner")
 
     def __init__(self, client: Redis | RedisCluster, mode: str | None = None) -> None:
         self._client = client
@@ -359,10 +390,10 @@ class Transport:
             owner = client.connection_pool
         self.owner: object = owner
         """What state learnt from the server is kept per: the pool (a cluster: the client)."""
-        loaded = _LOADED.get(owner)
-        if loaded is None:
-            loaded = _LOADED[owner] = {}
-        self._loaded = loaded
+        scripts = _SCRIPTS.get(owner)
+        if scripts is None:
+            scripts = _SCRIPTS[owner] = _Scripts()
+        self._scripts = scripts
 
     @property
     def fast(self) -> bool:
@@ -471,10 +502,13 @@ class Transport:
             client's retries on a single server)
         :raises redis.exceptions.TimeoutError: when the server does not answer in time
         """
-        loaded = self._loaded.setdefault(target.name if target is not None else "", set())
-        sent, scripts = self._scripted(wire, loaded)
+        state = self._scripts
+        loaded = state.loaded.setdefault(target.name if target is not None else "", set())
+        sent, scripts = self._scripted(wire, set() if state.refused else loaded)
         replies = await self._send(target, sent, observer, check)
-        if scripts and any(_no_script(reply) for reply in replies):
+        if sent is not wire and any(_no_script(reply) for reply in replies):
+            if _any_refused(replies):
+                state.refused = True  # this user may not run EVALSHA: bodies from now on
             loaded.clear()  # the node lost its scripts: send bodies until it has them again
             replies = await self._resend(target, wire, replies, observer, check)
         loaded.update(scripts)
