@@ -642,10 +642,17 @@ class Transport:
         cluster = cast("RedisCluster", self._client)
         cpipe = cast("_PublicClusterPipeline", cluster.pipeline())
         for command in wire:
-            cpipe.execute_command(*_public_args(command, encoding, errors), target_nodes=target)
+            # A cluster pipeline routes by a str name, so redis-py's callbacks run here:
+            # the only one that reshapes a reply bitlens reads outside MULTI is SMEMBERS'.
+            args = _public_args(command, encoding, errors)
+            args[0] = str(command[0])
+            cpipe.execute_command(*args, target_nodes=target)
         where = Endpoint(target.host, target.port)
         with observer.round_trip(wire, where) if observer else contextlib.nullcontext():
-            return await cpipe.execute(raise_on_error=False, allow_redirections=False)
+            replies = await cpipe.execute(raise_on_error=False, allow_redirections=False)
+        return [
+            list(cast("set[object]", r)) if isinstance(r, (set, frozenset)) else r for r in replies
+        ]
 
 
 def _check(replies: list[object], check: int | None) -> list[object]:
