@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRANSPORT_ENV",
+    "close_cluster_nodes",
     "Endpoint",
     "Node",
     "RoundTripObserver",
@@ -266,6 +267,23 @@ def connection_kwargs(client: Redis | RedisCluster) -> Mapping[str, object]:
     if isinstance(client, RedisCluster):
         return cast("Mapping[str, object]", client.get_connection_kwargs())
     return cast("_Pool", client.connection_pool).connection_kwargs
+
+
+class _ClosableNodes(Protocol):
+    async def aclose(self, attr: str = "nodes_cache") -> None: ...
+
+
+async def close_cluster_nodes(client: RedisCluster) -> None:
+    """Close every node connection of a cluster client this process made.
+
+    After a connection error the cluster client's ``aclose()`` skips its nodes.
+
+    :param client: a cluster client, already closed with ``aclose()``
+    """
+    manager = cast("_ClosableNodes | None", getattr(client, "nodes_manager", None))
+    if manager is not None and callable(getattr(manager, "aclose", None)):
+        await manager.aclose()
+        await manager.aclose("startup_nodes")
 
 
 def _fast_pool(client: Redis) -> bool:
