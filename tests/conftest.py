@@ -34,6 +34,7 @@ import harness
 from _cluster_counter import ClusterProxies
 from _helpers import close_cluster_client, connect, ping
 from _proxy import RoundTripProxy
+from bitlens._transport import TRANSPORT_ENV
 from bitlens.embedded import EmbeddedRedis, RedisServerNotFound
 from harness import EmbeddedCluster
 
@@ -92,6 +93,19 @@ def _cluster_servers() -> tuple[tuple[str, str], ...]:
     return ((binary, f"cluster-{kind}" + ".".join(map(str, version))),)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--transport``: ``pipeline`` sends everything through redis-py's public API.
+
+    :param parser: pytest's option parser
+    """
+    parser.addoption(
+        "--transport",
+        choices=("auto", "pipeline"),
+        default="auto",
+        help="pipeline: run every tracker through the public pipeline() fallback",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Find the server binaries once, failing early if fewer than required are found.
 
@@ -99,6 +113,8 @@ def pytest_configure(config: pytest.Config) -> None:
     :raises pytest.UsageError: if ``BITLENS_REDIS_SERVER`` or ``BITLENS_REQUIRE_SERVERS`` is
         invalid, or fewer binaries than required are found
     """
+    if config.getoption("--transport") == "pipeline":
+        os.environ[TRANSPORT_ENV] = "pipeline"
     try:
         servers = _servers()
     except RedisServerNotFound as exc:

@@ -30,7 +30,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
-import bitlens._execute
+import bitlens._transport
 from _cluster_counter import count_writes
 from _reference import Model
 from _trees import LEAVES, SHARD_BITS, seed, trees
@@ -165,12 +165,12 @@ async def _warm(tracker: Tracker, shards: Sequence[int]) -> None:
 def _wire_order() -> Iterator[list[tuple[str, str]]]:
     """Record every redis-py write (``"send"``) and reply batch read (``"reply"``) with its node.
 
-    Wraps ``AbstractConnection.send_packed_command`` and the executor's ``_read_all`` (which
+    Wraps ``AbstractConnection.send_packed_command`` and the transport's ``_read_all`` (which
     reads a pipeline's replies from the connection's parser) for the block.
     """
     events: list[tuple[str, str]] = []
     original_send = AbstractConnection.send_packed_command
-    original_read = bitlens._execute._read_all
+    original_read = bitlens._transport._read_all
 
     async def send_packed_command(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
         """Write as redis-py would, then record the write."""
@@ -185,12 +185,12 @@ def _wire_order() -> Iterator[list[tuple[str, str]]]:
         return replies
 
     setattr(AbstractConnection, "send_packed_command", send_packed_command)  # noqa: B010
-    setattr(bitlens._execute, "_read_all", read_all)  # noqa: B010
+    setattr(bitlens._transport, "_read_all", read_all)  # noqa: B010
     try:
         yield events
     finally:
         setattr(AbstractConnection, "send_packed_command", original_send)  # noqa: B010
-        setattr(bitlens._execute, "_read_all", original_read)  # noqa: B010
+        setattr(bitlens._transport, "_read_all", original_read)  # noqa: B010
 
 
 # -- the expression suite -----------------------------------------------------------------------

@@ -127,9 +127,9 @@ async def test_batch_of_40_questions_costs_one_round_trip(seeded: Seeded) -> Non
 
 
 async def test_composite_count_is_one_atomic_script_for_all_shards(seeded: Seeded) -> None:
-    """A composite count over ~24 shards sends the registry check and one EVAL, nothing else."""
+    """A composite count over ~24 shards sends the registry check and one EVALSHA, nothing else."""
     await seeded.tracker.count(LEAVES[0] & LEAVES[1])
-    assert seeded.proxy.command_names == ["SCARD", "EVAL"]
+    assert seeded.proxy.command_names == ["SCARD", "EVALSHA"]
 
 
 async def test_no_bare_not_is_ever_sent(seeded: Seeded) -> None:

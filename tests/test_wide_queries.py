@@ -165,7 +165,7 @@ async def test_count_many_of_nine_thousand_questions_is_exact(
     proxy.reset()
     answers = await tracker.count_many(questions)
     assert proxy.round_trips == 1
-    assert proxy.command_names.count("EVAL") > 1
+    assert sum(name in ("EVAL", "EVALSHA") for name in proxy.command_names) > 1
     assert answers == [len(who.get(x, set()) | who.get(y, set())) for x, y in pairs]
     await _no_temp_keys(counted_client, prefix)
 

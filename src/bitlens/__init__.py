@@ -40,11 +40,11 @@ from ._exceptions import (
     NoDefaultTracker,
     PermissionDenied,
     QueryRejected,
+    ReplicationTimeout,
     ServerOutOfMemory,
     TrackerClosed,
     UnsupportedOperation,
 )
-from ._execute import ReplicationTimeout
 from ._expr import (
     BitOpAnd,
     BitOpDiff,

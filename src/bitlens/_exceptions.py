@@ -26,7 +26,8 @@ The tree::
     ├── AuthenticationFailed                       Redis refused the credentials (or got none)
     ├── PermissionDenied                           the Redis user lacks a command or key
     ├── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
-    └── RedisServerNotFound    (also RuntimeError) no redis-server binary for ``bitlens.embedded``
+    ├── RedisServerNotFound    (also RuntimeError) no redis-server binary for ``bitlens.embedded``
+    └── ReplicationTimeout     (also TimeoutError) too few replicas acknowledged a write
 
 Each class fixes its own message; raise sites stay one line::
 
@@ -55,6 +56,7 @@ __all__ = [
     "PermissionDenied",
     "QueryRejected",
     "RedisServerNotFound",
+    "ReplicationTimeout",
     "ServerOutOfMemory",
     "TrackerClosed",
     "UnsupportedOperation",
@@ -377,3 +379,19 @@ class RedisServerNotFound(BitlensError, RuntimeError):
             "redis-server) or `apt-get install redis-server`, or set BITLENS_REDIS_SERVER to "
             "the path of a redis-server executable."
         )
+
+
+class ReplicationTimeout(BitlensError, TimeoutError):
+    """A write reached its master but not ``replicas_ack`` replicas in time.
+
+    The write may or may not survive a failover; sending it again is safe (idempotent).
+    """
+
+    def __init__(self, wanted: int, got: int) -> None:
+        self.wanted = wanted
+        self.got = got
+        super().__init__(f"write acknowledged by {got} replica(s), {wanted} required")
+
+    def __reduce__(self) -> tuple[type[ReplicationTimeout], tuple[int, int]]:
+        """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""
+        return (type(self), (self.wanted, self.got))

@@ -1,10 +1,9 @@
-"""The executor: the only module that sends commands to Redis.
+"""The executor: routes command groups to nodes, fans out, retries, splits the replies.
 
-It takes finished command lists from the planner and the marking code and sends each list
-in one write on a pooled connection of the ``redis.asyncio`` client, then reads the replies
-in order. It uses redis-py's connection (handshake, auth, TLS, parser) but not its
-``Pipeline`` machinery: the list is packed once and no per-command response callback runs,
-which roughly halves the client CPU per round trip (see the benchmarks guide).
+It takes finished command lists from the planner and the marking code, groups them per
+node (one round trip each), and hands each node's wire to the transport
+(:mod:`bitlens._transport`, the only code below redis-py's public API), which sends it in
+one write and returns every reply in order.
 
 Faults:
 
@@ -27,10 +26,9 @@ import contextlib
 import re
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING
 
 import anyio
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
     AuthenticationError,
@@ -44,69 +42,30 @@ from redis.exceptions import (
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._exceptions import (
     AuthenticationFailed,
     BitlensError,
     PermissionDenied,
+    ReplicationTimeout,
     ServerOutOfMemory,
 )
 from ._plan import Capabilities, script_error
-from ._writes import Packed
+from ._transport import Node, RoundTripObserver, Transport
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from contextlib import AbstractContextManager
 
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
     from ._writes import Command
 
-__all__ = ["merge_groups", "Executor", "Group", "ReplicationTimeout", "RoundTripObserver", "pack"]
+__all__ = ["Executor", "Group", "RoundTripObserver", "merge_groups"]
 
 
 _PROBED: weakref.WeakKeyDictionary[object, Capabilities] = weakref.WeakKeyDictionary()
 """Capabilities learnt by probing, per connection pool (a cluster client: per cluster)."""
-
-
-def pack(commands: Sequence[Command]) -> bytes:
-    """Encode commands as one RESP request (arrays of bulk strings), ready to write.
-
-    A leaner twin of redis-py's ``pack_commands``: one bytes object, no per-argument
-    encoder objects, and :class:`~bitlens._writes.Packed` blocks copied as they are.
-
-    :param commands: the commands, each a tuple of ``str``, ``int``, ``bytes`` or ``Packed``
-    :raises TypeError: for another argument type
-    """
-    out: list[bytes] = []
-    for command in commands:
-        argc = len(command)
-        parts: list[bytes] = []
-        for arg in command:
-            kind = type(arg)
-            if kind is str:  # exact-type checks first: this is the hottest loop of a mark
-                data = cast("str", arg).encode()
-            elif kind is int:
-                data = b"%d" % cast("int", arg)
-            elif kind is bytes:
-                data = cast("bytes", arg)
-            elif isinstance(arg, Packed):
-                parts.append(arg.data)
-                argc += arg.count - 1
-                continue
-            elif isinstance(arg, str):
-                data = arg.encode()
-            elif isinstance(arg, int) and not isinstance(arg, bool):
-                data = b"%d" % arg
-            elif isinstance(arg, bytes):
-                data = arg
-            else:
-                raise TypeError(f"cannot send {arg!r} to Redis")
-            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-        out.append(b"*%d\r\n" % argc)
-        out += parts
-    return b"".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,42 +100,8 @@ _RETRYABLE = (
 )
 
 
-class RoundTripObserver(Protocol):
-    """Watches every round trip the executor makes (e.g. ``bitlens.otel``'s spans).
-
-    Set as :attr:`Executor.observer`; while it is ``None`` (the default) nothing is observed
-    and a round trip costs one attribute check more.
-    """
-
-    def round_trip(
-        self, wire: Sequence[Command], connection: object
-    ) -> AbstractContextManager[object]:
-        """Return a context manager that is open while ``wire`` is sent and answered.
-
-        :param wire: the commands on the wire, ``MULTI``/``EXEC`` included
-        :param connection: the redis-py connection they travel on
-        """
-        ...
-
-
 NODE_PIPELINES = 16
 """How many pipelines the executor keeps in flight to one cluster node at once."""
-
-
-class ReplicationTimeout(BitlensError, RedisTimeoutError):
-    """A write reached its master but not ``replicas_ack`` replicas in time.
-
-    The write may or may not survive a failover; sending it again is safe (idempotent).
-    """
-
-    def __init__(self, wanted: int, got: int) -> None:
-        self.wanted = wanted
-        self.got = got
-        super().__init__(f"write acknowledged by {got} replica(s), {wanted} required")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""
-        return (type(self), (self.wanted, self.got))
 
 
 _AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "must be called with the client already authenticated")
@@ -249,6 +174,7 @@ class Executor:
         "_per_node",
         "_slots",
         "_stated",
+        "_transport",
         "observer",
         "replicas_ack",
         "replicas_timeout",
@@ -264,25 +190,22 @@ class Executor:
         retries: int = 8,
         capabilities: Capabilities | None = None,
     ) -> None:
-        self._client = client
-        self._cluster = isinstance(client, RedisCluster)
+        self._transport = transport = Transport(client)
+        self._cluster = transport.is_cluster
         self._stated = capabilities
         # Probed once per pool: trackers sharing a client share the answer. A cluster is
         # probed once as a whole: a plan is compiled once for every shard before it is sent,
         # and a cluster's nodes run one server version (state them during an upgrade).
-        pool: object = getattr(client, "connection_pool", client)
-        self._owner: object = client if self._cluster else pool
+        self._owner: object = transport.owner
         self.observer: RoundTripObserver | None = None
         self.replicas_ack = replicas_ack
         self.replicas_timeout = replicas_timeout
         self.retries = retries
         # redis-py's pool raises MaxConnectionsError past its limit (100 by default);
         # bitlens queues its own callers instead, so thousands of tasks can share a tracker.
-        limit = getattr(getattr(client, "connection_pool", None), "max_connections", None)
-        if self._cluster:
-            limit = getattr(client, "max_connections", None)
+        limit = transport.max_connections()
         self._slots = anyio.Semaphore(
-            limit if isinstance(limit, int) and 0 < limit < 2**31 else 100, fast_acquire=True
+            limit if limit is not None and 0 < limit < 2**31 else 100, fast_acquire=True
         )
         # At most 16 pipelines in flight per node, each node on its own: a master that is
         # paused, slow or waiting for a replica delays only the work that needs it.
@@ -332,14 +255,12 @@ class Executor:
         """
         if not self._cluster:
             return None
-        client: Any = self._client
-        if not client.nodes_manager.slots_cache:
+        if not self._transport.slots_known:
             return None
         try:
-            name: str = client.get_node_from_key(key).name
+            return self._transport.node_for(key).name
         except SlotNotCoveredError:
             return None
-        return name
 
     async def run(self, groups: Sequence[Group], *, probe: str | None = None) -> list[list[object]]:
         """Send ``groups`` in one round trip per node; return each group's replies.
@@ -371,9 +292,8 @@ class Executor:
             if self._cluster:
                 results = await self._run_cluster(groups, probing)
             else:
-                client: Any = self._client
                 async with self._slots:
-                    results = await self._run_pool(client.connection_pool, groups, probing)
+                    results = await self._run_pool(groups, probing)
         except (ResponseError, RedisConnectionError) as error:
             typed = translate(error)
             if typed is error:
@@ -385,48 +305,11 @@ class Executor:
                 _PROBED[self._owner] = learnt
         return results
 
-    async def _run_pool(
-        self, pool: Any, groups: Sequence[Group], probing: bool = False
-    ) -> list[list[object]]:
+    async def _run_pool(self, groups: Sequence[Group], probing: bool = False) -> list[list[object]]:
         wire = self._wire(groups)
-        packed = pack(wire)
-        conn: Any = await pool.get_connection()
-        observer = self.observer
-        try:
-            if observer is None:
-                replies = await self._attempts(conn, packed, len(wire), probing)
-            else:
-                with observer.round_trip(wire, conn):
-                    replies = await self._attempts(conn, packed, len(wire), probing)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await pool.release(conn)
+        skip = _PROBE_WIDTH if probing else 0
+        replies = await self._transport.exchange(None, wire, self.observer, check=skip)
         return self._split(groups, replies)
-
-    async def _attempts(self, conn: Any, packed: bytes, count: int, probing: bool) -> list[object]:
-        """Send and read, retrying only connection errors under the client's ``Retry``.
-
-        A timeout is raised at once (the server may still be running the request, so
-        sending it again would multiply its work), and so is an authentication failure.
-        """
-        retry: Any = getattr(conn, "retry", None)
-        retries: int = getattr(retry, "_retries", 0) if retry is not None else 0
-        backoff: Any = getattr(retry, "_backoff", None)
-        failures = 0
-        while True:
-            try:
-                await conn.send_packed_command(packed, check_health=False)
-                return await _read_all(conn, count, skip=_PROBE_WIDTH if probing else 0)
-            except RedisConnectionError as error:
-                await conn.disconnect()
-                if _is_auth(error) or failures >= retries:
-                    raise
-                failures += 1
-                if backoff is not None:
-                    await anyio.sleep(backoff.compute(failures))
-            except (RedisTimeoutError, TimeoutError):
-                await conn.disconnect()
-                raise
 
     def _wire(self, groups: Sequence[Group]) -> list[Command]:
         wire: list[Command] = []
@@ -460,15 +343,14 @@ class Executor:
     async def _run_cluster(
         self, groups: Sequence[Group], probing: bool = False
     ) -> list[list[object]]:
-        client: Any = self._client
-        if not client.nodes_manager.slots_cache:
-            await client.initialize()
+        transport = self._transport
+        await transport.load_slots()
         results: list[list[object] | None] = [None] * len(groups)
         pending = list(range(len(groups)))
         for attempt in range(self.retries + 1):
-            by_node: dict[Any, list[int]] = {}
+            by_node: dict[Node, list[int]] = {}
             for index in pending:
-                node = client.get_node_from_key(groups[index].route)
+                node = transport.node_for(groups[index].route)
                 by_node.setdefault(node, []).append(index)
             failed: list[int] = []
             errors: list[BaseException] = []
@@ -492,13 +374,13 @@ class Executor:
                 raise errors[0]
             await anyio.sleep(min(0.05 * 2**attempt, 1.0))
             with anyio.CancelScope(shield=True), contextlib.suppress(*_RETRYABLE):
-                await client.nodes_manager.initialize()  # the next attempt tries again
+                await transport.refresh()  # the next attempt tries again
             pending = sorted(failed)
         return [r if r is not None else [] for r in results]
 
     async def _node_task(
         self,
-        node: Any,
+        node: Node,
         groups: Sequence[Group],
         indexes: list[int],
         results: list[list[object] | None],
@@ -531,7 +413,7 @@ class Executor:
             results[index] = reply
 
     async def _run_node(
-        self, node: Any, groups: Sequence[Group], probing: bool = False
+        self, node: Node, groups: Sequence[Group], probing: bool = False
     ) -> list[list[object]]:
         """Send ``groups`` to ``node``; follow ``ASK`` redirects of a migrating slot.
 
@@ -557,8 +439,7 @@ class Executor:
             by_target.setdefault(target, []).append(index)
         results: list[list[object] | None] = [None] * len(groups)
         for (host, port), indexes in by_target.items():
-            client: Any = self._client
-            target_node = client.get_node(*client.nodes_manager.remap_host_port(host, port))
+            target_node = self._transport.node_at(host, port)
             if target_node is None:
                 raise TryAgainError(f"ASK to unknown node {host}:{port}")
             redirected = [groups[i] for i in indexes]
@@ -584,24 +465,9 @@ class Executor:
                 results[index] = result
         return [r if r is not None else [] for r in results]
 
-    async def _exchange(self, node: Any, wire: list[Command]) -> list[object]:
-        """Send ``wire`` on one of ``node``'s connections; return every reply, errors too."""
-        packed = pack(wire)
-        conn: Any = node.acquire_connection()
-        observer = self.observer
-        try:
-            if observer is None:
-                await conn.send_packed_command(packed, check_health=False)
-                return await _read_all(conn, len(wire), raise_errors=False)
-            with observer.round_trip(wire, conn):
-                await conn.send_packed_command(packed, check_health=False)
-                return await _read_all(conn, len(wire), raise_errors=False)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await conn.disconnect()
-            raise
-        finally:
-            node.release(conn)
+    async def _exchange(self, node: Node, wire: list[Command]) -> list[object]:
+        """Send ``wire`` to ``node``; return every reply, errors too."""
+        return await self._transport.exchange(node, wire, self.observer)
 
 
 def _group_slices(groups: Sequence[Group], replies: list[object]) -> list[list[object]]:
@@ -666,62 +532,6 @@ def _raise_first_error(replies: list[object], *, skip: int = 0) -> None:
     for reply in replies[skip:]:
         if isinstance(reply, ResponseError):
             raise reply
-
-
-async def _read_all(
-    conn: Any, count: int, *, raise_errors: bool = True, skip: int = 0
-) -> list[object]:
-    """Read ``count`` replies; raise the first error reply only after reading them all.
-
-    With ``raise_errors=False`` error replies are returned in place, as exceptions.
-
-    The replies are read straight from the connection's parser under one timeout for the
-    whole batch (redis-py's ``read_response`` arms a timeout per reply, which costs more
-    than parsing a small reply). On any failure, cancellation included, the connection is
-    closed, so no half-read reply can reach its next user.
-
-    Error replies to the first ``skip`` commands (the capability probe's) are returned
-    like any reply instead of raised.
-    """
-    parser = getattr(conn, "_parser", None)
-    if parser is None or not hasattr(parser, "read_response"):  # an unknown connection class
-        return await _read_all_slowly(conn, count, raise_errors=raise_errors, skip=skip)
-    timeout = conn.socket_timeout
-    replies: list[object] = []
-    try:
-        with anyio.fail_after(timeout) if timeout else contextlib.nullcontext():
-            for _ in range(count):
-                replies.append(await parser.read_response())
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await conn.disconnect(nowait=True)
-        if isinstance(exc, TimeoutError):
-            raise RedisTimeoutError(f"Timeout reading from {conn.host}:{conn.port}") from exc
-        if isinstance(exc, OSError):
-            raise RedisConnectionError(
-                f"Error reading from {conn.host}:{conn.port}: {exc}"
-            ) from exc
-        raise
-    if raise_errors:
-        _raise_first_error(replies, skip=skip)
-    return replies
-
-
-async def _read_all_slowly(
-    conn: Any, count: int, *, raise_errors: bool = True, skip: int = 0
-) -> list[object]:
-    replies: list[object] = []
-    first_error: ResponseError | None = None
-    for index in range(count):
-        try:
-            replies.append(await conn.read_response())
-        except ResponseError as error:
-            if index >= skip:
-                first_error = first_error or error
-            replies.append(error)
-    if first_error is not None and raise_errors:
-        raise first_error
-    return replies
 
 
 def _exec_replies(replies: list[object]) -> list[object]:

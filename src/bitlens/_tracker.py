@@ -26,6 +26,7 @@ from ._periods import TzLike  # noqa: TC001
 from ._plan import Capabilities, ResolveContext
 from ._reader import Reader
 from ._state import Lifecycle, ShardRegistry
+from ._transport import connection_kwargs
 from ._writer import Mark, Writer
 from ._writes import Granularity  # noqa: TC001
 
@@ -651,11 +652,7 @@ def _client_of(
             "Tracker needs a redis:// URL, a redis.asyncio.Redis or a "
             f"redis.asyncio.cluster.RedisCluster client, got {type(url_or_client).__name__}"
         )
-    kwargs = (
-        client.get_connection_kwargs()
-        if isinstance(client, RedisCluster)
-        else client.connection_pool.connection_kwargs
-    )
+    kwargs = connection_kwargs(client)
     if kwargs.get("decode_responses"):
         raise ValueError(
             "bitlens reads bitmaps as bytes: pass a client made with decode_responses=False"

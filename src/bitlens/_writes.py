@@ -23,7 +23,6 @@ it. The deadline is computed from the period, so every process sets the same one
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
@@ -35,10 +34,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 
-__all__ = ["Granularity", "Packed", "WriteBatch"]
+__all__ = ["BitfieldSets", "Command", "Granularity", "WriteBatch"]
 
 Granularity: TypeAlias = Literal["hour", "day", "week", "month"]
-Command: TypeAlias = "tuple[str | int | bytes | Packed, ...]"
+Command: TypeAlias = "tuple[str | int | bytes | BitfieldSets, ...]"
 
 _IMAGE_MIN_BITS = 24
 """Below this many bits a key is written with SETBIT/BITFIELD, never with an image."""
@@ -264,35 +263,26 @@ def _emit(
         out.append(("BITOP", "OR", key, key, name))
         out.append(("DEL", name))
         return True
-    # BITFIELD key SET u1 <o1> v SET u1 <o2> v ...: its arguments are encoded here, once,
-    # as one pre-packed block: offsets of the same digit count share a template, so one
-    # C-level `template * n % offsets` formats them all.
-    blocks: list[bytes] = []
-    start, total = 0, len(ordered)
-    for digits, templates in enumerate(_SET_U1_TEMPLATES, 1):
-        end = bisect_left(ordered, 10**digits, start)
-        if end > start:
-            blocks.append((templates[value] * (end - start)) % tuple(ordered[start:end]))
-            start = end
-        if start == total:
-            break
-    out.append(("BITFIELD", key, Packed(b"".join(blocks), 4 * total)))
+    # BITFIELD key SET u1 <o1> v SET u1 <o2> v ...: one plain value for the whole run
+    # (the transport formats it from pre-encoded templates, at C speed).
+    out.append(("BITFIELD", key, BitfieldSets(tuple(ordered), value)))
     return False
 
 
-_SET_U1_TEMPLATES = tuple(
-    tuple(b"$3\r\nSET\r\n$2\r\nu1\r\n$%d\r\n%%d\r\n$1\r\n%d\r\n" % (digits, v) for v in (0, 1))
-    for digits in range(1, 21)
-)
-
-
 @dataclass(frozen=True, slots=True)
-class Packed:
-    """Arguments already encoded as RESP bulk strings (``count`` of them), sent as they are.
+class BitfieldSets:
+    """The arguments ``SET u1 <offset> <value>`` of a ``BITFIELD``, once per offset.
 
-    :param data: the encoded arguments
-    :param count: how many arguments ``data`` holds
+    A plain value standing for ``4 * len(offsets)`` arguments; :meth:`arguments` spells
+    them out.
+
+    :param offsets: the bit offsets, ascending, each at most once
+    :param value: the bit value each offset is set to (0 or 1)
     """
 
-    data: bytes
-    count: int
+    offsets: tuple[int, ...]
+    value: int
+
+    def arguments(self) -> tuple[str | int, ...]:
+        """Return the arguments one by one: ``("SET", "u1", o1, v, "SET", "u1", o2, v, ...)``."""
+        return tuple(a for o in self.offsets for a in ("SET", "u1", o, self.value))

@@ -18,7 +18,7 @@ from bitlens import (
     ServerOutOfMemory,
     Tracker,
 )
-from bitlens._execute import ReplicationTimeout
+from bitlens._exceptions import ReplicationTimeout
 from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants
 

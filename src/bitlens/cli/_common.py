@@ -21,6 +21,7 @@ from .._exceptions import BitlensError
 from .._keys import ShardedSchema
 from .._periods import resolve_tz
 from .._tracker import Tracker
+from .._transport import close_cluster_nodes
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -249,9 +250,7 @@ async def _close(client: Redis | RedisCluster) -> None:
     """Close a client this module made, every node of a cluster client included."""
     await client.aclose()
     if isinstance(client, RedisCluster):
-        # After a connection error the cluster client's aclose() skips its nodes.
-        await client.nodes_manager.aclose()
-        await client.nodes_manager.aclose("startup_nodes")
+        await close_cluster_nodes(client)
 
 
 @asynccontextmanager

@@ -1,0 +1,757 @@
+"""The transport: the only code below redis-py's public API.
+
+Everything bitlens puts on the wire passes through :class:`Transport`, which owns:
+
+* the one RESP encoder (:func:`pack`), which honours the client's ``encoding`` and
+  ``encoding_errors`` and formats runs of ``BITFIELD SET u1`` from pre-encoded templates
+  (:class:`~bitlens._writes.BitfieldSets`), the hottest loop of a mark;
+* the raw pooled sends: one packed write on a pooled connection, the replies read straight
+  from its parser under one timeout (about half the client CPU of a redis-py ``Pipeline``);
+* scripts: an ``EVAL`` is sent as ``EVALSHA`` once the node has the script (the first
+  ``EVAL`` caches it there); a ``NOSCRIPT`` reply (a restart, ``SCRIPT FLUSH``) sends the
+  affected commands again with the body, one extra round trip only then;
+* typed :class:`~typing.Protocol` views of each redis-py internal it uses, and a fallback to
+  the client's public ``pipeline()`` whenever one of them is missing (feature-detected once
+  per client), so a redis-py upgrade costs speed, never correctness. Setting the
+  environment variable ``BITLENS_TRANSPORT=pipeline`` forces the fallback (the test suite
+  runs through it with ``--transport=pipeline``).
+
+Replies come back in wire order with error replies in place (as exceptions); the executor
+decides what to raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import weakref
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
+
+import anyio
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._writes import BitfieldSets
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from contextlib import AbstractContextManager
+
+    from redis.asyncio import Redis
+
+    from ._writes import Command
+
+__all__ = [
+    "TRANSPORT_ENV",
+    "close_cluster_nodes",
+    "Endpoint",
+    "Node",
+    "RoundTripObserver",
+    "Transport",
+    "connection_kwargs",
+    "pack",
+]
+
+TRANSPORT_ENV = "BITLENS_TRANSPORT"
+"""Set to ``pipeline`` to send everything through the client's public ``pipeline()``."""
+
+
+# -- the RESP encoder ---------------------------------------------------------------------
+
+
+def _templates(digits: int, value: int) -> bytes:
+    return b"$3\r\nSET\r\n$2\r\nu1\r\n$%d\r\n%%d\r\n$1\r\n%d\r\n" % (digits, value)
+
+
+_SET_U1_TEMPLATES = tuple(tuple(_templates(d, v) for v in (0, 1)) for d in range(1, 21))
+"""``SET u1 <offset> <value>`` as RESP, per digit count of the offset and per value."""
+
+
+def _bitfield_sets(sets: BitfieldSets) -> bytes:
+    """Encode ``SET u1 o v`` for every offset (ascending): one ``template * n % offsets``
+    per digit count, formatted at C speed."""
+    ordered = sets.offsets
+    blocks: list[bytes] = []
+    start, total = 0, len(ordered)
+    for digits, templates in enumerate(_SET_U1_TEMPLATES, 1):
+        end = bisect_left(ordered, 10**digits, start)
+        if end > start:
+            blocks.append((templates[sets.value] * (end - start)) % ordered[start:end])
+            start = end
+        if start == total:
+            break
+    return b"".join(blocks)
+
+
+def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """Encode commands as one RESP request (arrays of bulk strings), ready to write.
+
+    A leaner twin of redis-py's ``pack_commands``: one bytes object, no per-argument
+    encoder objects, and :class:`~bitlens._writes.BitfieldSets` runs formatted from templates.
+
+    :param commands: the commands, each a tuple of ``str``, ``int``, ``bytes`` or
+        ``BitfieldSets``
+    :param encoding: how ``str`` arguments are encoded (the client's ``encoding``)
+    :param errors: the codec's error handler (the client's ``encoding_errors``)
+    :raises TypeError: for another argument type
+    """
+    out: list[bytes] = []
+    for command in commands:
+        argc = len(command)
+        parts: list[bytes] = []
+        for arg in command:
+            kind = type(arg)
+            if kind is str:  # exact-type checks first: this is the hottest loop of a mark
+                data = cast("str", arg).encode(encoding, errors)
+            elif kind is int:
+                data = b"%d" % cast("int", arg)
+            elif kind is bytes:
+                data = cast("bytes", arg)
+            elif isinstance(arg, BitfieldSets):
+                parts.append(_bitfield_sets(arg))
+                argc += 4 * len(arg.offsets) - 1
+                continue
+            elif isinstance(arg, str):
+                data = arg.encode(encoding, errors)
+            elif isinstance(arg, int) and not isinstance(arg, bool):
+                data = b"%d" % arg
+            elif isinstance(arg, bytes):
+                data = arg
+            else:
+                raise TypeError(f"cannot send {arg!r} to Redis")
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        out.append(b"*%d\r\n" % argc)
+        out += parts
+    return b"".join(out)
+
+
+def _public_args(command: Command, encoding: str, errors: str) -> list[str | int | bytes]:
+    """A command's arguments for redis-py's public ``execute_command``.
+
+    The name goes as ``bytes``, so no response callback of redis-py reshapes the reply (its
+    callbacks are looked up by ``str`` name): every reply stays as the server sent it.
+    """
+    name = command[0]
+    head = name if isinstance(name, bytes) else str(name).encode(encoding, errors)
+    out: list[str | int | bytes] = [head]
+    for arg in command[1:]:
+        if isinstance(arg, BitfieldSets):
+            for offset in arg.offsets:
+                out += ("SET", "u1", offset, arg.value)
+        else:
+            out.append(arg)
+    return out
+
+
+# -- typed views of the redis-py internals used by the fast path ---------------------------
+
+
+class _Parser(Protocol):
+    async def read_response(self) -> object: ...
+
+
+class _Backoff(Protocol):
+    def compute(self, failures: int) -> float: ...
+
+
+class _Retry(Protocol):
+    _retries: int
+    _backoff: _Backoff
+
+
+class _Connection(Protocol):
+    host: str
+    port: int
+    socket_timeout: float | None
+
+    async def send_packed_command(self, command: bytes, check_health: bool = True) -> None: ...
+
+    async def read_response(self) -> object: ...
+
+    async def disconnect(self, nowait: bool = False) -> None: ...
+
+
+class _Pool(Protocol):
+    connection_kwargs: dict[str, object]
+    max_connections: int
+
+    async def get_connection(self) -> _Connection: ...
+
+    async def release(self, connection: _Connection) -> None: ...
+
+
+class Node(Protocol):
+    """A cluster node as the executor sees it (redis-py's ``ClusterNode``)."""
+
+    name: str
+    host: str
+    port: int
+
+
+class _FastNode(Node, Protocol):
+    def acquire_connection(self) -> _Connection: ...
+
+    def release(self, connection: _Connection) -> None: ...
+
+
+class _NodesManager(Protocol):
+    slots_cache: dict[int, list[Node]]
+
+    async def initialize(self) -> None: ...
+
+    def remap_host_port(self, host: str, port: int) -> tuple[str, int]: ...
+
+
+class _ClusterInternals(Protocol):
+    nodes_manager: _NodesManager
+
+
+class _PublicPipeline(Protocol):
+    def execute_command(self, *args: object, **kwargs: object) -> object: ...
+
+
+class _PublicRedisPipeline(_PublicPipeline, Protocol):
+    async def execute(self, raise_on_error: bool = True) -> list[object]: ...
+
+    async def reset(self) -> None: ...
+
+
+class _PublicClusterPipeline(_PublicPipeline, Protocol):
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a round trip of the fallback went (what an observer reads off a connection).
+
+    :param host: the server's host
+    :param port: the server's port
+    :param db: the database number, if known
+    """
+
+    host: str
+    port: int
+    db: int | None = None
+
+
+class RoundTripObserver(Protocol):
+    """Watches every round trip the executor makes (e.g. ``bitlens.otel``'s spans).
+
+    Set as :attr:`Executor.observer`; while it is ``None`` (the default) nothing is observed
+    and a round trip costs one attribute check more.
+    """
+
+    def round_trip(
+        self, wire: Sequence[Command], connection: object
+    ) -> AbstractContextManager[object]:
+        """Return a context manager that is open while ``wire`` is sent and answered.
+
+        :param wire: the commands on the wire, ``MULTI``/``EXEC`` included
+        :param connection: the redis-py connection they travel on (or an :class:`Endpoint`)
+        """
+        ...
+
+
+def connection_kwargs(client: Redis | RedisCluster) -> Mapping[str, object]:
+    """The keyword arguments the client makes its connections with.
+
+    :param client: a ``Redis`` or ``RedisCluster`` client
+    """
+    if isinstance(client, RedisCluster):
+        return cast("Mapping[str, object]", client.get_connection_kwargs())
+    return cast("_Pool", client.connection_pool).connection_kwargs
+
+
+class _ClosableNodes(Protocol):
+    async def aclose(self, attr: str = "nodes_cache") -> None: ...
+
+
+async def close_cluster_nodes(client: RedisCluster) -> None:
+    """Close every node connection of a cluster client this process made.
+
+    After a connection error the cluster client's ``aclose()`` skips its nodes.
+
+    :param client: a cluster client, already closed with ``aclose()``
+    """
+    manager = cast("_ClosableNodes | None", getattr(client, "nodes_manager", None))
+    if manager is not None and callable(getattr(manager, "aclose", None)):
+        await manager.aclose()
+        await manager.aclose("startup_nodes")
+
+
+def _fast_pool(client: Redis) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    connection_class = getattr(pool, "connection_class", None)
+    return (
+        callable(getattr(pool, "get_connection", None))
+        and callable(getattr(pool, "release", None))
+        and callable(getattr(connection_class, "send_packed_command", None))
+        and callable(getattr(connection_class, "disconnect", None))
+    )
+
+
+def _fast_cluster(client: RedisCluster) -> bool:
+    manager = getattr(client, "nodes_manager", None)
+    return (
+        isinstance(getattr(manager, "slots_cache", None), dict)
+        and callable(getattr(manager, "initialize", None))
+        and callable(getattr(manager, "remap_host_port", None))
+        and callable(getattr(ClusterNode, "acquire_connection", None))
+        and callable(getattr(ClusterNode, "release", None))
+    )
+
+
+# -- scripts ------------------------------------------------------------------------------
+
+_SHAS: dict[str, str] = {}
+"""The SHA1 of each script body sent so far."""
+
+
+@dataclass(slots=True)
+class _Scripts:
+    """What the servers behind one pool (or cluster client) hold of bitlens' scripts.
+
+    :param loaded: per node name (``""`` on a single server), the SHA1s it holds
+    :param refused: the user may run ``EVAL`` but not ``EVALSHA`` (an ACL without
+        ``+evalsha``): send bodies
+    """
+
+    loaded: dict[str, set[str]] = field(default_factory=lambda: dict[str, set[str]]())
+    refused: bool = False
+
+
+_SCRIPTS: weakref.WeakKeyDictionary[object, _Scripts] = weakref.WeakKeyDictionary()
+"""Per connection pool (a cluster client: per cluster): the scripts its servers hold."""
+
+
+def _sha(body: str, encoding: str, errors: str) -> str:
+    sha = _SHAS.get(body)
+    if sha is None:
+        sha = _SHAS[body] = hashlib.sha1(body.encode(encoding, errors)).hexdigest()
+    return sha
+
+
+def _units(wire: Sequence[Command]) -> list[tuple[int, int]]:
+    """Cut a wire into units sent again as a whole: a command, or ``MULTI`` … ``EXEC``,
+    each with the ``ASKING`` before it."""
+    units: list[tuple[int, int]] = []
+    at = 0
+    while at < len(wire):
+        start = at
+        if wire[at][0] == "ASKING":
+            at += 1
+        if at < len(wire) and wire[at][0] == "MULTI":
+            while at < len(wire) and wire[at][0] != "EXEC":
+                at += 1
+        units.append((start, min(at + 1, len(wire))))
+        at += 1
+    return units
+
+
+def _refused(reply: object) -> bool:
+    return isinstance(reply, NoPermissionError) and "evalsha" in str(reply).lower()
+
+
+def _no_script(reply: object) -> bool:
+    """Whether an ``EVALSHA`` was answered ``NOSCRIPT`` (or refused by the ACL)."""
+    if isinstance(reply, NoScriptError) or _refused(reply):
+        return True
+    if isinstance(reply, list):
+        return any(
+            isinstance(item, NoScriptError) or _refused(item)
+            for item in cast("list[object]", reply)
+        )
+    return False
+
+
+def _any_refused(replies: list[object]) -> bool:
+    for reply in replies:
+        if _refused(reply):
+            return True
+        if isinstance(reply, list) and any(map(_refused, cast("list[object]", reply))):
+            return True
+    return False
+
+
+Target: TypeAlias = "Node | None"
+
+
+class Transport:
+    """Sends a list of commands in one round trip and returns every reply, errors in place.
+
+    :param client: a ``Redis`` or ``RedisCluster`` client (never closed here)
+    :param mode: ``"auto"`` (the raw fast path when redis-py has what it needs, else the
+        public ``pipeline()``) or ``"pipeline"``; ``None`` reads ``BITLENS_TRANSPORT``
+    """
+
+    __slots__ = ("_client", "_cluster", "_encoding", "_errors", "_fast", "_scripts", "owner")
+
+    def __init__(self, client: Redis | RedisCluster, mode: str | None = None) -> None:
+        self._client = client
+        self._cluster = isinstance(client, RedisCluster)
+        kwargs = connection_kwargs(client)
+        self._encoding = str(kwargs.get("encoding") or "utf-8")
+        self._errors = str(kwargs.get("encoding_errors") or "strict")
+        chosen = mode if mode is not None else os.environ.get(TRANSPORT_ENV, "auto")
+        if isinstance(client, RedisCluster):
+            self._fast = chosen != "pipeline" and _fast_cluster(client)
+            owner: object = client
+        else:
+            self._fast = chosen != "pipeline" and _fast_pool(client)
+            owner = client.connection_pool
+        self.owner: object = owner
+        """What state learnt from the server is kept per: the pool (a cluster: the client)."""
+        scripts = _SCRIPTS.get(owner)
+        if scripts is None:
+            scripts = _SCRIPTS[owner] = _Scripts()
+        self._scripts = scripts
+
+    @property
+    def fast(self) -> bool:
+        """Whether the raw fast path is used (else the client's public ``pipeline()``)."""
+        return self._fast
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the client is a ``RedisCluster``."""
+        return self._cluster
+
+    @property
+    def encoding(self) -> str:
+        """The client's encoding for text."""
+        return self._encoding
+
+    def decode(self, data: bytes) -> str:
+        """Decode a bulk reply with the client's encoding.
+
+        :param data: the reply
+        """
+        return data.decode(self._encoding, self._errors)
+
+    def max_connections(self) -> int | None:
+        """The client's connection limit, if it states one."""
+        if isinstance(self._client, RedisCluster):
+            limit: object = getattr(self._client, "max_connections", None)
+        else:
+            limit = getattr(self._client.connection_pool, "max_connections", None)
+        return limit if isinstance(limit, int) else None
+
+    # -- cluster topology (public redis-py API, plus the slot map on the fast path) --
+
+    def _internals(self) -> _ClusterInternals | None:
+        if not self._fast:
+            return None
+        return cast("_ClusterInternals", self._client)
+
+    @property
+    def slots_known(self) -> bool:
+        """Whether the cluster's slot map was read."""
+        internals = self._internals()
+        if internals is not None:
+            return bool(internals.nodes_manager.slots_cache)
+        client = cast("RedisCluster", self._client)
+        return bool(client.get_nodes())
+
+    async def load_slots(self) -> None:
+        """Read the cluster's slot map if it was never read."""
+        if not self.slots_known:
+            await cast("RedisCluster", self._client).initialize()
+
+    async def refresh(self) -> None:
+        """Read the cluster's slot map again (after a redirection or a failed node)."""
+        internals = self._internals()
+        if internals is not None:
+            await internals.nodes_manager.initialize()
+        else:
+            client = cast("RedisCluster", self._client)
+            if not client.get_nodes():
+                await client.initialize()
+
+    def node_for(self, key: str) -> Node:
+        """The node owning ``key``'s slot now.
+
+        :param key: a key
+        :raises redis.exceptions.SlotNotCoveredError: if no node covers it
+        """
+        return cast("Node", cast("RedisCluster", self._client).get_node_from_key(key))
+
+    def node_at(self, host: str, port: int) -> Node | None:
+        """The node at ``host:port`` as a redirection names it, if known.
+
+        :param host: the host of the redirection
+        :param port: its port
+        """
+        client = cast("RedisCluster", self._client)
+        internals = self._internals()
+        if internals is not None:
+            host, port = internals.nodes_manager.remap_host_port(host, port)
+        return cast("Node | None", client.get_node(host, port))
+
+    # -- round trips --
+
+    async def exchange(
+        self,
+        target: Target,
+        wire: Sequence[Command],
+        observer: RoundTripObserver | None,
+        *,
+        check: int | None = None,
+    ) -> list[object]:
+        """Send ``wire`` in one round trip; return every reply in order, errors in place.
+
+        Scripts the node holds go as ``EVALSHA``; if it answers ``NOSCRIPT``, the units
+        (a command or a whole ``MULTI``/``EXEC``) holding those commands are sent again with
+        the body in one more round trip.
+
+        :param target: the cluster node, or ``None`` on a single server
+        :param wire: the commands
+        :param observer: watches the round trip(s)
+        :param check: raise the first error reply after the first ``check`` commands (while
+            the round trip is still observed); ``None``: return errors in place
+        :raises redis.exceptions.ResponseError: with ``check``, the first error reply
+        :raises redis.exceptions.ConnectionError: when the connection fails (after the
+            client's retries on a single server)
+        :raises redis.exceptions.TimeoutError: when the server does not answer in time
+        """
+        state = self._scripts
+        loaded = state.loaded.setdefault(target.name if target is not None else "", set())
+        sent, scripts = self._scripted(wire, set() if state.refused else loaded)
+        replies = await self._send(target, sent, observer, check)
+        if sent is not wire and any(_no_script(reply) for reply in replies):
+            if _any_refused(replies):
+                state.refused = True  # this user may not run EVALSHA: bodies from now on
+            loaded.clear()  # the node lost its scripts: send bodies until it has them again
+            replies = await self._resend(target, wire, replies, observer, check)
+        loaded.update(scripts)
+        _check(replies, check)
+        return replies
+
+    def _scripted(
+        self, wire: Sequence[Command], loaded: set[str]
+    ) -> tuple[Sequence[Command], list[str]]:
+        """Return the wire with held scripts as ``EVALSHA``, and the scripts it sends."""
+        scripts: list[str] = []
+        out: list[Command] | None = None
+        for at, command in enumerate(wire):
+            if command[0] != "EVAL" or not isinstance(command[1], str):
+                continue
+            sha = _sha(command[1], self._encoding, self._errors)
+            scripts.append(sha)
+            if sha in loaded:
+                if out is None:
+                    out = list(wire)
+                out[at] = ("EVALSHA", sha, *command[2:])
+        return (wire if out is None else out), scripts
+
+    async def _resend(
+        self,
+        target: Target,
+        wire: Sequence[Command],
+        replies: list[object],
+        observer: RoundTripObserver | None,
+        check: int | None,
+    ) -> list[object]:
+        again: list[tuple[int, int]] = [
+            (start, end)
+            for start, end in _units(wire)
+            if any(_no_script(reply) for reply in replies[start:end])
+        ]
+        resent: list[Command] = [command for start, end in again for command in wire[start:end]]
+        waited = wire[-1][0] == "WAIT" and (len(wire) - 1, len(wire)) not in again
+        if waited and any(wire[start][0] in ("MULTI", "ASKING") for start, _ in again):
+            again.append((len(wire) - 1, len(wire)))
+            resent.append(wire[-1])
+        fresh = await self._send(target, resent, observer, None)
+        merged = list(replies)
+        at = 0
+        for start, end in again:
+            merged[start:end] = fresh[at : at + end - start]
+            at += end - start
+        return merged
+
+    async def _send(
+        self,
+        target: Target,
+        wire: Sequence[Command],
+        observer: RoundTripObserver | None,
+        check: int | None,
+    ) -> list[object]:
+        if not self._fast:
+            return await self._send_public(target, wire, observer, check)
+        packed = pack(wire, self._encoding, self._errors)
+        if target is None:
+            return await self._send_pool(packed, wire, observer, check)
+        return await self._send_node(cast("_FastNode", target), packed, wire, observer)
+
+    async def _send_pool(
+        self,
+        packed: bytes,
+        wire: Sequence[Command],
+        observer: RoundTripObserver | None,
+        check: int | None,
+    ) -> list[object]:
+        pool = cast("_Pool", cast("Redis", self._client).connection_pool)
+        conn = await pool.get_connection()
+        try:
+            if observer is None:
+                return await _attempts(conn, packed, len(wire))
+            with observer.round_trip(wire, conn):
+                return _check(await _attempts(conn, packed, len(wire)), check)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.release(conn)
+
+    async def _send_node(
+        self,
+        node: _FastNode,
+        packed: bytes,
+        wire: Sequence[Command],
+        observer: RoundTripObserver | None,
+    ) -> list[object]:
+        conn = node.acquire_connection()
+        try:
+            if observer is None:
+                await conn.send_packed_command(packed, check_health=False)
+                return await _read_all(conn, len(wire))
+            with observer.round_trip(wire, conn):
+                await conn.send_packed_command(packed, check_health=False)
+                return await _read_all(conn, len(wire))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.disconnect()
+            raise
+        finally:
+            node.release(conn)
+
+    async def _send_public(
+        self,
+        target: Target,
+        wire: Sequence[Command],
+        observer: RoundTripObserver | None,
+        check: int | None,
+    ) -> list[object]:
+        """The fallback: one round trip through the client's public ``pipeline()``.
+
+        ``MULTI``/``EXEC`` travel as commands of a non-transactional pipeline (one round
+        trip, atomic on the server as ever); nothing reshapes the replies.
+        """
+        encoding, errors = self._encoding, self._errors
+        if target is None:
+            client = cast("Redis", self._client)
+            pipe = cast("_PublicRedisPipeline", client.pipeline(transaction=False))
+            for command in wire:
+                pipe.execute_command(*_public_args(command, encoding, errors))
+            kwargs = connection_kwargs(client)
+            host, port, db = kwargs.get("host"), kwargs.get("port"), kwargs.get("db")
+            where = Endpoint(
+                host if isinstance(host, str) else "",
+                port if isinstance(port, int) else 0,
+                db if isinstance(db, int) else None,
+            )
+            with observer.round_trip(wire, where) if observer else contextlib.nullcontext():
+                return _check(await pipe.execute(raise_on_error=False), check)
+        cluster = cast("RedisCluster", self._client)
+        cpipe = cast("_PublicClusterPipeline", cluster.pipeline())
+        for command in wire:
+            # A cluster pipeline routes by a str name, so redis-py's callbacks run here:
+            # the only one that reshapes a reply bitlens reads outside MULTI is SMEMBERS'.
+            args = _public_args(command, encoding, errors)
+            args[0] = str(command[0])
+            cpipe.execute_command(*args, target_nodes=target)
+        where = Endpoint(target.host, target.port)
+        with observer.round_trip(wire, where) if observer else contextlib.nullcontext():
+            replies = await cpipe.execute(raise_on_error=False, allow_redirections=False)
+        return [
+            list(cast("set[object]", r)) if isinstance(r, (set, frozenset)) else r for r in replies
+        ]
+
+
+def _check(replies: list[object], check: int | None) -> list[object]:
+    """Raise the first error reply after the first ``check`` (unless a ``NOSCRIPT`` is
+    among them: the transport sends those again first); return ``replies``."""
+    if check is None or any(_no_script(reply) for reply in replies):
+        return replies
+    for reply in replies[check:]:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
+
+
+async def _attempts(conn: _Connection, packed: bytes, count: int) -> list[object]:
+    """Send and read, retrying only connection errors under the client's ``Retry``.
+
+    A timeout is raised at once (the server may still be running the request, so sending
+    it again would multiply its work), and so is an authentication failure.
+    """
+    retry = cast("_Retry | None", getattr(conn, "retry", None))
+    retries: int = getattr(retry, "_retries", 0) if retry is not None else 0
+    backoff = cast("_Backoff | None", getattr(retry, "_backoff", None))
+    failures = 0
+    while True:
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            return await _read_all(conn, count)
+        except RedisConnectionError as error:
+            await conn.disconnect()
+            if _is_auth(error) or failures >= retries:
+                raise
+            failures += 1
+            if backoff is not None:
+                await anyio.sleep(backoff.compute(failures))
+        except (RedisTimeoutError, TimeoutError):
+            await conn.disconnect()
+            raise
+
+
+_AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "must be called with the client already authenticated")
+
+
+def _is_auth(error: RedisConnectionError) -> bool:
+    return isinstance(error, AuthenticationError) or any(m in str(error) for m in _AUTH_MARKERS)
+
+
+async def _read_all(conn: _Connection, count: int) -> list[object]:
+    """Read ``count`` replies, error replies in place (as exceptions).
+
+    The replies are read straight from the connection's parser under one timeout for the
+    whole batch (redis-py's ``read_response`` arms a timeout per reply, which costs more
+    than parsing a small reply). On any failure, cancellation included, the connection is
+    closed, so no half-read reply can reach its next user.
+    """
+    parser = cast("_Parser | None", getattr(conn, "_parser", None))
+    if parser is None or not callable(getattr(parser, "read_response", None)):
+        return await _read_all_slowly(conn, count)  # an unknown connection class
+    timeout = conn.socket_timeout
+    replies: list[object] = []
+    try:
+        with anyio.fail_after(timeout) if timeout else contextlib.nullcontext():
+            for _ in range(count):
+                replies.append(await parser.read_response())
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await conn.disconnect(nowait=True)
+        if isinstance(exc, TimeoutError):
+            raise RedisTimeoutError(f"Timeout reading from {conn.host}:{conn.port}") from exc
+        if isinstance(exc, OSError):
+            raise RedisConnectionError(
+                f"Error reading from {conn.host}:{conn.port}: {exc}"
+            ) from exc
+        raise
+    return replies
+
+
+async def _read_all_slowly(conn: _Connection, count: int) -> list[object]:
+    replies: list[object] = []
+    for _ in range(count):
+        try:
+            replies.append(await conn.read_response())
+        except ResponseError as error:
+            replies.append(error)
+    return replies
