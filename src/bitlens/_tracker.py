@@ -7,6 +7,7 @@ import contextlib
 import datetime as _dt
 import logging
 import math
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeVar, cast, overload
@@ -30,6 +31,7 @@ from ._exceptions import (
 from ._execute import Executor, Group
 from ._ingest import Background, Batch, Coalescer, Counters, IngestStats, is_permanent
 from ._keys import MAX_USER_ID, KeySchema, ShardedSchema, validate_event_name, validate_user_id
+from ._lower import ScriptMode, script_mode
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 from ._plan import (
     COUNT_SCRIPT,
@@ -110,6 +112,7 @@ class TrackerOptions(TypedDict, total=False):
     capabilities: Capabilities | None
     telemetry: bool | Telemetry
     reads: Reads
+    scripts: ScriptMode | None
 
 
 class Tracker:
@@ -167,6 +170,13 @@ class Tracker:
         combines and counts them here with Python ints: same answers, no writes, so a
         read-only user (``%R~<prefix>:*``) can count; it moves every bitmap over the wire.
         ``contains`` and ``members`` read only, whichever is chosen
+    :param scripts: how server-side counts run. ``"auto"`` sends the count script and,
+        once the server refuses scripts (``EVAL`` unknown or denied by ACL, no Lua
+        engine), runs each script call as one ``MULTI``/``EXEC`` of the same commands
+        instead, for good on that connection pool (the count that found out takes one
+        round trip more); ``"lua"`` always sends the script; ``"none"`` never does (same
+        answers and round trips, no ``EVAL`` permission needed). ``None`` (the default)
+        takes the ``BITLENS_SCRIPTS`` environment variable, else ``"auto"``
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``max_user_id=True``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -200,6 +210,7 @@ class Tracker:
         capabilities: Capabilities | None = None,
         telemetry: bool | Telemetry = False,
         reads: Reads = "server",
+        scripts: ScriptMode | None = None,
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -226,6 +237,7 @@ class Tracker:
             capabilities=capabilities,
             reads=reads,
         )
+        mode = script_mode(scripts, os.environ)
         instrument = _telemetry_hook(telemetry)
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         # Only connection errors are retried: a timeout may mean the server is still
@@ -281,7 +293,7 @@ class Tracker:
         self.reads: Reads = reads
         self._context = ResolveContext(tz=self.tz, hourly=track_hourly)
         self._executor = Executor(
-            self._client, replicas_ack=replicas_ack, capabilities=capabilities
+            self._client, replicas_ack=replicas_ack, capabilities=capabilities, scripts=mode
         )
         self._known_shards: set[int] = set()
         self._registry_loaded = False
@@ -937,9 +949,9 @@ class Tracker:
         and the caller's cancellation cannot stop it; ``aclose()`` waits for it.
         """
         if not kept:
-            return await self._executor.run(groups, probe=probe)
+            return await self._executor.run_counts(groups, probe=probe)
         try:
-            return await self._executor.run(groups, probe=probe)
+            return await self._executor.run_counts(groups, probe=probe)
         except BaseException:
             self._unkept += kept
             if self._cleanup is None or self._cleanup.done():
