@@ -167,10 +167,11 @@ def test_count_call_recognises_eval_and_evalsha_of_the_count_script() -> None:
         "ERR unknown command 'evalsha', with args beginning with: ",
         "NOPERM User u has no permissions to run the 'eval' command",
         "NOPERM this user has no permissions to run the 'evalsha' command or its subcommand",
+        "ERR Could not find scripting engine 'lua'",
     ],
 )
 def test_a_refusal_of_scripts_is_recognised(message: str) -> None:
-    """Unknown or forbidden EVAL/EVALSHA replies say the server runs no scripts."""
+    """Unknown or forbidden EVAL/EVALSHA, or no Lua engine (Valkey): no scripts run."""
     assert refuses_scripts(message)
 
 
