@@ -88,13 +88,15 @@ _LOWERED = frozenset(("BITOP", "PEXPIRE", "BITCOUNT", "DEL"))
 """The commands of a count-script call lowered to a transaction (``scripts="none"``)."""
 
 
-def as_script_calls(names: list[str]) -> list[str]:
+def as_script_calls(names: list[str], script: str = "EVAL") -> list[str]:
     """Return ``names`` with each lowered count-script call (a MULTI..EXEC of only BITOP,
-    PEXPIRE, BITCOUNT and DEL with a BITCOUNT or BITOP) shown as the ``EVAL`` it replaces.
+    PEXPIRE, BITCOUNT and DEL with a BITCOUNT or BITOP) shown as the script command it
+    replaces.
 
     So a test asserts the same calls whichever way counts run.
 
     :param names: the command names a proxy saw, in order
+    :param script: the name to show a lowered call as (``"EVAL"`` or ``"EVALSHA"``)
     """
     out: list[str] = []
     at = 0
@@ -103,7 +105,7 @@ def as_script_calls(names: list[str]) -> list[str]:
             end = names.index("EXEC", at)
             inside = names[at + 1 : end]
             if inside and set(inside) <= _LOWERED and {"BITOP", "BITCOUNT"} & set(inside):
-                out.append("EVAL")
+                out.append(script)
                 at = end + 1
                 continue
         out.append(names[at])
