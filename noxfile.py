@@ -1,7 +1,8 @@
 """Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``demo``, ``lowest``, ``build``.
 
-``lowest``, ``build``, ``docs``, ``bench`` and ``soak`` run only when asked (``nox -s lowest``,
-...); ``.ci/run`` runs ``tests``, ``lowest``, ``build``, ``docs``, ``lint`` and ``typecheck``.
+``lowest``, ``build``, ``docs``, ``bench``, ``bench_smoke`` and ``soak`` run only when asked
+(``nox -s lowest``, ...); ``.ci/run`` runs ``tests``, ``lowest``, ``build``, ``docs``, ``lint``,
+``typecheck`` and ``bench_smoke`` (every benchmark's ``--quick`` run, no figure checked).
 Every session forwards its posargs.
 
 Which Python runs what
@@ -34,6 +35,7 @@ Measured by ``.ci/run`` on a 2-vCPU Linux machine: ``tests`` on all four Pythons
 suite on Valkey 8.1 ~3 min, each one between ~2 min), then ``lowest`` ~2 min (382 tests),
 ``build`` 12 s, ``docs`` 10 s, ``lint`` + ``typecheck`` ~1 min: 881 s in all. Most of a
 session is per-Python work; each server on the newest Python adds ~1.5 min.
+``bench_smoke``, added since, took 40 s alone on the same machine (its venvs existing).
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
 
@@ -81,7 +83,7 @@ LOWEST_TESTS = [
     "tests/test_aiohttp.py",
     "tests/test_cohort_table.py",
     "tests/test_cli.py",
-    "tests/test_harness.py::test_dropped_connection_fails_the_next_call",  # redis-py 8.1's
+    "tests/harness/test_harness.py::test_dropped_connection_fails_the_next_call",  # redis-py 8.1's
 ]
 
 
@@ -133,7 +135,8 @@ def _floors() -> list[str]:
 def _oldest_valkey(session: nox.Session) -> tuple[str, str] | None:
     """``(path, test id)`` of the oldest Valkey binary the session's bitlens finds, if any."""
     script = (
-        "from bitlens._embedded import find_valkey_servers, server_version\n"
+        "import sys; sys.path.insert(0, 'tests')\n"  # the test harness, from the checkout
+        "from harness import find_valkey_servers, server_version\n"
         "found = sorted(find_valkey_servers(), key=server_version)\n"
         "print(found[0], '.'.join(map(str, server_version(found[0]))) if found else '-')"
     )
@@ -150,7 +153,8 @@ def _oldest_valkey(session: nox.Session) -> tuple[str, str] | None:
 def _newest_server(session: nox.Session) -> str:
     """The path of the newest redis-server binary the session's bitlens finds."""
     script = (
-        "from bitlens._embedded import find_redis_servers, server_version\n"
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from harness import find_redis_servers, server_version\n"
         "print(max(find_redis_servers(), key=server_version))"
     )
     output = session.run("python", "-c", script, silent=True)
@@ -238,10 +242,16 @@ def build(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST)
 def lint(session: nox.Session) -> None:
-    """Check lint and formatting with ruff."""
+    """Check lint and formatting with ruff, and the layering contract with import-linter."""
     session.install(*_group("lint"))
     session.run("ruff", "check", *session.posargs, ".")
     session.run("ruff", "format", "--check", ".")
+    # The layers of pyproject's [tool.importlinter]: each module imports only those below
+    # it (so no cycles), and the pure layers import no I/O.
+    session.run(
+        "lint-imports",
+        env={"PYTHONPATH": os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")},
+    )
 
 
 @nox.session(python=NEWEST)
@@ -249,7 +259,7 @@ def typecheck(session: nox.Session) -> None:
     """Type-check src and tests with mypy (strict) and pyright; verify the public API."""
     session.install("-e", ".", *_group("typecheck"), "nox")
     session.run("mypy", *session.posargs)
-    session.run("pyright", "src", "tests")
+    session.run("pyright", "src", "tests", "benchmarks")
     session.run("pyright", "--verifytypes", "bitlens", "--ignoreexternal")
 
 
@@ -292,6 +302,46 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[embedded]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+BENCH_SMOKE: list[tuple[list[str], bool]] = [
+    (["benchmarks/run.py", "--quick"], True),
+    (["benchmarks/ingest_bench.py", "--quick"], True),
+    (["benchmarks/cluster_bench.py", "--quick"], False),
+    (["benchmarks/soak.py", "--quick"], False),
+]
+"""Every benchmark's ``--quick`` run as ``bench_smoke`` runs it, and whether it has a
+bitmapist side (``--no-bitmapist`` skips it)."""
+
+
+@nox.session(python=NEWEST, default=False)
+def bench_smoke(session: nox.Session) -> None:
+    """Run every benchmark's ``--quick`` mode (tiny sizes, seconds each); assert no figure.
+
+    It fails when a benchmark no longer runs or finds a wrong result (bits, counts, the
+    soak's checks), never on a figure. The bitmapist side runs when its venv
+    (``.nox/bench-bitmapist``) can be built; otherwise it is skipped with a message, unless
+    ``BITLENS_REQUIRE_BITMAPIST=1`` (as in CI) makes that an error. Posargs name the
+    benchmarks to run (``nox -s bench_smoke -- soak.py``); all of them by default.
+    """
+    session.install("-e", ".[embedded]")
+    script = (
+        "import sys; sys.path.insert(0, 'benchmarks')\n"
+        "from bitmapist_env import ensure_bitmapist_venv\n"
+        "try:\n    ensure_bitmapist_venv()\nexcept RuntimeError as exc:\n    print('no', exc)\n"
+        "else:\n    print('ok')"
+    )
+    output = session.run("python", "-c", script, silent=True)
+    skip: list[str] = []
+    if isinstance(output, str) and output.strip().splitlines()[-1:] != ["ok"]:
+        if os.environ.get("BITLENS_REQUIRE_BITMAPIST") == "1":
+            session.error(f"bitmapist's venv cannot be built: {output.strip()}")
+        session.warn(f"bitmapist's side is skipped: {output.strip()}")
+        skip = ["--no-bitmapist"]
+    wanted = {os.path.basename(name) for name in session.posargs}
+    for argv, has_bitmapist in BENCH_SMOKE:
+        if not wanted or os.path.basename(argv[0]) in wanted:
+            session.run("python", *argv, *(skip if has_bitmapist else []))
 
 
 @nox.session(python=NEWEST, default=False)

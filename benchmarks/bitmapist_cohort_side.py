@@ -30,8 +30,8 @@ from datetime import datetime
 from importlib.metadata import version
 from typing import Any
 
-import bitmapist
-from bitmapist.cohort import get_dates_data
+import bitmapist  # pyright: ignore[reportMissingImports]
+from bitmapist.cohort import get_dates_data  # pyright: ignore[reportMissingImports]
 from redis.connection import AbstractConnection
 
 SYSTEM = "default"
@@ -42,7 +42,7 @@ class _SendCounter:
 
     def __init__(self) -> None:
         self.count = 0
-        original = AbstractConnection.send_packed_command
+        original: Any = AbstractConnection.send_packed_command
 
         def counting(conn: Any, command: Any, check_health: bool = True) -> Any:
             self.count += 1
@@ -74,6 +74,7 @@ def _bench(client: Any, counter: _SendCounter, job: dict[str, Any]) -> dict[str,
     client.config_resetstat()
     gc.collect()
     samples: list[float] = []
+    rows: list[list[Any]] = []
     sends = counter.count
     cpu = time.process_time()
     start = time.perf_counter()
@@ -96,7 +97,7 @@ def _bench(client: Any, counter: _SendCounter, job: dict[str, Any]) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to a CPU")

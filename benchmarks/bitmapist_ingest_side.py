@@ -32,7 +32,7 @@ import time
 from importlib.metadata import version
 from typing import Any
 
-import bitmapist
+import bitmapist  # pyright: ignore[reportMissingImports]
 
 SYSTEM = "default"
 EVENT = "active"

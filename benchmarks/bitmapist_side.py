@@ -23,8 +23,8 @@ import time
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
-import bitmapist
-from bitmapist import BitOpAnd, BitOpNot, BitOpOr, MonthEvents
+import bitmapist  # pyright: ignore[reportMissingImports]
+from bitmapist import BitOpAnd, BitOpNot, BitOpOr, MonthEvents  # pyright: ignore[reportMissingImports]
 from redis.connection import AbstractConnection
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class _SendCounter:
 
     def __init__(self) -> None:
         self.count = 0
-        original = AbstractConnection.send_packed_command
+        original: Any = AbstractConnection.send_packed_command
 
         def counting(conn: Any, command: Any, check_health: bool = True) -> Any:
             self.count += 1
@@ -121,7 +121,7 @@ def _run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--iterations", type=int, required=True)

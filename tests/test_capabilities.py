@@ -29,7 +29,7 @@ from bitlens import (
     WeekEvents,
     _execute,
 )
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from _proxy import RoundTripProxy

@@ -47,13 +47,12 @@ from bitlens import (
     YearEvents,
     last,
 )
-from bitlens._embedded import EmbeddedRedis
 from bitlens.cli._count import print_counts
-from bitlens.cli._events import event_of_key
 from bitlens.cli._hints import event_names, unknown_events_note
 from bitlens.cli._parse import ParseError, parse_expression
 from bitlens.cli._retention import criterion
 from bitlens.cohort import retention
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -62,7 +61,7 @@ if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
     from bitlens import Expr
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 MONDAY = dt.datetime(2026, 11, 2, 9)
 """Monday of ISO week 2026-W45, 09:00 UTC: when the first cohort signs up."""
@@ -329,22 +328,6 @@ def test_parse_error_renders_a_caret_under_the_position() -> None:
 def test_criterion_argument(text: str, expected: object) -> None:
     """``--criterion`` takes the two names or comma-separated brackets."""
     assert criterion(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("key", "event"),
-    [
-        ("bl:{7}:active:M2026-11", "active"),
-        ("bl:{0}:my:event:U", "my:event"),
-        ("bl:{7}:~all", None),
-        ("bl:{7}:~tmp:abc:1", None),
-        ("bl:~shards", None),
-        ("bl:x:{7}:active:M2026-11", None),
-    ],
-)
-def test_event_of_key(key: str, event: str | None) -> None:
-    """Event keys give their event (the period is the last segment); other keys give None."""
-    assert event_of_key("bl", key) == event
 
 
 # -- the entry point, without a server ----------------------------------------------------------

@@ -41,6 +41,7 @@ from bitlens import (
     Events,
     Expr,
     HourEvents,
+    Limits,
     MonthEvents,
     Tracker,
     UniqueEvents,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
     from _cluster_counter import ClusterProxies
-    from bitlens._embedded import EmbeddedCluster, EmbeddedClusterNode
+    from harness import EmbeddedCluster, EmbeddedClusterNode
 
 pytestmark = pytest.mark.anyio
 
@@ -515,7 +516,9 @@ async def test_members_are_merged_ascending_across_masters(
     cluster_client: RedisCluster, redis_cluster: EmbeddedCluster, prefix: str
 ) -> None:
     """Ids marked in random order over shards of 3 masters come back ascending, each once."""
-    tracker = Tracker(cluster_client, prefix=prefix, shard_bits=SHARD_BITS, members_chunk_bytes=8)
+    tracker = Tracker(
+        cluster_client, prefix=prefix, shard_bits=SHARD_BITS, limits=Limits(members_chunk_bytes=8)
+    )
     masters = [node.name for node in redis_cluster.masters()]
     shards = _pick_shards(_shard_owners(redis_cluster, range(64)), masters, per_master=3)
     rng = random.Random(3)

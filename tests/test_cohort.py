@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     import redis.asyncio
 
     from _proxy import RoundTripProxy
-    from bitlens import EmbeddedRedis
     from bitlens.cohort import Criterion, Mode, PeriodName
+    from bitlens.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.anyio
 

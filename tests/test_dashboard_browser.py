@@ -31,7 +31,7 @@ import bitlens.aiohttp
 from _optional import NO_CHROMIUM, NO_PLAYWRIGHT, REQUIRE_BROWSER, find_chromium, missing
 from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed
 from bitlens import Tracker
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

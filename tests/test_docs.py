@@ -35,10 +35,10 @@ import anyio
 import pytest
 
 from bitlens import MonthEvents, Tracker
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

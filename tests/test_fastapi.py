@@ -24,8 +24,8 @@ import bitlens.dashboard
 import bitlens.fastapi
 from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed, readme_example
 from bitlens import Tracker, UniqueEvents
-from bitlens._embedded import EmbeddedRedis
 from bitlens.dashboard import MarkingStats, RequestMarker
+from bitlens.embedded import EmbeddedRedis
 from bitlens.fastapi import bitlens_lifespan, get_tracker, mark_requests, router
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _helpers import tracker_with_option
 from bitlens import (
     BitlensError,
     BitOpAnd,
@@ -601,8 +602,9 @@ async def test_hostile_tracker_options_raise_and_send_nothing(
 ) -> None:
     """Tracker(...) with one bad option raises a BitlensError (a ValueError), sending nothing."""
     name, value = option
+    _, build = tracker_with_option(counted_client, name, value)
     with pytest.raises(BitlensError) as caught:
-        Tracker(counted_client, **{name: value})  # type: ignore[arg-type]
+        build()
     assert isinstance(caught.value, ValueError)
     assert proxy.commands == 0
 

@@ -26,6 +26,7 @@ from bitlens import (
     InvalidEventName,
     InvalidExternalId,
     InvalidUserId,
+    Limits,
     MonthEvents,
     Tracker,
 )
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from _cluster_counter import ClusterProxies
     from _proxy import RoundTripProxy
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -268,7 +269,7 @@ async def test_mark_event_marks_the_assigned_int(idmap: IdMap) -> None:
 
 async def test_mark_events_marks_every_item_in_chunks(client: Redis, prefix: str) -> None:
     """mark_events over 3 chunks marks every item, with and without a time."""
-    idmap = IdMap(Tracker(client, prefix=prefix, mark_chunk_size=10))
+    idmap = IdMap(Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=10)))
     externals = _uuids(25, seed=8)
     marks = [("active", e, AT) for e in externals[:20]] + [("seen", e) for e in externals[20:]]
     assert await idmap.mark_events(marks) == 25

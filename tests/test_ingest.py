@@ -14,8 +14,8 @@ import redis.asyncio
 import redis.exceptions
 
 from _helpers import scan_keys
-from bitlens import DayEvents, MonthEvents, Tracker, WeekEvents
-from bitlens._embedded import EmbeddedRedis
+from bitlens import Coalesce, DayEvents, Limits, MonthEvents, Tracker, WeekEvents
+from bitlens.embedded import EmbeddedRedis
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -144,7 +144,7 @@ async def test_progress_is_reported_after_each_chunk(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
     """mark_events calls progress with the running total after every chunk."""
-    tracker = Tracker(client, prefix=prefix, mark_chunk_size=400)
+    tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=400))
     seen: list[int] = []
     total = await tracker.mark_events(
         ((("active", uid, AT)) for uid in range(1_000)), progress=seen.append
@@ -157,7 +157,7 @@ async def test_a_bad_item_after_full_chunks_keeps_those_chunks(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
     """A bad item in the fourth chunk raises after the three before it are written."""
-    tracker = Tracker(client, prefix=prefix, mark_chunk_size=100)
+    tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=100))
     seen: list[int] = []
     items: list[tuple[str, int, dt.datetime]] = [("active", uid, AT) for uid in range(350)]
     with pytest.raises(ValueError, match="user ids"):
@@ -171,7 +171,7 @@ async def test_mark_events_raises_when_a_chunk_in_flight_fails(
 ) -> None:
     """A server lost mid-stream raises a connection error; written chunks stay reported."""
     plain = redis.asyncio.Redis.from_url(private_server.url, retry=None)
-    tracker = Tracker(plain, prefix="f", mark_chunk_size=500)
+    tracker = Tracker(plain, prefix="f", limits=Limits(mark_chunk_size=500))
     seen: list[int] = []
 
     def items() -> Iterator[tuple[str, int, dt.datetime]]:
@@ -190,7 +190,7 @@ async def test_mark_events_cancelled_midway_leaves_the_tracker_usable(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
     """Cancelling a long mark_events stops it; the next call and queries work and agree."""
-    tracker = Tracker(client, prefix=prefix, mark_chunk_size=500)
+    tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=500))
     seen: list[int] = []
     with anyio.move_on_after(0.05) as scope:
         await tracker.mark_events(
@@ -206,7 +206,7 @@ async def test_mark_events_cancelled_midway_leaves_the_tracker_usable(
 
 async def test_coalesced_batches_are_counted(client: redis.asyncio.Redis, prefix: str) -> None:
     """stats().coalesced_batches counts the batches coalescing callers shared."""
-    tracker = Tracker(client, prefix=prefix, coalesce=True, coalesce_delay=0.05)
+    tracker = Tracker(client, prefix=prefix, coalesce=Coalesce(delay=0.05))
     async with anyio.create_task_group() as tg:
         for uid in range(300):
             tg.start_soon(tracker.mark_event, "active", uid, AT)
@@ -269,7 +269,7 @@ async def test_coalesced_marks_share_round_trips(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
     """1,000 concurrent mark_event calls with coalescing take a handful of round trips."""
-    tracker = Tracker(counted_client, prefix=prefix, coalesce=True, coalesce_delay=0.005)
+    tracker = Tracker(counted_client, prefix=prefix, coalesce=Coalesce(delay=0.005))
     async with anyio.create_task_group() as tg:
         for uid in range(1_000):
             tg.start_soon(tracker.mark_event, "active", uid, AT)
@@ -282,7 +282,7 @@ async def test_coalescing_leader_cancelled_still_writes_the_batch(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
     """Cancelling the task that leads a batch does not lose the others' marks."""
-    tracker = Tracker(client, prefix=prefix, coalesce=True, coalesce_delay=0.05)
+    tracker = Tracker(client, prefix=prefix, coalesce=Coalesce(delay=0.05))
     done: list[int] = []
 
     async def mark(uid: int) -> None:
@@ -362,7 +362,7 @@ async def test_nowait_overflow_drops_new_marks_and_counts_them(
     private_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Past nowait_max_queue, new marks are refused, counted and logged; old ones kept."""
-    tracker = Tracker(private_server.url, prefix="o", nowait_max_queue=100)
+    tracker = Tracker(private_server.url, prefix="o", limits=Limits(nowait_max_queue=100))
     private_server.kill()
     with caplog.at_level(logging.WARNING, logger="bitlens"):
         accepted = [tracker.mark_event_nowait("active", uid, AT) for uid in range(150)]

@@ -22,6 +22,7 @@ from bitlens import (
     Events,
     Expr,
     HourEvents,
+    Limits,
     MonthEvents,
     Tracker,
     UniqueEvents,
@@ -182,7 +183,7 @@ async def test_every_granularity_matches_the_set_model(
         prefix=example_prefix,
         track_hourly=True,
         track_unique=True,
-        members_chunk_bytes=BIG_CHUNK,
+        limits=Limits(members_chunk_bytes=BIG_CHUNK),
     )
     model = Model()
     for event, user_id, at in marks:
@@ -327,7 +328,7 @@ async def test_members_are_ascending_and_complete_across_many_chunks(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
     """Thousands of ids over five shards come back sorted and complete, 16 bytes per read."""
-    tracker = Tracker(client, prefix=prefix, members_chunk_bytes=16)
+    tracker = Tracker(client, prefix=prefix, limits=Limits(members_chunk_bytes=16))
     ids = sorted(
         {
             (shard << 20) + bit

@@ -35,9 +35,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 import bitlens.otel
 from bitlens import (
     Capabilities,
+    Coalesce,
     IngestStats,
     InvalidOption,
     InvalidUserId,
+    Limits,
     MonthEvents,
     Tracker,
 )
@@ -291,7 +293,10 @@ async def test_mark_events_has_a_flush_span_per_chunk(
 ) -> None:
     """mark_events' span holds one ``bitlens.flush`` per chunk and every event and shard."""
     tracker = Tracker(
-        counted_client, prefix=prefix, mark_chunk_size=2, telemetry=recorded.telemetry
+        counted_client,
+        prefix=prefix,
+        limits=Limits(mark_chunk_size=2),
+        telemetry=recorded.telemetry,
     )
     marks = [("active", 1, AT), ("paid", 2, AT), ("active", 3, AT), ("active", 2**20, AT)]
     assert await tracker.mark_events(iter([*marks, ("paid", 5, AT)])) == 5
@@ -325,7 +330,10 @@ async def test_members_span_counts_every_chunk_it_read(
 ) -> None:
     """A members stream is one span holding all its reads and the number of ids yielded."""
     tracker = Tracker(
-        counted_client, prefix=prefix, members_chunk_bytes=1, telemetry=recorded.telemetry
+        counted_client,
+        prefix=prefix,
+        limits=Limits(members_chunk_bytes=1),
+        telemetry=recorded.telemetry,
     )
     await tracker.mark_events([("active", uid, AT) for uid in (1, 9, 17)])
     proxy.reset()
@@ -358,7 +366,7 @@ async def test_coalesced_marks_are_sent_under_one_flush_span_of_their_own(
 ) -> None:
     """Each caller's span stays under its request; the shared batch is a root flush span."""
     tracker = Tracker(
-        client, prefix=prefix, coalesce=True, coalesce_delay=0.05, telemetry=recorded.telemetry
+        client, prefix=prefix, coalesce=Coalesce(delay=0.05), telemetry=recorded.telemetry
     )
     tracer = recorded.tracer_provider.get_tracer("app")
 
@@ -539,7 +547,9 @@ async def test_marks_dropped_by_a_full_queue_are_exported(
     client: redis.asyncio.Redis, prefix: str, recorded: Recorded
 ) -> None:
     """A queue of one that is offered three marks exports 1 enqueued, 2 dropped, 1 written."""
-    tracker = Tracker(client, prefix=prefix, nowait_max_queue=1, telemetry=recorded.telemetry)
+    tracker = Tracker(
+        client, prefix=prefix, limits=Limits(nowait_max_queue=1), telemetry=recorded.telemetry
+    )
     assert [tracker.mark_event_nowait("active", uid, AT) for uid in (1, 2, 3)] == [
         True,
         False,

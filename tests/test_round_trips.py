@@ -18,6 +18,7 @@ from bitlens import (
     HourEvents,
     InvalidEventName,
     InvalidUserId,
+    Limits,
     MonthEvents,
     Tracker,
     UniqueEvents,
@@ -97,7 +98,7 @@ async def test_mark_events_sends_one_round_trip_per_chunk(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
     """2,500 items in chunks of 1,000 are exactly 3 round trips, however they overlap."""
-    tracker = Tracker(counted_client, prefix=prefix, mark_chunk_size=1_000)
+    tracker = Tracker(counted_client, prefix=prefix, limits=Limits(mark_chunk_size=1_000))
     assert await tracker.mark_events([("active", n, AT) for n in range(2_500)]) == 2_500
     assert proxy.round_trips == 3
     assert proxy.command_names.count("MULTI") == proxy.command_names.count("EXEC") == 3

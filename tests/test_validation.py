@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import sys
 import unicodedata
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from _helpers import scan_keys
+from _helpers import scan_keys, tracker_with_option
 from bitlens import (
     BitlensError,
     DayEvents,
@@ -286,21 +287,24 @@ def test_an_aware_datetime_whose_offset_is_nonsense_raises_invalid_period() -> N
         ("coalesce", None),
         ("cluster", 0),
         ("schema", "bl"),
+        ("coalesce", 1),
+        ("limits", {"max_user_id": 5}),
     ],
 )
 async def test_a_bad_option_raises_invalid_option(
     client: redis.asyncio.Redis, option: str, value: object
 ) -> None:
     """An option of the wrong type or out of its range raises InvalidOption naming it."""
-    with pytest.raises(InvalidOption, match=option) as caught:
-        Tracker(client, **loose({option: value}))
+    name, build = tracker_with_option(client, option, value)
+    with pytest.raises(InvalidOption, match=re.escape(name)) as caught:
+        build()
     assert isinstance(caught.value, ValueError)
 
 
 async def test_a_bad_option_with_a_url_makes_no_client(redis_url: str) -> None:
-    """Tracker(url, max_user_id=True) raises before it makes (and would leak) a client."""
-    with pytest.raises(InvalidOption, match="max_user_id"):
-        Tracker(redis_url, max_user_id=True)
+    """Tracker(url, limits=<bad>) raises before it makes (and would leak) a client."""
+    with pytest.raises(InvalidOption, match="limits"):
+        Tracker(redis_url, limits=loose({"max_user_id": True}))
 
 
 @pytest.mark.parametrize("user_id", [True, False, 1.0, -1, 2**63, "1", None])

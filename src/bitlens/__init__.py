@@ -21,7 +21,6 @@ from ._default import (
     unmark_event,
     unmark_unique,
 )
-from ._embedded import EmbeddedRedis, RedisServerNotFound
 from ._exceptions import (
     AuthenticationFailed,
     BitlensError,
@@ -68,7 +67,18 @@ from ._expr import (
 )
 from ._idmap import IdMap
 from ._ingest import Batch, IngestStats
-from ._keys import MAX_USER_ID, KeySchema, ShardedSchema
+from ._keys import (
+    MAX_USER_ID,
+    EventKey,
+    IdMapKey,
+    KeySchema,
+    ParsedKey,
+    RegistryKey,
+    ShardedSchema,
+    TempKey,
+    UniverseKey,
+)
+from ._options import Coalesce, Limits
 from ._periods import Day, Hour, Month, Period, Week, Year
 from ._plan import Capabilities
 from ._tracker import Mark, Tracker, TrackerOptions
@@ -86,10 +96,11 @@ __all__ = [
     "BitlensError",
     "Capabilities",
     "CleanupFailed",
+    "Coalesce",
     "Day",
     "DayEvents",
-    "EmbeddedRedis",
     "Event",
+    "EventKey",
     "Events",
     "EventsBetween",
     "Expr",
@@ -97,6 +108,7 @@ __all__ = [
     "Hour",
     "HourEvents",
     "IdMap",
+    "IdMapKey",
     "IdMapMismatch",
     "IngestStats",
     "InvalidEventName",
@@ -110,23 +122,27 @@ __all__ = [
     "InvalidUserId",
     "KeySchema",
     "Last",
+    "Limits",
     "Mark",
     "MarkRejected",
     "Month",
     "MonthEvents",
     "NoDefaultTracker",
+    "ParsedKey",
     "Period",
     "PermissionDenied",
     "QueryRejected",
-    "RedisServerNotFound",
+    "RegistryKey",
     "ReplicationTimeout",
     "ServerOutOfMemory",
     "ShardedSchema",
+    "TempKey",
     "Tracker",
     "TrackerClosed",
     "TrackerOptions",
     "UniqueEvents",
     "Universe",
+    "UniverseKey",
     "UnsupportedOperation",
     "Week",
     "WeekEvents",

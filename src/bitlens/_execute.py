@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from ._lower import LoweredCall, ScriptMode
     from ._writes import Command
 
-__all__ = ["Executor", "Group", "ReplicationTimeout", "RoundTripObserver", "pack"]
+__all__ = ["merge_groups", "Executor", "Group", "ReplicationTimeout", "RoundTripObserver", "pack"]
 
 
 _PROBED: weakref.WeakKeyDictionary[object, Capabilities] = weakref.WeakKeyDictionary()
@@ -129,6 +129,14 @@ class Group:
     commands: Sequence[Command]
     transaction: bool = False
     wait: bool = True
+
+
+def merge_groups(groups: list[Group]) -> list[Group]:
+    """One group of every command (a single server takes them in one pipeline anyway).
+
+    :param groups: at least one group
+    """
+    return [Group(groups[0].route, [c for g in groups for c in g.commands])]
 
 
 _RETRYABLE = (

@@ -20,18 +20,23 @@ from __future__ import annotations
 import datetime as _dt
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, cast
 
-from ._exceptions import InvalidExpression, InvalidMoment, InvalidOption, UnsupportedOperation
+from ._exceptions import (
+    InvalidExpression,
+    InvalidMoment,
+    InvalidOption,
+    NoDefaultTracker,
+    UnsupportedOperation,
+)
 from ._keys import validate_event_name
 from ._periods import Day, Hour, Month, Period, TzLike, Week, Year, resolve_tz, to_local
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
-
-    from ._tracker import Tracker
+    from collections.abc import AsyncIterator, Callable, Iterator
 
 __all__ = [
+    "Answerer",
     "BitOpAnd",
     "BitOpDiff",
     "BitOpNot",
@@ -49,7 +54,9 @@ __all__ = [
     "Universe",
     "WeekEvents",
     "YearEvents",
+    "default_tracker",
     "last",
+    "use_default",
 ]
 
 _E = TypeVar("_E", bound="Expr")
@@ -62,12 +69,53 @@ _NO_BOOL = (
 )
 
 
-def _tracker_or_default(tracker: Tracker | None) -> Tracker:
-    if tracker is not None:
-        return tracker
-    from ._default import get_tracker  # late: the default tracker lives above this layer
+class Answerer(Protocol):
+    """What answers questions about an expression: a :class:`~bitlens.Tracker`."""
 
-    return get_tracker()
+    async def count(self, expr: Expr, /) -> int:
+        """How many ids are in ``expr``."""
+        ...
+
+    async def contains(self, expr: Expr, user_id: int, /) -> bool:
+        """Whether ``user_id`` is in ``expr``."""
+        ...
+
+    async def has_events(self, expr: Expr, /) -> bool:
+        """Whether ``expr`` holds at least one id."""
+        ...
+
+    def members(self, expr: Expr, /) -> AsyncIterator[int]:
+        """The ids in ``expr``, ascending."""
+        ...
+
+
+_default_answerer: Callable[[], Answerer] | None = None
+
+
+def use_default(find: Callable[[], Answerer]) -> None:
+    """Name how expressions find the default tracker when none is given.
+
+    The default tracker lives in a layer above this one, which registers itself here, so
+    expressions never import it.
+
+    :param find: returns the default tracker, or raises ``NoDefaultTracker``
+    """
+    global _default_answerer
+    _default_answerer = find
+
+
+def default_tracker() -> Answerer:
+    """The default tracker, as registered by :func:`use_default`.
+
+    :raises NoDefaultTracker: if none was set up
+    """
+    if _default_answerer is None:
+        raise NoDefaultTracker
+    return _default_answerer()
+
+
+def _tracker_or_default(tracker: Answerer | None) -> Answerer:
+    return tracker if tracker is not None else default_tracker()
 
 
 class Expr(ABC):
@@ -141,7 +189,7 @@ class Expr(ABC):
 
     # -- evaluation on a tracker (the default one when none is given) -----------------------
 
-    async def count(self, tracker: Tracker | None = None) -> int:
+    async def count(self, tracker: Answerer | None = None) -> int:
         """Return how many ids are in this set, on ``tracker`` or the default tracker.
 
         :param tracker: the tracker to ask; ``None`` for the one set by ``bitlens.setup()``
@@ -149,7 +197,7 @@ class Expr(ABC):
         """
         return await _tracker_or_default(tracker).count(self)
 
-    async def contains(self, user_id: int, tracker: Tracker | None = None) -> bool:
+    async def contains(self, user_id: int, tracker: Answerer | None = None) -> bool:
         """Return whether ``user_id`` is in this set.
 
         :param user_id: the id to look up
@@ -158,14 +206,14 @@ class Expr(ABC):
         """
         return await _tracker_or_default(tracker).contains(self, user_id)
 
-    async def has_events(self, tracker: Tracker | None = None) -> bool:
+    async def has_events(self, tracker: Answerer | None = None) -> bool:
         """Return whether the set holds at least one id.
 
         :param tracker: the tracker to ask; ``None`` for the default tracker
         """
         return await _tracker_or_default(tracker).has_events(self)
 
-    def members(self, tracker: Tracker | None = None) -> AsyncIterator[int]:
+    def members(self, tracker: Answerer | None = None) -> AsyncIterator[int]:
         """Iterate over the ids in this set in ascending order, streamed in bounded chunks.
 
         :param tracker: the tracker to ask; ``None`` for the default tracker

@@ -6,8 +6,9 @@ for ``members``. The map lives in Redis beside the tracker's bitmaps, so every p
 every machine agrees on it.
 
 Layout: the map is split into ``buckets`` (default 64) by a CRC-32 of the external id.
-Bucket ``b`` of map ``ids`` under prefix ``bl`` is two hashes sharing one hash tag, so one
-Redis Cluster slot::
+Bucket ``b`` of map ``ids`` is two hashes sharing one hash tag, so one Redis Cluster slot;
+the tracker's key schema names them (:meth:`~bitlens.KeySchema.idmap_keys`), e.g. under
+prefix ``bl``::
 
     bl:{~idmap:ids:5}:fwd    external id -> int
     bl:{~idmap:ids:5}:rev    int -> external id; '~n' the next sequence, '~b' the bucket count
@@ -36,7 +37,8 @@ from redis.exceptions import ResponseError
 
 from ._exceptions import IdMapMismatch, InvalidExternalId, InvalidOption
 from ._execute import Group
-from ._keys import is_safe_name
+from ._keys import validate_user_id
+from ._tracker import parts
 
 if TYPE_CHECKING:
     import datetime as _dt
@@ -123,12 +125,7 @@ class IdMap:
         cache_size: int = 100_000,
         members_chunk: int = 1_000,
     ) -> None:
-        if not is_safe_name(name):
-            raise InvalidOption(
-                "name",
-                name,
-                "1-64 characters without whitespace, control or format characters, '{' or '}'",
-            )
+        name = tracker.schema.validate_idmap_name(name)
         if not _is_int(buckets) or not 1 <= buckets <= 16384:
             raise InvalidOption("buckets", buckets, "an int from 1 to 16384")
         if not _is_int(cache_size) or cache_size < 0:
@@ -136,13 +133,14 @@ class IdMap:
         if not _is_int(members_chunk) or members_chunk < 1:
             raise InvalidOption("members_chunk", members_chunk, "an int >= 1")
         self.tracker = tracker
+        self._parts = parts(tracker)
         self.name = name
         self.buckets = buckets
         self.cache_size = cache_size
         self.members_chunk = members_chunk
-        base = f"{tracker.schema.prefix}:{{~idmap:{name}:"
-        self._forward = [f"{base}{b}}}:fwd" for b in range(buckets)]
-        self._reverse = [f"{base}{b}}}:rev" for b in range(buckets)]
+        keys = [tracker.schema.idmap_keys(name, b) for b in range(buckets)]
+        self._forward = [forward for forward, _ in keys]
+        self._reverse = [reverse for _, reverse in keys]
         self._to_int: dict[str, int] = {}
         self._to_external: dict[int, str] = {}
 
@@ -193,7 +191,7 @@ class IdMap:
         if isinstance(external_ids, (str, bytes)):
             raise TypeError("ids() takes a list of external ids, not a single str")
         wanted = [_validate_external(e) for e in external_ids]
-        self.tracker._check_open()
+        self._parts.state.check_open()
         found = {e: self._to_int[e] for e in set(wanted) if e in self._to_int}
         missing: dict[int, list[str]] = {}
         for external in dict.fromkeys(wanted):
@@ -208,7 +206,7 @@ class IdMap:
 
     async def _lookup(self, by_bucket: dict[int, list[str]], create: bool) -> dict[str, int | None]:
         """Ask Redis for the ints of external ids grouped by bucket (one round trip per node)."""
-        executor = self.tracker._executor
+        executor = self._parts.executor
         groups: list[Group] = []
         for bucket, externals in by_bucket.items():
             forward, reverse = self.keys(bucket)
@@ -252,8 +250,8 @@ class IdMap:
         :raises IdMapMismatch: if the map in Redis was made with another bucket count
         :raises TrackerClosed: after the tracker's ``aclose()``
         """
-        wanted = [self.tracker._uid(uid) for uid in user_ids]
-        self.tracker._check_open()
+        wanted = [validate_user_id(uid, self.tracker.max_user_id) for uid in user_ids]
+        self._parts.state.check_open()
         found = {uid: self._to_external[uid] for uid in set(wanted) if uid in self._to_external}
         missing: dict[int, list[int]] = {}
         for uid in dict.fromkeys(wanted):
@@ -271,7 +269,7 @@ class IdMap:
                 for bucket, uids in missing.items()
             ]
             try:
-                results = await self.tracker._executor.run(groups)
+                results = await self._parts.executor.run(groups)
             except ResponseError as exc:
                 raise self._mismatch(exc) from None
             for uids, replies in zip(missing.values(), results, strict=True):
@@ -346,7 +344,7 @@ class IdMap:
         :raises InvalidEventName: for a bad event name, before anything is sent
         """
         external = _validate_external(external_id)
-        self.tracker._validate_mark(event, 0, at, track_hourly, track_unique)
+        self._parts.writer.validate_mark(event, 0, at, track_hourly, track_unique)
         [uid] = await self.ids([external], create=True)
         await self.tracker.mark_event(
             event, uid, at, track_hourly=track_hourly, track_unique=track_unique
@@ -362,7 +360,7 @@ class IdMap:
     ) -> int:
         """Mark many ``(event, external_id)`` or ``(event, external_id, at)`` items.
 
-        Items go in chunks of the tracker's ``mark_chunk_size``: per chunk, one round trip
+        Items go in chunks of the tracker's ``limits.mark_chunk_size``: per chunk, one round trip
         per node to assign ints to new ids, then the tracker's ``mark_events``.
 
         :param marks: the items; ``at`` defaults to now
@@ -378,9 +376,9 @@ class IdMap:
             if type(mark) is not tuple or len(mark) not in (2, 3):
                 raise TypeError(f"expected (event, external_id[, at]), got {mark!r}")
             event, external_id, at = mark if len(mark) == 3 else (*mark, None)
-            self.tracker._validate_mark(event, 0, at, track_hourly, track_unique)
+            self._parts.writer.validate_mark(event, 0, at, track_hourly, track_unique)
             chunk.append((event, _validate_external(external_id), at))
-            if len(chunk) >= self.tracker.mark_chunk_size:
+            if len(chunk) >= self.tracker.limits.mark_chunk_size:
                 sent += await self._mark_chunk(chunk, track_hourly, track_unique)
                 chunk = []
         if chunk:

@@ -7,18 +7,18 @@ per node, few commands per key):
   exit in one round trip.
 * :class:`Coalescer` — with ``Tracker(coalesce=True)``, concurrent ``await mark_event(...)``
   calls from many tasks share batches. The first caller to find no open batch opens it and
-  starts its sender, a task the coalescer owns: it waits up to ``coalesce_delay`` seconds
-  (or until ``coalesce_max_marks`` marks joined), then sends the batch while every caller
+  starts its sender, a task the coalescer owns: it waits up to ``Coalesce.delay`` seconds
+  (or until ``Coalesce.max_marks`` marks joined), then sends the batch while every caller
   waits on it. A caller's cancellation affects that caller alone. Every caller returns
   only once its mark is in Redis, or raises the error the batch met. At most
-  ``coalesce_max_in_flight`` batches are sent at a time: when Redis is slow, callers wait
+  ``Coalesce.max_in_flight`` batches are sent at a time: when Redis is slow, callers wait
   (back-pressure) and memory stays bounded by the number of waiting callers.
-* :class:`Background` — ``tracker.mark_event_nowait(...)`` enqueues and returns at once. A
+* :class:`FireAndForget` — ``tracker.mark_event_nowait(...)`` enqueues and returns at once. A
   background task sends the queue in chunks; a chunk that fails for a passing reason (a
   lost connection, a timeout, ``LOADING``, ``TRYAGAIN``, a failover) stays at the head of
   the queue and is retried with jittered exponential backoff (50 ms doubling to 5 s),
   logged on the ``bitlens`` logger and counted, never raised into the caller. The queue
-  holds at most ``nowait_max_queue`` marks; past that, **new marks are dropped** (counted
+  holds at most ``Limits.nowait_max_queue`` marks; past that, **new marks are dropped** (counted
   in ``IngestStats.nowait_dropped`` and logged), so a Redis outage can never exhaust
   memory. ``aclose()`` drains the queue (waiting up to its ``drain_timeout``).
 
@@ -41,7 +41,7 @@ import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from redis.exceptions import (
@@ -63,9 +63,17 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._periods import Period
-    from ._tracker import Tracker
 
-__all__ = ["Background", "Batch", "Coalescer", "IngestStats", "MarkItem", "is_permanent"]
+__all__ = [
+    "Batch",
+    "Coalescer",
+    "FireAndForget",
+    "IngestStats",
+    "MarkItem",
+    "Rejections",
+    "Sink",
+    "is_permanent",
+]
 
 logger = logging.getLogger("bitlens")
 
@@ -177,9 +185,11 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {code if code.isupper() else text[:80]}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IngestStats:
     """Counters of a tracker's write paths since it was created.
+
+    :meth:`Tracker.stats` returns a copy taken at the call: changing it changes nothing.
 
     :param marks_written: marks confirmed written by any path
     :param batches_sent: MULTI/EXEC batches that succeeded
@@ -205,26 +215,19 @@ class IngestStats:
 
 
 @dataclass(slots=True)
-class Counters:
-    """The mutable counters behind :class:`IngestStats`."""
+class Rejections:
+    """Counts marks Redis refused for good and logs the first of each reason."""
 
-    marks_written: int = 0
-    batches_sent: int = 0
-    coalesced_batches: int = 0
-    nowait_enqueued: int = 0
-    nowait_written: int = 0
-    nowait_dropped: int = 0
-    nowait_failures: int = 0
-    rejected: int = 0
     reasons_logged: set[str] = field(default_factory=lambda: set[str]())
 
-    def reject(self, item: MarkItem, error: BaseException) -> None:
+    def reject(self, item: MarkItem, error: BaseException, tally: IngestStats) -> None:
         """Count a mark Redis refused for good; log the first of each reason.
 
         :param item: the mark
         :param error: the server's error
+        :param tally: the counters to add it to
         """
-        self.rejected += 1
+        tally.rejected += 1
         reason = _reason(error)
         if reason not in self.reasons_logged and len(self.reasons_logged) < 100:
             self.reasons_logged.add(reason)
@@ -236,6 +239,35 @@ class Counters:
                 item[1],
                 error,
             )
+
+
+class Sink(Protocol):
+    """What a :class:`Batch` needs from the write side."""
+
+    def validate_mark(
+        self,
+        event: str,
+        user_id: int,
+        at: _dt.datetime | _dt.date | None,
+        track_hourly: bool | None,
+        track_unique: bool | None,
+    ) -> tuple[str, int, tuple[Period | None, ...]]:
+        """Check a mark; return it with its periods."""
+        ...
+
+    def validate_unique(
+        self, event: str, user_id: int
+    ) -> tuple[str, int, tuple[Period | None, ...]]:
+        """Check a UniqueEvents mark; return it with its period."""
+        ...
+
+    def new_writes(self) -> WriteBatch:
+        """An empty write batch."""
+        ...
+
+    async def flush(self, writes: WriteBatch) -> None:
+        """Send a write batch in one round trip."""
+        ...
 
 
 class Batch:
@@ -252,12 +284,12 @@ class Batch:
                 batch.mark_event("active", user_id)
         # one round trip for all of them
 
-    :param tracker: the tracker to send with
+    :param sink: the write side of the tracker to send with
     """
 
-    def __init__(self, tracker: Tracker) -> None:
-        self._tracker = tracker
-        self._writes = tracker._new_writes()
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._writes = sink.new_writes()
 
     def __len__(self) -> int:
         return len(self._writes)
@@ -282,7 +314,7 @@ class Batch:
         :raises InvalidEventName: for a bad event name
         """
         self._writes.add(
-            *self._tracker._validate_mark(event, user_id, at, track_hourly, track_unique), 1
+            *self._sink.validate_mark(event, user_id, at, track_hourly, track_unique), 1
         )
 
     def unmark_event(
@@ -305,7 +337,7 @@ class Batch:
         :raises InvalidEventName: for a bad event name
         """
         self._writes.add(
-            *self._tracker._validate_mark(event, user_id, at, track_hourly, track_unique), 0
+            *self._sink.validate_mark(event, user_id, at, track_hourly, track_unique), 0
         )
 
     def mark_unique(self, event: str, user_id: int) -> None:
@@ -316,7 +348,7 @@ class Batch:
         :raises InvalidUserId: for a bad id
         :raises InvalidEventName: for a bad event name
         """
-        self._writes.add(*self._tracker._validate_unique(event, user_id), 1)
+        self._writes.add(*self._sink.validate_unique(event, user_id), 1)
 
     def unmark_unique(self, event: str, user_id: int) -> None:
         """Add an unmark of ``UniqueEvents(event)``.
@@ -326,7 +358,7 @@ class Batch:
         :raises InvalidUserId: for a bad id
         :raises InvalidEventName: for a bad event name
         """
-        self._writes.add(*self._tracker._validate_unique(event, user_id), 0)
+        self._writes.add(*self._sink.validate_unique(event, user_id), 0)
 
     async def flush(self) -> int:
         """Send the marks collected so far in one round trip; return how many were sent.
@@ -336,9 +368,9 @@ class Batch:
 
         :raises TrackerClosed: after the tracker's ``aclose()``
         """
-        writes, self._writes = self._writes, self._tracker._new_writes()
+        writes, self._writes = self._writes, self._sink.new_writes()
         try:
-            await self._tracker._flush(writes)
+            await self._sink.flush(writes)
         except BaseException:
             if not self._writes:  # nothing added meanwhile: keep the marks for a retry
                 self._writes = writes
@@ -391,7 +423,8 @@ class Coalescer:
 
     :param flush: sends one batch
     :param new_batch: makes an empty batch
-    :param counters: where to count the batches sent
+    :param tally: where to count the batches sent
+    :param rejections: where to count and log marks Redis refuses for good
     :param max_marks: a batch is sent as soon as it holds this many marks
     :param delay: the longest a batch waits for company, in seconds
     :param max_in_flight: batches sent at the same time; callers beyond wait
@@ -402,7 +435,8 @@ class Coalescer:
         self,
         flush: Flush,
         new_batch: NewBatch,
-        counters: Counters,
+        tally: IngestStats,
+        rejections: Rejections,
         *,
         max_marks: int,
         delay: float,
@@ -411,7 +445,8 @@ class Coalescer:
     ) -> None:
         self._flush = flush
         self._new_batch = new_batch
-        self._counters = counters
+        self._tally = tally
+        self._rejections = rejections
         self.max_marks = max_marks
         self.delay = delay
         self._route = route
@@ -493,8 +528,8 @@ class Coalescer:
                 )
             for index, error in rejected:
                 shared.rejected[index] = error
-                self._counters.reject(shared.items[index], error)
-            self._counters.coalesced_batches += 1
+                self._rejections.reject(shared.items[index], error, self._tally)
+            self._tally.coalesced_batches += 1
         except BaseException as exc:  # the loop shutting down cancels this task too
             shared.error = (
                 exc
@@ -517,22 +552,31 @@ class Coalescer:
             await self._idle.wait()
 
 
-class Background:
-    """A bounded queue of fire-and-forget marks and the task that sends it.
+class FireAndForget:
+    """The fire-and-forget queue of ``mark_event_nowait``: bounded, and the task sending it.
 
     :param flush: sends one batch
     :param new_batch: makes an empty batch
-    :param counters: where to count
+    :param tally: where to count
+    :param rejections: where to count and log marks Redis refuses for good
     :param max_queue: the most marks held; new marks beyond are dropped and counted
     :param chunk: marks sent per round trip
     """
 
     def __init__(
-        self, flush: Flush, new_batch: NewBatch, counters: Counters, *, max_queue: int, chunk: int
+        self,
+        flush: Flush,
+        new_batch: NewBatch,
+        tally: IngestStats,
+        rejections: Rejections,
+        *,
+        max_queue: int,
+        chunk: int,
     ) -> None:
         self._flush = flush
         self._new_batch = new_batch
-        self._counters = counters
+        self._tally = tally
+        self._rejections = rejections
         self.max_queue = max_queue
         self.chunk = chunk
         self._queue: deque[MarkItem] = deque()
@@ -551,7 +595,7 @@ class Background:
         :param item: a validated mark
         """
         if len(self._queue) >= self.max_queue:
-            self._counters.nowait_dropped += 1
+            self._tally.nowait_dropped += 1
             now = anyio.current_time()
             if now - self._last_drop_log > 1.0:
                 self._last_drop_log = now
@@ -559,11 +603,11 @@ class Background:
                     "bitlens: fire-and-forget queue full (%d marks); dropping new marks "
                     "(%d dropped so far)",
                     self.max_queue,
-                    self._counters.nowait_dropped,
+                    self._tally.nowait_dropped,
                 )
             return False
         self._queue.append(item)
-        self._counters.nowait_enqueued += 1
+        self._tally.nowait_enqueued += 1
         self._wake.set()
         if self._task is None:  # redis.asyncio ties the tracker to asyncio's loop anyway
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -583,7 +627,7 @@ class Background:
                 try:
                     rejected = await send_splitting(self._flush, self._new_batch, items)
                 except Exception as exc:  # a passing error: retried, never given up silently
-                    self._counters.nowait_failures += 1
+                    self._tally.nowait_failures += 1
                     # Jittered, so that many processes do not all come back at once.
                     pause = backoff * random.uniform(0.5, 1.0)
                     logger.warning(
@@ -600,8 +644,8 @@ class Background:
                 for _ in items:
                     self._queue.popleft()
                 for index, error in rejected:
-                    self._counters.reject(items[index], error)
-                self._counters.nowait_written += len(items) - len(rejected)
+                    self._rejections.reject(items[index], error, self._tally)
+                self._tally.nowait_written += len(items) - len(rejected)
         except asyncio.CancelledError:
             if self._queue and not self._closing:
                 # Cancelled from outside, e.g. asyncio.run() ending with the tracker open.
@@ -645,6 +689,6 @@ class Background:
     def _drop_left(self) -> None:
         if self._queue:
             left = len(self._queue)
-            self._counters.nowait_dropped += left
+            self._tally.nowait_dropped += left
             self._queue.clear()
             logger.error("bitlens: closing with %d queued marks unsent (dropped)", left)

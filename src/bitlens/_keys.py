@@ -1,21 +1,15 @@
-"""The key schema: where each bit of each event lives in Redis (pure, no I/O).
+"""The key schema: the only code that builds or parses a key name (pure, no I/O).
 
-Ids are split into *shards* of ``2**shard_bits`` ids. Every key of one shard carries the
-same hash tag, so all events and periods of one id range share one Redis Cluster slot and
-every BITOP, temp key and MULTI/EXEC of a query stays inside that slot::
+:class:`KeySchema` is the interface every layout implements: the key of each event bitmap
+(per period, the Unique one), each shard's universe, a query's temp keys, the shard
+registry and the id map hashes; SCAN and ACL patterns that find them; and :meth:`parse
+<KeySchema.parse>`, which reads a key name back into what built it (an :class:`EventKey`,
+:class:`UniverseKey`, :class:`TempKey`, :class:`RegistryKey` or :class:`IdMapKey`).
+:class:`ShardedSchema` is bitlens' layout; its docstring draws its keys. The tracker, the
+planner, the write batches, :class:`~bitlens.IdMap`, the command line and the web API all
+ask the schema, so a new layout is a subclass and nothing else.
 
-    bl:{7}:active:M2026-11        month bitmap of event "active", ids 7*2**20 .. 8*2**20-1
-    bl:{7}:active:W2026-07        ISO week 7 of ISO year 2026
-    bl:{7}:active:D2026-01-05     a day
-    bl:{7}:active:H2026-01-05T13  an hour (only with hourly tracking)
-    bl:{7}:active:U               UniqueEvents (no time dimension)
-    bl:{7}:~all                   the universe: every id ever marked in shard 7
-    bl:{7}:~tmp:<token>:<n>       a query's temp key (lives inside one MULTI/EXEC)
-    bl:~shards                    the set of shard numbers that hold data
-
-Event names may hold ``:``; the period suffix never does, so the last segment of a key is
-always its period and two (event, period) pairs never share a key. Names starting with ``~``
-are refused, so bitlens' own keys never collide with an event's.
+The name rules (event names, prefixes, id map names) live here too.
 """
 
 from __future__ import annotations
@@ -24,16 +18,29 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, Literal, TypeAlias, cast
 
-from ._exceptions import InvalidEventName, InvalidOption, InvalidPrefix, InvalidUserId
+from ._exceptions import (
+    InvalidEventName,
+    InvalidOption,
+    InvalidPeriod,
+    InvalidPrefix,
+    InvalidUserId,
+)
 from ._periods import Day, Hour, Month, Period, Week, Year
 
 __all__ = [
     "MAX_USER_ID",
+    "EventKey",
+    "IdMapKey",
     "KeySchema",
+    "ParsedKey",
+    "RegistryKey",
     "ShardedSchema",
+    "TempKey",
+    "UniverseKey",
     "describe_char",
+    "event_name_problem",
     "glob_escape",
     "is_safe_name",
     "unsafe_char",
@@ -118,6 +125,28 @@ def validate_user_id(user_id: object, limit: int = MAX_USER_ID) -> int:
     return int(user_id)
 
 
+def event_name_problem(name: object) -> str | None:
+    """Say why ``name`` cannot be an event name, or return ``None`` if it can.
+
+    :param name: the event name to check
+    """
+    if not isinstance(name, str):
+        return f"must be a str, not {type(name).__name__}"
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_EVENT_NAME_LENGTH:
+        return f"must be at most {MAX_EVENT_NAME_LENGTH} characters"
+    if name.startswith("~"):
+        return "names starting with '~' are reserved for bitlens"
+    bad = unsafe_char(name)
+    if bad is not None:
+        return (
+            f"{describe_char(bad)} is not allowed (no whitespace, control or invisible format "
+            "characters, lone surrogates, '{' or '}')"
+        )
+    return None
+
+
 def validate_event_name(name: object) -> str:
     """Return ``name`` if it is safe to embed in a key.
 
@@ -126,22 +155,256 @@ def validate_event_name(name: object) -> str:
         without whitespace, control or format characters, lone surrogates, ``{`` or ``}``,
         or if it starts with ``~``
     """
-    if not isinstance(name, str):
-        raise InvalidEventName(name, f"must be a str, not {type(name).__name__}")
-    if not name:
-        raise InvalidEventName(name, "must not be empty")
-    if len(name) > MAX_EVENT_NAME_LENGTH:
-        raise InvalidEventName(name, f"must be at most {MAX_EVENT_NAME_LENGTH} characters")
-    if name.startswith("~"):
-        raise InvalidEventName(name, "names starting with '~' are reserved for bitlens")
-    bad = unsafe_char(name)
-    if bad is not None:
-        raise InvalidEventName(
-            name,
-            f"{describe_char(bad)} is not allowed (no whitespace, control or invisible format "
-            "characters, lone surrogates, '{' or '}')",
-        )
-    return name
+    problem = event_name_problem(name)
+    if problem is not None:
+        raise InvalidEventName(name, problem)
+    return cast("str", name)
+
+
+# -- what a key holds ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventKey:
+    """An event's bitmap in one period (``period=None``: its Unique bitmap) for one shard.
+
+    :param event: the event name
+    :param period: an Hour, Day, Week or Month, or ``None`` for UniqueEvents
+    :param shard: the shard number
+    """
+
+    event: str
+    period: Period | None
+    shard: int
+
+
+@dataclass(frozen=True, slots=True)
+class UniverseKey:
+    """A shard's universe bitmap: every id ever marked in it.
+
+    :param shard: the shard number
+    """
+
+    shard: int
+
+
+@dataclass(frozen=True, slots=True)
+class TempKey:
+    """A query's temp key in one shard (it lives only inside the query that made it).
+
+    :param shard: the shard number
+    :param token: the query's random token (no ``:``)
+    :param n: the index of the temp key within the query
+    """
+
+    shard: int
+    token: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryKey:
+    """The set of shard numbers that hold data (one per schema)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdMapKey:
+    """One hash of one bucket of an :class:`~bitlens.IdMap`.
+
+    :param name: the id map's name
+    :param bucket: the bucket number
+    :param side: ``"forward"`` (external id to int) or ``"reverse"`` (int to external id)
+    """
+
+    name: str
+    bucket: int
+    side: Literal["forward", "reverse"]
+
+
+ParsedKey: TypeAlias = EventKey | UniverseKey | TempKey | RegistryKey | IdMapKey
+"""What :meth:`KeySchema.parse` finds in a key name: one of the kinds of key a schema builds."""
+
+
+# -- the schema interface --------------------------------------------------------------------
+
+
+class KeySchema(ABC):
+    """Every key name bitlens reads or writes: how to build it, and how to read it back.
+
+    The schema is the only code that knows the shape of a key; the tracker, the planner,
+    :class:`~bitlens.IdMap`, the command line and the web API ask it. :class:`ShardedSchema`
+    is bitlens' layout. Another layout is a subclass that implements the abstract members
+    below; the rest (:meth:`build`, :attr:`scan_patterns`, :meth:`validate_idmap_name`)
+    follows from them. A subclass must keep two promises, which the tests check for
+    ``ShardedSchema``:
+
+    * ``parse(build(k)) == k`` for every key ``k`` it builds, and ``parse`` answers
+      ``None`` for every other name (a foreign key under the prefix, another prefix's key);
+    * on a Redis Cluster, all keys of one shard (event bitmaps, universe, temp keys) share
+      one hash slot, so each shard's work is one transaction on one node.
+    """
+
+    __slots__ = ()
+
+    prefix: str
+    shard_bits: int
+
+    # -- ids ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def shard_of(self, user_id: int) -> int:
+        """Return the shard number that holds ``user_id``.
+
+        :param user_id: a validated user id
+        """
+
+    @abstractmethod
+    def bit_of(self, user_id: int) -> int:
+        """Return the bit offset of ``user_id`` inside its shard's bitmaps.
+
+        :param user_id: a validated user id
+        """
+
+    @abstractmethod
+    def user_id(self, shard: int, bit: int) -> int:
+        """Return the user id at ``bit`` of ``shard`` (the inverse of shard_of/bit_of).
+
+        :param shard: a shard number
+        :param bit: a bit offset inside that shard
+        """
+
+    # -- building keys --------------------------------------------------------------------
+
+    @abstractmethod
+    def event_key(self, event: str, period: Period | None, shard: int) -> str:
+        """Return the key of ``event`` in ``period`` (``None``: the Unique bitmap) for a shard.
+
+        :param event: a validated event name
+        :param period: Hour, Day, Week or Month, or ``None`` for UniqueEvents
+        :param shard: the shard number
+        """
+
+    @abstractmethod
+    def universe_key(self, shard: int) -> str:
+        """Return the key of the shard's universe bitmap (every id ever marked).
+
+        :param shard: the shard number
+        """
+
+    @abstractmethod
+    def temp_key(self, shard: int, token: str, n: int) -> str:
+        """Return the ``n``-th temp key of query ``token`` in ``shard`` (same hash slot).
+
+        :param shard: the shard number
+        :param token: a random token unique to one query, without ``:``
+        :param n: the index of the temp key within the query
+        """
+
+    @abstractmethod
+    def idmap_keys(self, name: str, bucket: int) -> tuple[str, str]:
+        """Return the forward and reverse hash keys of one bucket of an id map (one slot).
+
+        :param name: a name :meth:`validate_idmap_name` accepted
+        :param bucket: the bucket number
+        """
+
+    @property
+    @abstractmethod
+    def registry_key(self) -> str:
+        """The key of the set of shard numbers that hold data."""
+
+    def build(self, key: ParsedKey) -> str:
+        """Return the key name of ``key`` (the inverse of :meth:`parse`).
+
+        :param key: what the key holds
+        """
+        if isinstance(key, EventKey):
+            return self.event_key(key.event, key.period, key.shard)
+        if isinstance(key, UniverseKey):
+            return self.universe_key(key.shard)
+        if isinstance(key, TempKey):
+            return self.temp_key(key.shard, key.token, key.n)
+        if isinstance(key, IdMapKey):
+            forward, reverse = self.idmap_keys(key.name, key.bucket)
+            return forward if key.side == "forward" else reverse
+        return self.registry_key
+
+    # -- reading keys ---------------------------------------------------------------------
+
+    @abstractmethod
+    def parse(self, key: str) -> ParsedKey | None:
+        """Return what ``key`` holds, or ``None`` if this schema would never build it.
+
+        Exact: a key parses only if :meth:`build` gives it back character for character,
+        so foreign keys under the prefix and keys of other prefixes give ``None``.
+
+        :param key: a key name, e.g. from ``SCAN``
+        """
+
+    def parse_scanned(self, key: bytes | str) -> ParsedKey | None:
+        """Return what a key as ``SCAN`` returned it holds (:meth:`parse` of its text).
+
+        A name that is not UTF-8 is no key of the schema (every key is built as text).
+
+        :param key: a key name as bytes, or already decoded
+        """
+        if isinstance(key, bytes):
+            try:
+                key = key.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return self.parse(key)
+
+    @property
+    @abstractmethod
+    def scan_pattern(self) -> str:
+        """A SCAN MATCH pattern of every key of this schema except :attr:`registry_key`.
+
+        It matches no key of another prefix (``bl``'s pattern never sees ``bl:x``'s keys).
+        """
+
+    @property
+    def scan_patterns(self) -> tuple[str, ...]:
+        """SCAN MATCH patterns that together find every key of this schema, and no other.
+
+        :attr:`scan_pattern`, then :attr:`registry_key` escaped as a pattern of its own
+        (cheaper to read with ``EXISTS`` than to SCAN for).
+        """
+        return (self.scan_pattern, glob_escape(self.registry_key))
+
+    @property
+    def event_scan_pattern(self) -> str:
+        """A SCAN MATCH pattern that finds at least one key of every event ever marked.
+
+        It may match other keys too (:meth:`parse` tells them apart); a layout can narrow
+        it to the bitmaps every mark writes. By default :attr:`scan_pattern`.
+        """
+        return self.scan_pattern
+
+    @property
+    @abstractmethod
+    def acl_pattern(self) -> str:
+        """An ACL key pattern (``~pattern``) that grants every key of this schema."""
+
+    # -- names ----------------------------------------------------------------------------
+
+    def validate_idmap_name(self, name: object) -> str:
+        """Return ``name`` if it can name an id map: 1-64 safe characters.
+
+        :param name: the name to check
+        :raises InvalidOption: if it is not a ``str`` of 1-64 characters without
+            whitespace, control or format characters, ``{`` or ``}``
+        """
+        if not is_safe_name(name):
+            raise InvalidOption(
+                "name",
+                name,
+                "1-64 characters without whitespace, control or format characters, '{' or '}'",
+            )
+        return cast("str", name)
+
+
+# -- the default layout ----------------------------------------------------------------------
 
 
 @lru_cache(maxsize=1 << 16)
@@ -172,97 +435,71 @@ def period_suffix(period: Period | None) -> str:
     raise TypeError(f"unknown period type {type(period).__name__}")
 
 
-class KeySchema(ABC):
-    """How ids, events and periods map to Redis keys and bit offsets.
+# ASCII digits only: ``\d`` would also take other scripts' digits, which int() accepts.
+_SUFFIX = re.compile(
+    r"M(?P<my>[0-9]{4})-(?P<mm>[0-9]{2})"
+    r"|W(?P<wy>[0-9]{4})-(?P<ww>[0-9]{2})"
+    r"|D(?P<dy>[0-9]{4})-(?P<dm>[0-9]{2})-(?P<dd>[0-9]{2})"
+    r"|H(?P<hy>[0-9]{4})-(?P<hm>[0-9]{2})-(?P<hd>[0-9]{2})T(?P<hh>[0-9]{2})"
+)
+_NUMBER = re.compile(r"0|[1-9][0-9]*")
 
-    The schema is one replaceable object: :class:`ShardedSchema` is the default, and a
-    bitmapist-compatible layout can stand in its place.
-    """
 
-    __slots__ = ()
+def _period_of(suffix: str) -> tuple[Period | None] | None:
+    """Read a suffix :func:`period_suffix` made: ``(period,)``, ``(None,)`` for ``U``, else None."""
+    if suffix == "U":
+        return (None,)
+    found = _SUFFIX.fullmatch(suffix)
+    if found is None:
+        return None
+    g = found.groupdict()
+    try:
+        if g["my"] is not None:
+            return (Month(int(g["my"]), int(g["mm"])),)
+        if g["wy"] is not None:
+            return (Week(int(g["wy"]), int(g["ww"])),)
+        if g["dy"] is not None:
+            return (Day(int(g["dy"]), int(g["dm"]), int(g["dd"])),)
+        return (Hour(int(g["hy"]), int(g["hm"]), int(g["hd"]), int(g["hh"])),)
+    except InvalidPeriod:  # month 13, February 30, ISO week 53 of a 52-week year, year 0
+        return None
 
-    prefix: str
-    shard_bits: int
 
-    @abstractmethod
-    def shard_of(self, user_id: int) -> int:
-        """Return the shard number that holds ``user_id``.
-
-        :param user_id: a validated user id
-        """
-
-    @abstractmethod
-    def bit_of(self, user_id: int) -> int:
-        """Return the bit offset of ``user_id`` inside its shard's bitmaps.
-
-        :param user_id: a validated user id
-        """
-
-    @abstractmethod
-    def user_id(self, shard: int, bit: int) -> int:
-        """Return the user id at ``bit`` of ``shard`` (the inverse of shard_of/bit_of).
-
-        :param shard: a shard number
-        :param bit: a bit offset inside that shard
-        """
-
-    @abstractmethod
-    def event_key(self, event: str, period: Period | None, shard: int) -> str:
-        """Return the key of ``event`` in ``period`` (``None``: the Unique bitmap) for a shard.
-
-        :param event: a validated event name
-        :param period: Hour, Day, Week or Month, or ``None`` for UniqueEvents
-        :param shard: the shard number
-        """
-
-    @abstractmethod
-    def universe_key(self, shard: int) -> str:
-        """Return the key of the shard's universe bitmap (every id ever marked).
-
-        :param shard: the shard number
-        """
-
-    @abstractmethod
-    def temp_key(self, shard: int, token: str, n: int) -> str:
-        """Return the ``n``-th temp key of query ``token`` in ``shard`` (same hash slot).
-
-        :param shard: the shard number
-        :param token: a random token unique to one query
-        :param n: the index of the temp key within the query
-        """
-
-    @property
-    @abstractmethod
-    def registry_key(self) -> str:
-        """The key of the set of shard numbers that hold data."""
-
-    @property
-    @abstractmethod
-    def scan_pattern(self) -> str:
-        """A SCAN MATCH pattern of every key of this schema except :attr:`registry_key`.
-
-        It matches no key of another prefix (``bl``'s pattern never sees ``bl:x``'s keys).
-        """
-
-    @property
-    def scan_patterns(self) -> tuple[str, ...]:
-        """SCAN MATCH patterns that together find every key of this schema, and no other.
-
-        :attr:`scan_pattern`, then :attr:`registry_key` escaped as a pattern of its own
-        (cheaper to read with ``EXISTS`` than to SCAN for).
-        """
-        return (self.scan_pattern, glob_escape(self.registry_key))
+def _number(text: str) -> int | None:
+    """Read a shard, bucket or index as :func:`str` writes it (ASCII, no leading zero)."""
+    return int(text) if _NUMBER.fullmatch(text) else None
 
 
 @dataclass(frozen=True, slots=True)
 class ShardedSchema(KeySchema):
-    """The default bitlens layout: a prefix, id-range shards and one hash tag per shard.
+    """The bitlens layout: a prefix, id-range shards and one hash tag per shard.
+
+    Ids are split into *shards* of ``2**shard_bits`` ids. Every key of one shard carries
+    the same hash tag, so all events and periods of one id range share one Redis Cluster
+    slot and every BITOP, temp key and MULTI/EXEC of a query stays inside that slot::
+
+        bl:{7}:active:M2026-11        month bitmap of event "active", ids 7*2**20 .. 8*2**20-1
+        bl:{7}:active:W2026-07        ISO week 7 of ISO year 2026
+        bl:{7}:active:D2026-01-05     a day
+        bl:{7}:active:H2026-01-05T13  an hour (only with hourly tracking)
+        bl:{7}:active:U               UniqueEvents (no time dimension)
+        bl:{7}:~all                   the universe: every id ever marked in shard 7
+        bl:{7}:~tmp:<token>:<n>       a query's temp key (lives inside one MULTI/EXEC)
+        bl:{~idmap:ids:5}:fwd         bucket 5 of id map "ids": external id -> int
+        bl:{~idmap:ids:5}:rev         ... and int -> external id
+        bl:~shards                    the set of shard numbers that hold data
+
+    Event names may hold ``:``; the period suffix never does, so the last segment of a key
+    is always its period and two (event, period) pairs never share a key. Names starting
+    with ``~`` are refused, so bitlens' own keys never collide with an event's.
 
     Example::
 
         schema = ShardedSchema(prefix="bl", shard_bits=20)
         schema.event_key("active", Month(2026, 11), schema.shard_of(7_340_033))
         # 'bl:{7}:active:M2026-11'
+        schema.parse("bl:{7}:active:M2026-11")
+        # EventKey(event='active', period=Month(year=2026, month=11, ...), shard=7)
 
     :param prefix: the first segment of every key: 1-64 characters without whitespace,
         control or format characters, ``{`` or ``}``
@@ -302,9 +539,44 @@ class ShardedSchema(KeySchema):
     def temp_key(self, shard: int, token: str, n: int) -> str:
         return f"{self.prefix}:{{{shard}}}:~tmp:{token}:{n}"
 
+    def idmap_keys(self, name: str, bucket: int) -> tuple[str, str]:
+        tag = f"{self.prefix}:{{~idmap:{name}:{bucket}}}"
+        return f"{tag}:fwd", f"{tag}:rev"
+
     @property
     def registry_key(self) -> str:
         return f"{self.prefix}:~shards"
+
+    def parse(self, key: str) -> ParsedKey | None:
+        head = len(self.prefix) + 1
+        if not key.startswith(self.prefix) or key[head - 1 : head] != ":":
+            return None
+        rest = key[head:]
+        if rest == "~shards":
+            return RegistryKey()
+        if not rest.startswith("{"):
+            return None
+        tag, sep, tail = rest[1:].partition("}:")
+        if not sep:
+            return None
+        if tag.startswith("~idmap:"):
+            return _parse_idmap(tag[len("~idmap:") :], tail)
+        shard = _number(tag)
+        if shard is None:
+            return None
+        if tail == "~all":
+            return UniverseKey(shard)
+        if tail.startswith("~tmp:"):
+            token, sep, n = tail[len("~tmp:") :].partition(":")
+            index = _number(n)
+            if not sep or index is None or not token or unsafe_char(token) is not None:
+                return None
+            return TempKey(shard, token, index)
+        event, sep, suffix = tail.rpartition(":")
+        period = _period_of(suffix)
+        if not sep or period is None or event_name_problem(event) is not None:
+            return None
+        return EventKey(event, period[0], shard)
 
     @property
     def scan_pattern(self) -> str:
@@ -312,3 +584,26 @@ class ShardedSchema(KeySchema):
         # bitmaps, universes, temp keys, id maps): "bl:{*". A prefix holds no '{', so no
         # other prefix's key starts that way ("bl:x:{7}:..." does not match "bl:{*").
         return f"{glob_escape(self.prefix)}:{{*"
+
+    @property
+    def event_scan_pattern(self) -> str:
+        # Month and Unique bitmaps (a period suffix starting M or U): every mark_event
+        # sets a month bit and every mark_unique the unique bit, so every event has one.
+        return f"{self.scan_pattern}:[MU]*"
+
+    @property
+    def acl_pattern(self) -> str:
+        return f"{glob_escape(self.prefix)}:*"
+
+
+def _parse_idmap(tag: str, tail: str) -> IdMapKey | None:
+    """Read the ``name:bucket`` hash tag and ``fwd``/``rev`` tail of an id map key."""
+    name, sep, number = tag.rpartition(":")
+    bucket = _number(number)
+    if not sep or bucket is None or not is_safe_name(name):
+        return None
+    if tail == "fwd":
+        return IdMapKey(name, bucket, "forward")
+    if tail == "rev":
+        return IdMapKey(name, bucket, "reverse")
+    return None

@@ -40,7 +40,7 @@ __all__ = ["Granularity", "Packed", "WriteBatch"]
 Granularity: TypeAlias = Literal["hour", "day", "week", "month"]
 Command: TypeAlias = "tuple[str | int | bytes | Packed, ...]"
 
-IMAGE_MIN_BITS = 24
+_IMAGE_MIN_BITS = 24
 """Below this many bits a key is written with SETBIT/BITFIELD, never with an image."""
 
 IMAGE_BYTES_PER_BIT = 1024
@@ -95,7 +95,7 @@ class WriteBatch:
     _shift: int = -1
 
     def __post_init__(self) -> None:
-        if isinstance(self.schema, ShardedSchema):  # inline its arithmetic
+        if type(self.schema) is ShardedSchema:  # inline its arithmetic (not a subclass's)
             self._shift = self.schema.shard_bits
 
     def __len__(self) -> int:
@@ -200,10 +200,9 @@ class WriteBatch:
         self._settle()
         out: dict[int, list[Command]] = {}
         temp = _TempNames(self.schema, token)
-        # The fewest bits for which a byte image costs Redis less than BITFIELD (read here,
-        # not at import, so the grouping benchmark can switch images off).
+        # The fewest bits for which a byte image costs Redis less than BITFIELD.
         key_bytes = 1 << max(self.schema.shard_bits - 3, 0)  # a shard key's longest length
-        image_bits = max(IMAGE_MIN_BITS, -(-key_bytes // IMAGE_BYTES_PER_BIT))
+        image_bits = max(_IMAGE_MIN_BITS, -(-key_bytes // IMAGE_BYTES_PER_BIT))
         for key, bits in self._keys.items():
             commands = out.setdefault(bits.shard, [])
             if bits.ones:

@@ -17,7 +17,7 @@ import redis.exceptions
 
 from _helpers import connect, ping
 from bitlens import Capabilities, DayEvents, PermissionDenied, Tracker
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:

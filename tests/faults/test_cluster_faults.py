@@ -13,12 +13,12 @@ import anyio
 import pytest
 
 from _helpers import close_cluster_client, connect_cluster
-from bitlens import MonthEvents, Tracker
+from bitlens import Coalesce, MonthEvents, Tracker
 from faults._invariants import Ledger, check_invariants
 from faults._load import AT, Load, WritePath, run_writer
 
 if TYPE_CHECKING:
-    from bitlens._embedded import EmbeddedCluster, EmbeddedClusterNode
+    from harness import EmbeddedCluster, EmbeddedClusterNode
 
 pytestmark = pytest.mark.anyio
 
@@ -226,9 +226,7 @@ async def test_a_coalesced_mark_waits_only_for_its_own_master(
 ) -> None:
     """Coalesced marks for a paused and a healthy master, together: the healthy one returns."""
     client = connect_cluster(own_cluster.url)
-    tracker = Tracker(
-        client, prefix=prefix, shard_bits=SHARD_BITS, coalesce=True, coalesce_delay=0.01
-    )
+    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS, coalesce=Coalesce(delay=0.01))
     registry = own_cluster.node_for_slot(own_cluster.keyslot(tracker.schema.registry_key))
     paused, healthy = [node for node in own_cluster.masters() if node.name != registry.name][:2]
     stuck = _shards_on(own_cluster, tracker, paused.name, 20)

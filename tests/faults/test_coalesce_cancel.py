@@ -14,7 +14,7 @@ import datetime as dt
 import pytest
 
 from _helpers import connect
-from bitlens import Tracker
+from bitlens import Coalesce, Tracker
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +41,7 @@ async def test_a_cancelled_coalesced_caller_costs_no_other_caller_its_mark(
     """Cancel caller ``victim`` (0 opened the batch) after ``turns`` loop turns: 49 still land."""
     ledger = Ledger()
     client = tracked_client(redis_url)
-    tracker = Tracker(client, prefix=prefix, coalesce=True, coalesce_delay=0.02)
+    tracker = Tracker(client, prefix=prefix, coalesce=Coalesce(delay=0.02))
 
     async def mark(uid: int) -> None:
         ledger.attempt("active", uid, AT)
@@ -69,7 +69,7 @@ async def test_callers_timed_out_under_a_write_pause_cost_the_rest_nothing(
     ledger = Ledger()
     admin = connect(redis_url)
     client = tracked_client(redis_url)
-    tracker = Tracker(client, prefix=prefix, coalesce=True, coalesce_delay=0.01)
+    tracker = Tracker(client, prefix=prefix, coalesce=Coalesce(delay=0.01))
 
     async def mark(uid: int) -> None:
         ledger.attempt("active", uid, AT)

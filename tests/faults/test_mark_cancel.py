@@ -13,7 +13,7 @@ import datetime as dt
 
 import pytest
 
-from bitlens import Tracker
+from bitlens import Limits, Tracker
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 pytestmark = pytest.mark.anyio
@@ -71,7 +71,7 @@ async def test_mark_events_cancelled_at_every_await_point(redis_url: str, prefix
     """mark_events of 3 chunks cancelled after 0, 1, ... turns: a call that returned is whole."""
     ledger = Ledger()
     client = tracked_client(redis_url)
-    tracker = Tracker(client, prefix=prefix, mark_chunk_size=100)
+    tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=100))
     try:
         cancelled = streak = 0
         for turns in range(MAX_TURNS):
@@ -110,7 +110,7 @@ async def test_aclose_cancelled_at_every_await_point_accounts_for_every_queued_m
         cancelled = streak = 0
         for turns in range(MAX_TURNS):
             event = f"q{turns}"
-            tracker = Tracker(client, prefix=prefix, mark_chunk_size=20)
+            tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=20))
             for uid in range(100):
                 ledger.attempt(event, uid, AT)
                 assert tracker.mark_event_nowait(event, uid, AT)

@@ -21,8 +21,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from _helpers import connect
-from bitlens import DayEvents, MarkRejected, Tracker
-from bitlens._embedded import EmbeddedRedis
+from bitlens import Coalesce, DayEvents, Limits, MarkRejected, Tracker
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
     from _proxy import RoundTripProxy
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +89,7 @@ async def test_a_queued_mark_behind_a_rejected_one_is_written_without_a_retry(
 ) -> None:
     """The queue moves on at once: no failure is counted, nothing waits for a backoff."""
     admin = connect(redis_url)
-    tracker = Tracker(redis_url, prefix=prefix, mark_chunk_size=1)
+    tracker = Tracker(redis_url, prefix=prefix, limits=Limits(mark_chunk_size=1))
     try:
         await _poison(admin, prefix)
         tracker.mark_event_nowait(BAD, 1, AT)
@@ -169,7 +169,7 @@ async def test_a_coalesced_bad_mark_fails_its_own_caller_only(redis_url: str, pr
     ledger = Ledger()
     admin = connect(redis_url)
     client = tracked_client(redis_url)
-    tracker = Tracker(client, prefix=prefix, coalesce=True, coalesce_delay=0.02)
+    tracker = Tracker(client, prefix=prefix, coalesce=Coalesce(delay=0.02))
 
     async def mark(uid: int) -> None:
         event = BAD if uid == 17 else GOOD
@@ -245,7 +245,7 @@ async def test_on_a_cluster_a_bad_mark_is_rejected_alone_on_every_path(
         f"{prefix}:{{3}}:{BAD}:D2026-11-27", "not", "a bitmap"
     )
     tracker = Tracker(
-        cluster_client, prefix=prefix, shard_bits=shard_bits, coalesce=True, coalesce_delay=0.02
+        cluster_client, prefix=prefix, shard_bits=shard_bits, coalesce=Coalesce(delay=0.02)
     )
     bad_id = 3 << shard_bits
 

@@ -17,13 +17,13 @@ import redis.exceptions
 
 from _helpers import close_cluster_client, connect, connect_cluster, scan_keys
 from bitlens import Tracker
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
-    from bitlens._embedded import EmbeddedCluster
+    from harness import EmbeddedCluster
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ import redis
 from _helpers import ping
 from _proxy import RoundTripProxy
 from bitlens import DayEvents, PermissionDenied, Tracker, UnsupportedOperation
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from _helpers import connect
 from bitlens import BitlensError, DayEvents, MonthEvents, Tracker, WeekEvents
-from bitlens._embedded import EmbeddedRedis
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import FAULT_CLIENT_NAME, Ledger, check_invariants, tracked_client
 from faults._load import AT, Load, WritePath, run_writer
 

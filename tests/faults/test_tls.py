@@ -11,9 +11,10 @@ import pytest
 
 from _optional import REQUIRE_TLS, missing
 from bitlens import Tracker
-from bitlens._embedded import EmbeddedRedis, _free_port, find_redis_servers
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 from faults._load import AT
+from harness import find_redis_servers, free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -99,7 +100,7 @@ async def test_marks_and_counts_over_tls_with_a_private_ca(tmp_path: Path, prefi
     if shutil.which("openssl") is None:
         missing(REQUIRE_TLS, "openssl is not installed (it makes the test's certificates)")
     paths = _make_certificates(tmp_path)
-    tls_port = _free_port("127.0.0.1")
+    tls_port = free_port("127.0.0.1")
     args = [
         *("--tls-port", str(tls_port)),
         *("--tls-cert-file", paths["server.crt"]),

@@ -18,8 +18,8 @@ from bitlens import (
     ServerOutOfMemory,
     Tracker,
 )
-from bitlens._embedded import EmbeddedRedis
 from bitlens._execute import ReplicationTimeout
+from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import anyio
 
-from .._embedded import EmbeddedRedis
 from .._expr import DayEvents, MonthEvents, UniqueEvents, WeekEvents
 from .._periods import Day, Month, Week
 from .._tracker import Mark, Tracker
 from ..cohort import retention
+from ..embedded import EmbeddedRedis
 from ._common import HelpFormatter, day, positive_int, prefix_type, redact
 from ._retention import render_table
 from ._serve import add_listen_options, serve_dashboard, serve_until_stopped
@@ -186,7 +186,7 @@ async def run_demo(
 
         marks: list[Mark] = list(generate_activity(users, weeks, today, seed))
         progress = _Progress("marking", sys.stderr)
-        chunk = tracker.mark_chunk_size
+        chunk = tracker.limits.mark_chunk_size
         for i in range(0, len(marks), chunk):
             part = marks[i : i + chunk]
             await tracker.mark_events(m for m in part if m[0] != "signed_up")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import Counter
 from typing import TYPE_CHECKING, cast
 
 import anyio
 
+from .._keys import EventKey
 from ._common import add_connection_options, open_tracker, require_url
 
 if TYPE_CHECKING:
@@ -19,39 +19,17 @@ if TYPE_CHECKING:
 
     from .._tracker import Tracker
 
-__all__ = ["add_events_parser", "event_of_key", "scan_events"]
+__all__ = ["add_events_parser", "scan_events"]
 
 SCAN_COUNT = 1000
 """Keys each SCAN step looks at (a hint to the server; SCAN never blocks it for long)."""
 
-_SHARD = re.compile(r"\{\d+\}:")
-
-
-def event_of_key(prefix: str, key: str) -> str | None:
-    """Return the event name of a bitlens event key, or ``None`` for any other key.
-
-    ``bl:{7}:active:M2026-11`` gives ``active``; ``bl:{7}:my:event:U`` gives ``my:event``
-    (the period is always the last segment); the universe (``bl:{7}:~all``), temp keys,
-    the shard registry and keys of other prefixes give ``None``.
-
-    :param prefix: the key prefix
-    :param key: a key found under ``prefix:``
-    """
-    head = prefix + ":"
-    if not key.startswith(head):
-        return None
-    shard = _SHARD.match(key, len(head))
-    if shard is None:
-        return None
-    rest = key[shard.end() :]
-    if rest.startswith("~"):
-        return None  # bitlens' own keys: the universe, temp keys
-    event, sep, _period = rest.rpartition(":")
-    return event if sep and event else None
-
 
 async def scan_events(tracker: Tracker) -> Counter[str]:
     """Return how many keys each event has under the tracker's prefix, with SCAN.
+
+    The tracker's key schema reads each key found (:meth:`~bitlens.KeySchema.parse`): its
+    event bitmaps count, its own keys (universe, temp keys, id maps) and foreign keys not.
 
     Never ``KEYS``: SCAN walks the keyspace in small steps without blocking the server.
     On a cluster, redis-py's ``scan_iter`` walks every master.
@@ -59,17 +37,17 @@ async def scan_events(tracker: Tracker) -> Counter[str]:
     :param tracker: the tracker whose prefix to scan
     """
     found: Counter[str] = Counter()
-    prefix = tracker.schema.prefix
+    schema = tracker.schema
     keys = cast(
         "AsyncIterator[bytes]",
         tracker.client.scan_iter(  # pyright: ignore[reportUnknownMemberType]
-            match=tracker.schema.scan_pattern, count=SCAN_COUNT
+            match=schema.scan_pattern, count=SCAN_COUNT
         ),
     )
     async for raw in keys:
-        event = event_of_key(prefix, raw.decode("utf-8", "replace"))
-        if event is not None:
-            found[event] += 1
+        key = schema.parse_scanned(raw)
+        if isinstance(key, EventKey):
+            found[key.event] += 1
     return found
 
 

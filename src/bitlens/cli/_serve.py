@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
-from .._embedded import EmbeddedRedis
+from ..embedded import EmbeddedRedis
 from ._common import (
     CommandError,
     UsageError,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import calendar
 import datetime as _dt
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
-from .._expr import BitOpAnd, Expr
+from .._expr import BitOpAnd, Expr, default_tracker
 from .._periods import Day, Month, Period, Week, Year, to_local
 from ._retention import InvalidRetentionQuery, as_template
 
@@ -145,10 +145,8 @@ async def get_dates_data(
         raise InvalidRetentionQuery(
             f"time_group must be 'days', 'weeks', 'months' or 'years', got {time_group!r}"
         )
-    if tracker is None:
-        from .._default import get_tracker  # late: the default tracker lives above this layer
-
-        tracker = get_tracker()
+    if tracker is None:  # the default tracker registers itself with the expressions layer
+        tracker = cast("Tracker", default_tracker())
     step, period_of = group
     num_results = int(num_results)
     num_of_rows = int(num_of_rows)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple, TypedDict, cast
 
@@ -19,9 +18,9 @@ import anyio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._exceptions import BitlensError, InvalidPeriod, TrackerClosed, UnsupportedOperation
+from .._exceptions import BitlensError, InvalidPeriod, TrackerClosed
 from .._expr import Event
-from .._keys import ShardedSchema
+from .._keys import EventKey
 from .._periods import Day, Month, Period, Week
 from ._params import (
     InvalidParameter,
@@ -161,14 +160,6 @@ def _over(period: Period, now: _dt.datetime) -> bool:
 
 # -- /events -------------------------------------------------------------------------------
 
-# A month or unique key of the default schema: prefix:{shard}:event:M2026-11 (or :U).
-# Every mark_event sets a month bit and mark_unique the unique bit, so every event has one.
-_SCAN_SUFFIX = ":[MU]*"
-
-
-def _event_of_key(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(prefix)}:\{{\d+\}}:(?P<event>[^~].*):(?:M\d{{4}}-\d{{2}}|U)$")
-
 
 async def list_events(
     tracker: Tracker,
@@ -179,8 +170,9 @@ async def list_events(
 ) -> EventsReply:
     """Return the event names found under the tracker's prefix, sorted.
 
-    Walks the keyspace with ``SCAN`` (never ``KEYS``), matching only month and unique
-    bitmaps, and reads each name out of its key. The walk is bounded: it stops after
+    Walks the keyspace with ``SCAN`` (never ``KEYS``) over the key schema's
+    :attr:`~bitlens.KeySchema.event_scan_pattern` (month and unique bitmaps by default),
+    and the schema reads each name out of its key. The walk is bounded: it stops after
     ``limit`` names, ``max_keys`` matching keys or ``max_seconds``, and then says
     ``truncated``.
 
@@ -188,12 +180,8 @@ async def list_events(
     :param limit: the most names returned
     :param max_keys: the most matching keys read
     :param max_seconds: the longest the walk may take
-    :raises UnsupportedOperation: for a tracker with a custom key schema
     """
     schema = tracker.schema
-    if not isinstance(schema, ShardedSchema):
-        raise UnsupportedOperation("listing events needs the default ShardedSchema")
-    pattern = _event_of_key(schema.prefix)
     names: set[str] = set()
     truncated = True
     seen = 0
@@ -201,15 +189,14 @@ async def list_events(
         "Callable[..., AsyncIterator[bytes | str]]",
         tracker.client.scan_iter,  # pyright: ignore[reportUnknownMemberType]
     )
-    keys = scan(match=schema.scan_pattern + _SCAN_SUFFIX, count=1000, _type="string")
+    keys = scan(match=schema.event_scan_pattern, count=1000, _type="string")
     with anyio.move_on_after(max_seconds):
         try:
             async for key in keys:
                 seen += 1
-                text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-                found = pattern.match(text)
-                if found is not None:
-                    names.add(found["event"])
+                found = schema.parse_scanned(key)
+                if isinstance(found, EventKey):
+                    names.add(found.event)
                 if len(names) >= limit or seen >= max_keys:
                     break
             else:

@@ -42,7 +42,10 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
     from opentelemetry.util.types import AttributeValue
 
+    from .._execute import Executor
+    from .._state import ShardRegistry
     from .._tracker import Tracker
+    from .._writer import Writer
     from .._writes import WriteBatch
 
 __all__ = ["Telemetry", "instrument"]
@@ -389,8 +392,12 @@ def _shards_of(tracker: Tracker, user_ids: Iterable[object]) -> dict[str, Attrib
     return _listed("bitlens.shards", {shard for shard in found if shard is not None})
 
 
+_REGISTRIES: weakref.WeakKeyDictionary[Tracker, ShardRegistry] = weakref.WeakKeyDictionary()
+"""The known shards of each instrumented tracker."""
+
+
 def _known_shards(span: Span, tracker: Tracker) -> None:
-    span.set_attributes(_listed("bitlens.shards", tracker._known_shards))
+    span.set_attributes(_listed("bitlens.shards", _REGISTRIES[tracker].known))
 
 
 class _Collected:
@@ -519,20 +526,34 @@ def _instruments_for(provider: MeterProvider | None) -> _Instruments:
     return found
 
 
-def instrument(tracker: Tracker, telemetry: Telemetry) -> None:
+def instrument(
+    tracker: Tracker,
+    telemetry: Telemetry,
+    *,
+    executor: Executor,
+    registry: ShardRegistry,
+    writer: Writer,
+) -> None:
     """Give ``tracker`` its spans and metrics (called once, by its constructor).
 
     :param tracker: a new tracker
     :param telemetry: where its spans and metrics go
+    :param executor: the tracker's executor, whose round trips are observed
+    :param registry: the tracker's known shards, named on query spans
+    :param writer: the tracker's write side, whose every batch sent is measured
     """
     tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=telemetry.tracer_provider)
     instruments = _instruments_for(telemetry.meter_provider)
     instruments.add(tracker)
     observer = _Observer(tracker, tracer, instruments, round_trip_spans=telemetry.round_trip_spans)
-    tracker._executor.observer = observer
+    executor.observer = observer
+    _REGISTRIES[tracker] = registry
     for name, make in _WRAPPERS.items():
         # On this instance only: trackers made without telemetry keep the class's methods.
         setattr(tracker, name, make(tracker, observer, getattr(tracker, name)))
+    # Every write path ends in the write side's flush (the lone mark on one server aside,
+    # which the executor's observer sees): on this instance only, like the methods above.
+    setattr(writer, "flush", _flush(tracker, observer, writer.flush))  # noqa: B010
 
 
 # -- the wrappers, one per operation: each returns a function of the method's signature ---
@@ -760,6 +781,5 @@ _WRAPPERS: dict[str, Callable[[Tracker, _Observer, Any], Any]] = {
     "contains_many": _contains_many,
     "retention": _retention,
     "members": _members,
-    "_flush": _flush,
 }
 """The tracker attributes an instrumented tracker overrides, and how."""

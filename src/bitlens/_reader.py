@@ -1,0 +1,395 @@
+"""The query side: resolve → plan → execute → a typed answer; the registry; members.
+
+A count compiles its resolved trees into bounded script calls (:mod:`bitlens._plan`),
+sends them with the registry check in one round trip per node, and turns the replies
+into ints. ``contains`` and ``members`` read bits and evaluate the tree here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from redis.exceptions import ResponseError
+
+from ._client_counts import count_on_client
+from ._exceptions import PermissionDenied, UnsupportedOperation
+from ._execute import Executor, Group, merge_groups
+from ._keys import KeySchema, TempKey, validate_user_id
+from ._plan import (
+    COUNT_SCRIPT,
+    Capabilities,
+    CountPlan,
+    KeyRef,
+    Node,
+    ResolveContext,
+    ScriptCall,
+    evaluate,
+    iter_set_bits,
+    leaves_of,
+    plan_counts,
+    resolve,
+    script_error,
+)
+from ._replies import as_bytes, as_int, as_iterable, as_list
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable, Sequence
+
+    from ._expr import Expr
+    from ._options import Reads
+    from ._plan import Command
+    from ._state import Lifecycle, ShardRegistry
+
+__all__ = ["CONTAINS_CHUNK_COMMANDS", "Reader", "eval_count"]
+
+_log = logging.getLogger("bitlens")
+
+CONTAINS_CHUNK_COMMANDS = 10_000
+"""The most GETBITs one ``contains_many`` pipeline carries (ids times bitmaps of the tree)."""
+
+
+class Reader:
+    """Everything a tracker does to answer questions.
+
+    :param executor: sends the queries
+    :param schema: names the keys
+    :param registry: the shards known to hold data
+    :param state: the tracker's lifecycle
+    :param context: how expressions resolve (zone, hourly tracking)
+    :param reads: where counts are computed
+    :param max_user_id: the largest id a question may name
+    :param members_chunk: bytes of each bitmap read per round trip by ``members``
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        schema: KeySchema,
+        registry: ShardRegistry,
+        state: Lifecycle,
+        *,
+        context: ResolveContext,
+        reads: Reads,
+        max_user_id: int,
+        members_chunk: int,
+    ) -> None:
+        self._executor = executor
+        self._schema = schema
+        self._registry = registry
+        self._state = state
+        self._context = context
+        self._reads: Reads = reads
+        self._max_user_id = max_user_id
+        self._members_chunk = members_chunk
+        # Temps of cut-off counts still to delete, and the one task deleting them.
+        self._unkept: list[str] = []
+        self._cleanup: asyncio.Task[None] | None = None
+
+    def resolve(self, expr: Expr) -> Node:
+        """Resolve an expression against this tracker's zone and settings.
+
+        :raises InvalidExpression: if ``expr`` is not an expression
+        """
+        return resolve(expr, self._context)
+
+    async def refresh_shards(self) -> None:
+        """Read the shard registry; re-register known shards it lost (e.g. after a flush).
+
+        With ``reads="client"`` (a user that may only read) nothing is re-registered: the
+        shards this tracker knows are still read, and its own next write re-asserts them.
+        """
+        registry = self._schema.registry_key
+        reply = await self._executor.send([("SMEMBERS", registry)])
+        lost = self._registry.learn(as_iterable(reply[0]))
+        if lost and self._reads == "server":
+            await self._executor.send([("SADD", registry, *lost)])
+
+    async def wait_cleanup(self) -> None:
+        """Wait for the task deleting temps that cut-off counts kept, if one runs."""
+        if self._cleanup is not None:
+            await asyncio.gather(self._cleanup, return_exceptions=True)
+
+    async def count(self, nodes: Sequence[Node]) -> list[int]:
+        """Count several resolved trees over every shard: normally one round trip.
+
+        The round trip carries the ``EVAL`` calls of the count script over every known shard's
+        keys and a check of the shard registry. Their number is a function of the width:
+        for each plan of :func:`~bitlens._plan.plan_counts` and each of its
+        :meth:`~bitlens._plan.CountPlan.calls`, ``ceil(shards / call.shards_per_call())``
+        on one server (every shard on a cluster); all of them still ride in one round trip
+        per node. The registry check is a ``SCARD`` once the tracker has read the
+        registry (shards are only ever added and every shard this tracker knows is
+        registered, so an equal cardinality proves every shard was covered), else the
+        registry itself (``SMEMBERS``). Shards found that way are counted in one more round
+        trip: a tracker's first count on data written elsewhere takes two.
+        """
+        if not nodes:
+            return []
+        if self._reads == "client":
+            return await count_on_client(
+                self._executor, self._schema, self._registry, nodes, self.refresh_shards
+            )
+        totals = [0] * len(nodes)
+        plans = plan_counts(nodes, self._executor.capabilities)  # before any I/O
+        shard_bytes = max(1, (1 << self._schema.shard_bits) // 8)
+        programs = [(plan, plan.calls(shard_bytes)) for plan in plans]
+        registry = self._schema.registry_key
+        schema = self._schema
+        queried: set[int] = set()
+        pending = self._registry.sorted()
+        while True:
+            loaded = self._registry.loaded
+            check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
+            token = secrets.token_hex(8)
+            # (plan, call) of each script call, in send order
+            calls: list[tuple[CountPlan, ScriptCall]] = []
+            if self._executor.is_cluster:  # scripts need one slot: calls per shard
+                groups = [Group(registry, [check])]
+                for shard in pending:
+                    commands: list[Command] = []
+                    for plan, program in programs:
+                        for call in program:
+                            keys = call.keys(plan, schema, shard, token)
+                            commands.append(eval_count(keys, call.argv))
+                            calls.append((plan, call))
+                    groups.append(Group(schema.universe_key(shard), commands))
+            else:  # every shard of the server, in bounded calls, in one pipeline
+                commands = [check]
+                for plan, program in programs:
+                    for call in program:
+                        step = call.shards_per_call()
+                        for lo in range(0, len(pending), step):
+                            keys = [
+                                key
+                                for shard in pending[lo : lo + step]
+                                for key in call.keys(plan, schema, shard, token)
+                            ]
+                            commands.append(eval_count(keys, call.argv))
+                            calls.append((plan, call))
+                groups = [Group(registry, commands)]
+            # While the server's BITOP extensions are unknown, probe them on a fresh key of
+            # a shard of this call (no extra round trip; on a cluster, no extra node: with
+            # no shard to count yet, the probe waits for the next round trip).
+            probe = None
+            if self._executor.capabilities is None and (pending or not self._executor.is_cluster):
+                probe = schema.temp_key(pending[0] if pending else 0, token + "p", 0)
+            kept = [
+                schema.temp_key(shard, token, n)
+                for _, program in programs
+                for call in program
+                for n in call.kept
+                for shard in pending
+            ]
+            try:
+                results = await self._run_with_kept(groups, kept, probe)
+            except ResponseError as exc:
+                typed = script_error(str(exc))
+                if typed is not None:
+                    raise typed from exc
+                refused = _count_refused(
+                    exc, plans[0].caps if plans else None, stated=self._executor.stated
+                )
+                if refused is None:
+                    raise
+                if refused[1]:  # the probe's answer was wrong for some node: probe again
+                    self._executor.forget_capabilities()
+                raise refused[0] from exc
+            except PermissionDenied as exc:
+                if exc.command in ("SCARD", "SMEMBERS", "SADD"):
+                    raise
+                raise self._count_denied(exc) from exc
+            replies = [reply for result in results for reply in result]
+            for (plan, call), reply in zip(calls, replies[1:], strict=True):
+                for q, value in zip(call.questions, as_list(reply), strict=True):
+                    totals[plan.indexes[q]] += as_int(value)
+            queried.update(pending)
+            if loaded and as_int(replies[0]) == len(queried):
+                return totals
+            if loaded:
+                await self.refresh_shards()
+            else:
+                lost = self._registry.learn(as_iterable(replies[0]))
+                if lost:
+                    await self._executor.send([("SADD", registry, *lost)])
+            pending = sorted(self._registry.known - queried)
+            if not pending:
+                return totals
+
+    async def _run_with_kept(
+        self, groups: list[Group], kept: list[str], probe: str | None = None
+    ) -> list[list[object]]:
+        """Run a count's groups; if they fail midway, delete the temps kept between calls.
+
+        A temp key that one script call keeps for a later one exists between the two calls
+        only (with a 60 s ``PEXPIRE``). When the pipeline is cut between them (a dropped
+        connection, a cancelled caller), one task the tracker owns deletes every such key
+        at once (one task for all cut-off counts, so cleanups never pile up connections),
+        and the caller's cancellation cannot stop it; ``aclose()`` waits for it.
+        """
+        if not kept:
+            return await self._executor.run_counts(groups, probe=probe)
+        try:
+            return await self._executor.run_counts(groups, probe=probe)
+        except BaseException:
+            self._unkept += kept
+            if self._cleanup is None or self._cleanup.done():
+                self._cleanup = asyncio.get_running_loop().create_task(self._delete_unkept())
+            raise
+
+    async def _delete_unkept(self) -> None:
+        """Delete the temps cut-off counts kept, until none is left to delete."""
+        while self._unkept:
+            keys, self._unkept = self._unkept, []
+            await self._delete_kept(keys)
+
+    async def _delete_kept(self, keys: list[str]) -> None:
+        """Delete temp keys a cut-off count kept between its calls (best effort, logged)."""
+        by_slot: dict[int | str, list[str]] = {}  # a shard's temp keys share its slot
+        for key in keys:
+            temp = self._schema.parse(key)
+            by_slot.setdefault(temp.shard if isinstance(temp, TempKey) else key, []).append(key)
+        groups = [
+            Group(names[0], [("DEL", *names[lo : lo + 1000])])
+            for names in by_slot.values()
+            for lo in range(0, len(names), 1000)
+        ]
+        try:
+            await self._executor.run(groups if self._executor.is_cluster else merge_groups(groups))
+        except Exception as exc:  # their PEXPIRE still removes them within 60 s
+            _log.warning("could not delete %d kept temp keys: %r", len(keys), exc)
+
+    def _count_denied(self, error: PermissionDenied) -> PermissionDenied:
+        """The error for a user that may not write the count script's temp keys."""
+        pattern = self._schema.acl_pattern
+        return PermissionDenied(
+            "BITOP, PEXPIRE and DEL on the count script's temp keys",
+            f"{error.command}: {error.detail}",
+            f"counting on the server needs +eval +bitop +bitcount +pexpire +del and write "
+            f"access to the prefix (~{pattern}, not the read-only %R~{pattern}); a user "
+            f"that may only read can count with Tracker(..., reads='client'), which only "
+            "reads (GETRANGE); see https://bitlens.readthedocs.io/en/latest/access-control.html",
+        )
+
+    async def contains_many(self, expr: Expr, user_ids: Iterable[int]) -> list[bool]:
+        """Return, for each id, whether it is in ``expr``, in bounded pipelines.
+
+        One round trip per :data:`CONTAINS_CHUNK_COMMANDS` GETBITs (ids times bitmaps of the
+        tree; 10,000 ids of a one-bitmap tree), sent one after another so client memory
+        stays bounded however many ids are asked.
+
+        :param expr: any bitlens expression
+        :param user_ids: the ids to look up
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        node = self.resolve(expr)
+        uids = [validate_user_id(uid, self._max_user_id) for uid in user_ids]
+        leaves = leaves_of(node)
+        width = len(leaves)
+        per_chunk = max(1, CONTAINS_CHUNK_COMMANDS // width)
+        answers: list[bool] = []
+        for lo in range(0, len(uids), per_chunk):  # one bounded pipeline at a time
+            groups: list[Group] = []
+            for uid in uids[lo : lo + per_chunk]:
+                shard, bit = self._schema.shard_of(uid), self._schema.bit_of(uid)
+                keys = [leaf.key(self._schema, shard) for leaf in leaves]
+                groups.append(Group(keys[0], [("GETBIT", key, bit) for key in keys]))
+            results = await self._executor.run(
+                merge_groups(groups) if not self._executor.is_cluster else groups
+            )
+            replies = [reply for result in results for reply in result]
+            answers += [
+                bool(
+                    evaluate(
+                        node,
+                        {
+                            leaf: as_int(r)
+                            for leaf, r in zip(leaves, replies[i : i + width], strict=True)
+                        },
+                    )
+                )
+                for i in range(0, len(replies), width)
+            ]
+        return answers
+
+    async def members(self, expr: Expr) -> AsyncIterator[int]:
+        """Yield the ids in ``expr`` in ascending order, streamed shard by shard.
+
+        Each round trip reads ``limits.members_chunk_bytes`` of every bitmap in the tree for one
+        shard (``GETRANGE``) and evaluates the tree client-side, so memory stays bounded
+        and no temp key is made.
+
+        :param expr: any bitlens expression
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        node = self.resolve(expr)
+        leaves = leaves_of(node)
+        await self.refresh_shards()
+        chunk = self._members_chunk
+        for shard in self._registry.sorted():
+            start = 0
+            while True:
+                self._state.check_open()
+                keys = [leaf.key(self._schema, shard) for leaf in leaves]
+                end = start + chunk - 1
+                commands: list[Command] = [("GETRANGE", key, start, end) for key in keys]
+                replies = [
+                    as_bytes(r) for r in await self._executor.send(commands, transaction=False)
+                ]
+                width = max(map(len, replies), default=0)
+                if width:
+                    values: dict[KeyRef, int] = {
+                        leaf: int.from_bytes(reply.ljust(width, b"\0"), "big")
+                        for leaf, reply in zip(leaves, replies, strict=False)
+                    }
+                    result = evaluate(node, values)
+                    if result:
+                        base = self._schema.user_id(shard, start * 8)
+                        for bit in iter_set_bits(result.to_bytes(width, "big")):
+                            yield base + bit
+                if width < chunk:
+                    break
+                start += chunk
+
+
+def _count_refused(
+    error: ResponseError, caps: Capabilities | None, *, stated: bool
+) -> tuple[UnsupportedOperation, bool] | None:
+    """Return the typed error for a count the server cannot run, else ``None``.
+
+    The flag says whether the probed capabilities must be forgotten.
+
+    :param error: the count's error reply
+    :param caps: the capabilities its plans were compiled with
+    :param stated: whether the caller stated them (else they were probed)
+    """
+    text = str(error)
+    if "scripting engine" in text or "unknown command 'eval'" in text.lower():
+        return UnsupportedOperation(
+            f"the server runs no Lua scripts ({text}), which count() needs: load Valkey's "
+            "lua module or use a server or service that allows EVAL"
+        ), False
+    if caps is None or not (caps.diff or caps.andor) or "syntax error" not in text:
+        return None
+    if stated:
+        return UnsupportedOperation(
+            f"the server refused a BITOP extension of {caps!r} ({text}): it lacks them "
+            "(Redis < 8.2, Valkey); pass capabilities=Capabilities() or leave capabilities "
+            "unset so the tracker probes the server"
+        ), False
+    # Probed on one node, refused by another (a cluster mid-upgrade): the caller forgets
+    # the probe's answer, so the next count probes again rather than every count failing.
+    return UnsupportedOperation(
+        f"a node refused a BITOP extension of {caps!r} that another one has ({text}); the "
+        "next count probes again. Pass capabilities=Capabilities() while the servers differ"
+    ), True
+
+
+def eval_count(keys: list[str], argv: Sequence[str | int]) -> Command:
+    """The ``EVAL`` of the count script over ``keys`` with its program ``argv``."""
+    return ("EVAL", COUNT_SCRIPT, len(keys), *keys, *argv)
