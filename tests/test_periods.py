@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bitlens._cover import cover
 from bitlens._exceptions import GranularityNotTracked, InvalidPeriod
 from bitlens._periods import (
     UTC,
@@ -23,7 +24,6 @@ from bitlens._periods import (
     Period,
     Week,
     Year,
-    cover,
     resolve_tz,
     to_local,
 )

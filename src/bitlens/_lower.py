@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ._exceptions import InvalidOption, QueryRejected
-from ._plan import BITOP_SLICE, COUNT_SCRIPT, MAX_CALL_WORK
+from ._script import BITOP_SLICE, COUNT_SCRIPT, MAX_CALL_WORK
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -30,7 +30,7 @@ from datetime import date, datetime, timezone, tzinfo
 from typing import ClassVar, TypeAlias, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._exceptions import GranularityNotTracked, InvalidMoment, InvalidPeriod, InvalidTimeZone
+from ._exceptions import InvalidMoment, InvalidPeriod, InvalidTimeZone
 
 __all__ = [
     "UTC",
@@ -41,7 +41,6 @@ __all__ = [
     "TzLike",
     "Week",
     "Year",
-    "cover",
     "resolve_tz",
     "to_local",
 ]
@@ -235,6 +234,25 @@ class Period(ABC):
         if not cls._min_ordinal <= ordinal <= cls._max_ordinal:
             raise InvalidPeriod(f"{cls.granularity} falls outside years 1..9999")
         return cls._make(ordinal, tz)
+
+    def ordinal(self) -> int:
+        """This period's number among all periods of its kind: the next one is one more.
+
+        Example::
+
+            Day(2026, 11, 30).ordinal() + 1 == Day(2026, 12, 1).ordinal()
+        """
+        return self._ordinal()
+
+    @classmethod
+    def from_ordinal(cls: type[_P], ordinal: int, tz: TzLike = "UTC") -> _P:
+        """The period numbered ``ordinal`` (see :meth:`ordinal`) in the zone ``tz``.
+
+        :param ordinal: the number
+        :param tz: the zone of the period
+        :raises InvalidPeriod: if it falls outside years 1..9999
+        """
+        return cls._from_ordinal(ordinal, resolve_tz(tz))
 
     @classmethod
     def from_datetime(cls: type[_P], dt: datetime | date, tz: TzLike = "UTC") -> _P:
@@ -748,127 +766,3 @@ class Year(Period):
         :returns: e.g. ``"2026"``
         """
         return f"{self.year:04d}"
-
-
-# -- covering a range ------------------------------------------------------------------------
-
-
-def _hours(first: int, stop: int, tz: tzinfo) -> list[Period]:
-    """Build the hours with ordinals ``first`` to ``stop - 1``.
-
-    :param first: the first hour ordinal
-    :param stop: the exclusive last hour ordinal
-    :param tz: the zone of the hours
-    :returns: the hours in order
-    """
-    return [Hour._make(h, tz) for h in range(first, stop)]
-
-
-def _days_and_weeks(first: int, stop: int, tz: tzinfo, weeks: bool) -> list[Period]:
-    """Cover the days with ordinals ``first`` to ``stop - 1`` by whole ISO weeks and days.
-
-    :param first: the first day ordinal
-    :param stop: the exclusive last day ordinal
-    :param tz: the zone of the periods
-    :param weeks: use whole ISO weeks where possible
-    :returns: the periods in order
-    """
-    if not weeks:
-        return [Day._make(d, tz) for d in range(first, stop)]
-    # Day ordinal 1 (0001-01-01) is a Monday, so week w starts on day ordinal 7 * w + 1.
-    first_week = (first + 5) // 7  # the first Monday on or after `first`
-    stop_week = (stop - 1) // 7  # the last Monday on or before `stop`
-    if first_week >= stop_week:
-        return [Day._make(d, tz) for d in range(first, stop)]
-    out: list[Period] = [Day._make(d, tz) for d in range(first, first_week * 7 + 1)]
-    out.extend(Week._make(w, tz) for w in range(first_week, stop_week))
-    out.extend(Day._make(d, tz) for d in range(stop_week * 7 + 1, stop))
-    return out
-
-
-def _whole_days(first: int, stop: int, tz: tzinfo, weeks: bool) -> list[Period]:
-    """Cover the days with ordinals ``first`` to ``stop - 1`` by months, weeks and days.
-
-    :param first: the first day ordinal
-    :param stop: the exclusive last day ordinal
-    :param tz: the zone of the periods
-    :param weeks: use whole ISO weeks where possible
-    :returns: the periods in order
-    """
-    if first >= stop:
-        return []
-    lo, hi = date.fromordinal(first), date.fromordinal(stop)
-    first_month = lo.year * 12 + lo.month - 1 + (lo.day != 1)
-    stop_month = hi.year * 12 + hi.month - 1
-    if first_month >= stop_month:
-        return _days_and_weeks(first, stop, tz, weeks)
-    year, month0 = divmod(first_month, 12)
-    months_start = date(year, month0 + 1, 1).toordinal()
-    months_stop = date(hi.year, hi.month, 1).toordinal()
-    out = _days_and_weeks(first, months_start, tz, weeks)
-    out.extend(Month._make(m, tz) for m in range(first_month, stop_month))
-    out.extend(_days_and_weeks(months_stop, stop, tz, weeks))
-    return out
-
-
-def cover(
-    start: datetime | date,
-    end: datetime | date,
-    tz: TzLike = "UTC",
-    *,
-    hourly: bool = False,
-    weeks: bool = True,
-) -> tuple[Period, ...]:
-    """Split the local range ``[start, end)`` into the fewest whole periods.
-
-    Greedy: whole months inside the range first, then whole ISO weeks (if ``weeks``) in
-    what is left, then days, then hours for partial days at the edges (if ``hourly``).
-    Years are never used. The pieces are disjoint, their union is exactly the range on the
-    local wall clock, and they come sorted by start::
-
-        >>> [str(p) for p in cover(date(2026, 1, 30), date(2026, 3, 3))]
-        ['2026-01-30', '2026-01-31', '2026-02', '2026-03-01', '2026-03-02']
-
-    :param start: the first moment, converted with :func:`to_local`
-    :param end: the exclusive last moment, converted with :func:`to_local`
-    :param tz: the zone whose calendar the periods follow
-    :param hourly: allow ``Hour`` periods, so that the range may start or end mid-day
-    :param weeks: allow ``Week`` periods
-    :raises InvalidPeriod: if the range is empty, a boundary is not on a whole hour, or the
-        zone is unknown
-    :raises GranularityNotTracked: if a boundary is not on local midnight and ``hourly`` is
-        false
-    :returns: the periods, each carrying ``tz``
-    """
-    zone = resolve_tz(tz)
-    lo = to_local(start, zone).replace(tzinfo=None)
-    hi = to_local(end, zone).replace(tzinfo=None)
-    for name, bound in (("start", lo), ("end", hi)):
-        if bound.minute or bound.second or bound.microsecond:
-            raise InvalidPeriod(
-                f"range boundaries must fall on whole hours; {name} is "
-                f"{bound.isoformat()} local time in {zone}"
-            )
-    if lo >= hi:
-        raise InvalidPeriod(
-            f"empty range: start {lo.isoformat()} is not before end {hi.isoformat()} "
-            f"(local time in {zone})"
-        )
-    if not hourly:
-        for verb, bound in (("starts", lo), ("ends", hi)):
-            if bound.hour:
-                raise GranularityNotTracked(
-                    f"range {lo.isoformat()} .. {hi.isoformat()} ({zone}) {verb} at "
-                    f"{bound.hour:02d}:00; covering it needs hourly bitmaps "
-                    "(track_hourly=True) or a range aligned to whole days"
-                )
-    lo_hour = lo.toordinal() * 24 + lo.hour
-    hi_hour = hi.toordinal() * 24 + hi.hour
-    first_day = -(-lo_hour // 24)  # the first local midnight at or after `lo`
-    stop_day = hi_hour // 24  # the last local midnight at or before `hi`
-    if first_day >= stop_day:
-        return tuple(_hours(lo_hour, hi_hour, zone))
-    out = _hours(lo_hour, first_day * 24, zone)
-    out.extend(_whole_days(first_day, stop_day, zone, weeks))
-    out.extend(_hours(stop_day * 24, hi_hour, zone))
-    return tuple(out)

@@ -32,9 +32,10 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
+from .._cover import cover
 from .._exceptions import BitlensError, InvalidExpression
 from .._expr import BitOpAnd, BitOpDiff, BitOpNot, BitOpOr, BitOpXor, Event, Expr
-from .._periods import Day, Month, Period, Week, cover, to_local
+from .._periods import Day, Month, Period, Week, to_local
 from ._table import (
     CriterionName,
     Mode,
@@ -125,7 +126,7 @@ def distributive(expr: Expr) -> bool:
 
 
 def _span(first: Period, last: Period) -> int:
-    return last._ordinal() - first._ordinal() + 1
+    return last.ordinal() - first.ordinal() + 1
 
 
 def _union(template: Expr, first: Period, last: Period) -> Expr:
