@@ -12,7 +12,14 @@ if TYPE_CHECKING:
 
     from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["close_cluster_client", "connect", "connect_cluster", "ping", "scan_keys"]
+__all__ = [
+    "as_script_calls",
+    "close_cluster_client",
+    "connect",
+    "connect_cluster",
+    "ping",
+    "scan_keys",
+]
 
 
 def connect(url: str) -> redis.asyncio.Redis:
@@ -75,6 +82,35 @@ async def scan_keys(client: redis.asyncio.Redis | RedisCluster, prefix: str) -> 
     async for key in found:
         keys.add(key.encode() if isinstance(key, str) else bytes(key))
     return keys
+
+
+_LOWERED = frozenset(("BITOP", "PEXPIRE", "BITCOUNT", "DEL"))
+"""The commands of a count-script call lowered to a transaction (``scripts="none"``)."""
+
+
+def as_script_calls(names: list[str], script: str = "EVAL") -> list[str]:
+    """Return ``names`` with each lowered count-script call (a MULTI..EXEC of only BITOP,
+    PEXPIRE, BITCOUNT and DEL with a BITCOUNT or BITOP) shown as the script command it
+    replaces.
+
+    So a test asserts the same calls whichever way counts run.
+
+    :param names: the command names a proxy saw, in order
+    :param script: the name to show a lowered call as (``"EVAL"`` or ``"EVALSHA"``)
+    """
+    out: list[str] = []
+    at = 0
+    while at < len(names):
+        if names[at] == "MULTI" and "EXEC" in names[at:]:
+            end = names.index("EXEC", at)
+            inside = names[at + 1 : end]
+            if inside and set(inside) <= _LOWERED and {"BITOP", "BITCOUNT"} & set(inside):
+                out.append(script)
+                at = end + 1
+                continue
+        out.append(names[at])
+        at += 1
+    return out
 
 
 _LIMIT_FIELDS = ("max_user_id", "mark_chunk_size", "members_chunk_bytes", "nowait_max_queue")

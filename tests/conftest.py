@@ -338,3 +338,18 @@ async def counted_cluster_client(cluster_proxies: ClusterProxies) -> AsyncIterat
         yield connection
     finally:
         await close_cluster_client(connection)
+
+
+@pytest.fixture(params=["lua", "none"])
+def scripts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test twice: counts through the count script, and lowered to MULTI/EXEC.
+
+    Sets ``BITLENS_SCRIPTS``, the default of ``Tracker(..., scripts=...)``, for the test's
+    trackers (request it before any fixture that makes one). Returns the mode.
+
+    :param request: the fixture request, whose ``param`` is the mode
+    :param monkeypatch: restores the environment afterwards
+    """
+    mode = str(request.param)
+    monkeypatch.setenv("BITLENS_SCRIPTS", mode)
+    return mode

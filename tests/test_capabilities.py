@@ -179,7 +179,7 @@ async def test_a_probed_extension_refused_later_is_probed_again(
 async def test_a_server_without_lua_makes_count_raise_a_clear_error(
     redis_binary: str, server_kind: str, server_version: tuple[int, int, int]
 ) -> None:
-    """On Valkey with its lua module unloaded, marks work and count raises UnsupportedOperation."""
+    """On Valkey without its lua module, scripts="lua" marks, and count raises clearly."""
     if server_kind != "valkey" or server_version < (9, 0, 0):
         pytest.skip("only Valkey >= 9 runs Lua as a module that can be unloaded")
     with EmbeddedRedis(redis_binary, args=["--enable-module-command", "yes"]) as server:
@@ -188,8 +188,27 @@ async def test_a_server_without_lua_makes_count_raise_a_clear_error(
             await admin.execute_command("MODULE", "UNLOAD", "lua")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
         finally:
             await admin.aclose()
-        async with Tracker(server.url, prefix="nolua") as tracker:
+        async with Tracker(server.url, prefix="nolua", scripts="lua") as tracker:
             await tracker.mark_event("a", 1, AT)
             assert await tracker.contains(A, 1)
             with pytest.raises(UnsupportedOperation, match="no Lua scripts"):
                 await tracker.count(A)
+
+
+async def test_a_server_without_lua_counts_without_scripts_by_default(
+    redis_binary: str, server_kind: str, server_version: tuple[int, int, int]
+) -> None:
+    """On Valkey without its lua module, the default (auto) counts exactly, as transactions."""
+    if server_kind != "valkey" or server_version < (9, 0, 0):
+        pytest.skip("only Valkey >= 9 runs Lua as a module that can be unloaded")
+    with EmbeddedRedis(redis_binary, args=["--enable-module-command", "yes"]) as server:
+        admin = redis.asyncio.Redis.from_url(server.url)
+        try:
+            await admin.execute_command("MODULE", "UNLOAD", "lua")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+            async with Tracker(server.url, prefix="nolua") as tracker:
+                await tracker.mark_events([(e, uid, AT) for e, ids in MARKS.items() for uid in ids])
+                for expr, expected in QUESTIONS:
+                    assert await tracker.count(expr) == len(expected)
+            assert not [k for k in await scan_keys(admin, "nolua") if b"~tmp" in k]
+        finally:
+            await admin.aclose()

@@ -224,6 +224,7 @@ TREE_SETTINGS = settings(
 
 @TREE_SETTINGS
 @given(tree=trees(5))
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_count_matches_reference(seeded: Seeded, tree: Expr) -> None:
     """count of any tree up to depth 5 over ~24 shards on 3 masters equals the set model."""
     assert await seeded.tracker.count(tree) == len(seeded.model.ids(tree))
@@ -244,6 +245,7 @@ async def test_members_matches_reference(seeded: Seeded, tree: Expr) -> None:
     assert await _members(seeded.tracker, tree) == sorted(seeded.model.ids(tree))
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_batch_of_40_questions_is_exact(seeded: Seeded) -> None:
     """count_many of a dashboard's 40 composite questions equals the model."""
     rng = random.Random(5)
@@ -328,6 +330,7 @@ async def test_every_granularity_matches_the_model(
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_count_costs_one_round_trip_on_each_master_holding_shards(
     counted_cluster_client: RedisCluster,
     cluster_proxies: ClusterProxies,
@@ -526,6 +529,7 @@ async def test_members_are_merged_ascending_across_masters(
     assert await _members(tracker, MONTH) == sorted(ids)
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_no_temp_key_survives_queries_or_cancellations(
     seeded: Seeded, redis_cluster: EmbeddedCluster, prefix: str
 ) -> None:
@@ -547,6 +551,7 @@ async def test_no_temp_key_survives_queries_or_cancellations(
     assert not any(b"~tmp" in key for keys in after.values() for key in keys)
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_error_reply_is_raised_as_itself(cluster_client: RedisCluster, prefix: str) -> None:
     """A WRONGTYPE reply on one node raises ResponseError, as on a single server."""
     tracker = Tracker(cluster_client, prefix=prefix, shard_bits=SHARD_BITS)

@@ -107,6 +107,7 @@ async def test_mark_events_sends_one_round_trip_per_chunk(
 # -- reads ------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_count_of_one_period_is_one_round_trip(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
@@ -133,6 +134,7 @@ async def test_contains_is_one_round_trip(
     assert proxy.round_trips == 1
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_count_of_a_year_is_one_round_trip(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
@@ -144,6 +146,7 @@ async def test_count_of_a_year_is_one_round_trip(
     assert proxy.round_trips == 1
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_count_many_of_forty_expressions_is_one_round_trip(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
@@ -167,6 +170,7 @@ async def test_count_many_of_forty_expressions_is_one_round_trip(
     assert counts[-1] == 3
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_a_cold_tracker_needs_two_round_trips_for_its_first_count(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
@@ -187,6 +191,7 @@ async def test_a_cold_tracker_needs_two_round_trips_for_its_first_count(
     assert proxy.round_trips == 1
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_a_fresh_tracker_on_no_data_counts_in_one_round_trip(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
@@ -196,6 +201,7 @@ async def test_a_fresh_tracker_on_no_data_counts_in_one_round_trip(
     assert proxy.round_trips == 1
 
 
+@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_a_cold_tracker_learns_the_shards_once(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from redis.exceptions import ResponseError
 
-from _helpers import connect, scan_keys
+from _helpers import as_script_calls, connect, scan_keys
 from _retention_reference import Index, reference_table
 from bitlens import (
     BitOpOr,
@@ -18,6 +18,7 @@ from bitlens import (
     DayEvents,
     Event,
     EventsBetween,
+    PermissionDenied,
     QueryRejected,
     Tracker,
 )
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from _cluster_counter import ClusterProxies
     from _proxy import RoundTripProxy
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("scripts")]  # scripts: conftest
 
 UTC = dt.timezone.utc
 SHARD_BITS = 8
@@ -165,7 +166,8 @@ async def test_count_many_of_nine_thousand_questions_is_exact(
     proxy.reset()
     answers = await tracker.count_many(questions)
     assert proxy.round_trips == 1
-    assert sum(name in ("EVAL", "EVALSHA") for name in proxy.command_names) > 1
+    calls = as_script_calls(proxy.command_names)
+    assert sum(name in ("EVAL", "EVALSHA") for name in calls) > 1
     assert answers == [len(who.get(x, set()) | who.get(y, set())) for x, y in pairs]
     await _no_temp_keys(counted_client, prefix)
 
@@ -255,9 +257,13 @@ async def test_contains_many_of_300000_ids_is_chunked(
 
 @pytest.mark.parametrize("refused", ["del", "pexpire"])
 async def test_a_refused_cleanup_raises_and_leaves_no_key(
-    redis_url: str, client: redis.asyncio.Redis, prefix: str, refused: str
+    redis_url: str, client: redis.asyncio.Redis, prefix: str, refused: str, scripts: str
 ) -> None:
-    """A user without +del (or +pexpire) gets CleanupFailed, and no temp key survives."""
+    """A user without +del (or +pexpire) gets a typed error, and no temp key survives.
+
+    The script runs and cleans up (CleanupFailed); lowered to MULTI/EXEC, the refused
+    command is refused at queueing, so the transaction never runs (PermissionDenied).
+    """
     writer = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
     await _marked(writer, [dt.date(2026, 1, d) for d in range(1, 20)])
     user = f"u{prefix}"
@@ -268,6 +274,11 @@ async def test_a_refused_cleanup_raises_and_leaves_no_key(
     try:
         reader = Tracker(limited, prefix=prefix, shard_bits=SHARD_BITS)
         expr = DayEvents("a", 2026, 1, 2) | DayEvents("a", 2026, 1, 3)
+        if scripts == "none":
+            with pytest.raises(PermissionDenied, match=refused.upper()):
+                await reader.count(expr)
+            await _no_temp_keys(client, prefix)
+            return
         with pytest.raises(CleanupFailed) as caught:
             await reader.count(expr)
         assert caught.value.keys >= 1

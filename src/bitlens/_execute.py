@@ -50,6 +50,7 @@ from ._exceptions import (
     ReplicationTimeout,
     ServerOutOfMemory,
 )
+from ._lower import SCRIPT_MODES, count_call, decode, lower, refuses_scripts
 from ._plan import Capabilities, script_error
 from ._transport import Node, RoundTripObserver, Transport
 
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
 
+    from ._lower import LoweredCall, ScriptMode
     from ._writes import Command
 
 __all__ = ["Executor", "Group", "RoundTripObserver", "merge_groups"]
@@ -66,6 +68,9 @@ __all__ = ["Executor", "Group", "RoundTripObserver", "merge_groups"]
 
 _PROBED: weakref.WeakKeyDictionary[object, Capabilities] = weakref.WeakKeyDictionary()
 """Capabilities learnt by probing, per connection pool (a cluster client: per cluster)."""
+
+_SCRIPTLESS: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
+"""Connection pools (a cluster client: clusters) found to refuse scripts, in ``auto`` mode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +80,14 @@ class Group:
     :param route: a key whose hash slot picks the node (ignored on a single server)
     :param commands: the commands, in order
     :param transaction: wrap them in MULTI/EXEC (atomic; required with temp keys)
+    :param wait: with ``replicas_ack``, follow a transaction with ``WAIT`` (a write that
+        must survive a failover); ``False`` for a count's scratch work
     """
 
     route: str
     commands: Sequence[Command]
     transaction: bool = False
+    wait: bool = True
 
 
 def merge_groups(groups: list[Group]) -> list[Group]:
@@ -165,6 +173,9 @@ class Executor:
     :param retries: attempts after the first on a cluster
     :param capabilities: the server's BITOP extensions as the caller states them; ``None``
         (the default) learns them by probing once per connection pool (see :meth:`run`)
+    :param scripts: how counts run (see :meth:`run_counts`): ``"auto"`` sends the count
+        script until the server refuses scripts, then lowers its calls to transactions;
+        ``"lua"`` always sends the script; ``"none"`` always lowers
     """
 
     __slots__ = (
@@ -172,6 +183,7 @@ class Executor:
         "_cluster",
         "_owner",
         "_per_node",
+        "_scripts",
         "_slots",
         "_stated",
         "_transport",
@@ -189,7 +201,11 @@ class Executor:
         replicas_timeout: float = 1.0,
         retries: int = 8,
         capabilities: Capabilities | None = None,
+        scripts: ScriptMode = "auto",
     ) -> None:
+        if scripts not in SCRIPT_MODES:
+            raise ValueError(f"scripts must be one of {SCRIPT_MODES}, got {scripts!r}")
+        self._scripts: ScriptMode = scripts
         self._transport = transport = Transport(client)
         self._cluster = transport.is_cluster
         self._stated = capabilities
@@ -226,6 +242,85 @@ class Executor:
     def forget_capabilities(self) -> None:
         """Drop probed capabilities (a node refused one), so the next call probes again."""
         _PROBED.pop(self._owner, None)
+
+    @property
+    def scripts(self) -> ScriptMode:
+        """How counts run now: ``"lua"``, ``"none"``, or ``"auto"`` while not yet refused."""
+        if self._scripts == "auto" and _SCRIPTLESS.get(self._owner):
+            return "none"
+        return self._scripts
+
+    async def run_counts(
+        self, groups: Sequence[Group], *, probe: str | None = None
+    ) -> list[list[object]]:
+        """Like :meth:`run`, for groups carrying count-script calls, in the script mode.
+
+        In ``"none"`` mode (stated, or learnt in ``"auto"`` mode) each count-script
+        command (``EVAL``/``EVALSHA`` of the count script) becomes a transaction of its
+        own, lowered by :func:`~bitlens._lower.lower`, riding in the same round trip per
+        node, and its reply is decoded to exactly what the script would have answered.
+        In ``"auto"`` mode a refusal of scripts (an unknown ``EVAL``, an ACL refusal, no
+        Lua engine) switches this connection pool to ``"none"`` and sends the groups again,
+        lowered: one more round trip, once per pool.
+
+        :param groups: the command groups (count-script calls outside any transaction)
+        :param probe: as for :meth:`run`
+        """
+        if self.scripts == "none":
+            return await self._run_lowered(groups, probe)
+        try:
+            return await self.run(groups, probe=probe)
+        except (ResponseError, BitlensError) as error:
+            cause = error.__cause__ if isinstance(error, BitlensError) else error
+            if (
+                self._scripts != "auto"
+                or not isinstance(cause, ResponseError)
+                or not refuses_scripts(str(cause))
+                or not any(count_call(c) for g in groups for c in g.commands)
+            ):
+                raise
+            _SCRIPTLESS[self._owner] = True
+        return await self._run_lowered(groups, probe)
+
+    async def _run_lowered(self, groups: Sequence[Group], probe: str | None) -> list[list[object]]:
+        """Send ``groups`` with their count-script calls lowered to transactions."""
+        wire: list[Group] = []
+        # Per original group, its parts: (number of plain replies, None) or (1, call).
+        shapes: list[list[tuple[int, LoweredCall | None]]] = []
+        for group in groups:
+            shape: list[tuple[int, LoweredCall | None]] = []
+            plain: list[Command] = []
+            for command in group.commands:
+                found = None if group.transaction else count_call(command)
+                if found is None:
+                    plain.append(command)
+                    continue
+                if plain:
+                    wire.append(Group(group.route, plain, group.transaction, group.wait))
+                    shape.append((len(plain), None))
+                    plain = []
+                lowered = lower(*found)
+                wire.append(Group(group.route, lowered.commands, transaction=True, wait=False))
+                shape.append((1, lowered))
+            if plain or not shape:
+                wire.append(Group(group.route, plain, group.transaction, group.wait))
+                shape.append((len(plain), None))
+            shapes.append(shape)
+        results = iter(await self.run(wire, probe=probe))
+        out: list[list[object]] = []
+        for shape in shapes:
+            replies: list[object] = []
+            for _, call in shape:
+                result = next(results)
+                if call is None:
+                    replies += result
+                    continue
+                answer = decode(call, result)
+                if isinstance(answer, Exception):
+                    raise answer
+                replies.append(answer)
+            out.append(replies)
+        return out
 
     @property
     def is_cluster(self) -> bool:
@@ -320,7 +415,7 @@ class Executor:
                 wire.append(("EXEC",))
             else:
                 wire.extend(group.commands)
-        if self.replicas_ack and any(g.transaction for g in groups):
+        if self.replicas_ack and any(g.transaction and g.wait for g in groups):
             wire.append(("WAIT", self.replicas_ack, int(self.replicas_timeout * 1000)))
         return wire
 
@@ -444,7 +539,7 @@ class Executor:
                 raise TryAgainError(f"ASK to unknown node {host}:{port}")
             redirected = [groups[i] for i in indexes]
             wire, drop = _asking_wire(redirected)
-            if self.replicas_ack and any(group.transaction for group in redirected):
+            if self.replicas_ack and any(g.transaction and g.wait for g in redirected):
                 wire.append(("WAIT", self.replicas_ack, int(self.replicas_timeout * 1000)))
             again = await self._exchange(target_node, wire)
             again = [reply for at, reply in enumerate(again) if at not in drop]

@@ -230,9 +230,9 @@ class Reader:
         and the caller's cancellation cannot stop it; ``aclose()`` waits for it.
         """
         if not kept:
-            return await self._executor.run(groups, probe=probe)
+            return await self._executor.run_counts(groups, probe=probe)
         try:
-            return await self._executor.run(groups, probe=probe)
+            return await self._executor.run_counts(groups, probe=probe)
         except BaseException:
             self._unkept += kept
             if self._cleanup is None or self._cleanup.done():

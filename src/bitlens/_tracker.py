@@ -8,6 +8,7 @@ which share one :class:`~bitlens._execute.Executor`.
 from __future__ import annotations
 
 import datetime as _dt  # noqa: TC003 (TrackerOptions is read at runtime)
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, TypedDict, TypeVar, cast, overload
 
@@ -21,6 +22,7 @@ from ._exceptions import InvalidOption
 from ._execute import Executor
 from ._ingest import Batch, IngestStats
 from ._keys import KeySchema, ShardedSchema
+from ._lower import ScriptMode, script_mode
 from ._options import CLIENT_READ_BYTES, Coalesce, Limits, Reads, check_options
 from ._periods import TzLike  # noqa: TC001
 from ._plan import Capabilities, ResolveContext
@@ -62,6 +64,7 @@ class TrackerOptions(TypedDict, total=False):
     capabilities: Capabilities | None
     telemetry: bool | Telemetry
     reads: Reads
+    scripts: ScriptMode | None
 
 
 class Tracker:
@@ -115,6 +118,13 @@ class Tracker:
         combines and counts them here with Python ints: same answers, no writes, so a
         read-only user (``%R~<prefix>:*``) can count; it moves every bitmap over the wire.
         ``contains`` and ``members`` read only, whichever is chosen
+    :param scripts: how server-side counts run. ``"auto"`` sends the count script and,
+        once the server refuses scripts (``EVAL`` unknown or denied by ACL, no Lua
+        engine), runs each script call as one ``MULTI``/``EXEC`` of the same commands
+        instead, for good on that connection pool (the count that found out takes one
+        round trip more); ``"lua"`` always sends the script; ``"none"`` never does (same
+        answers and round trips, no ``EVAL`` permission needed). ``None`` (the default)
+        takes the ``BITLENS_SCRIPTS`` environment variable, else ``"auto"``
     :raises InvalidOption: for an option of the wrong type or out of its range (e.g.
         ``coalesce=1``, ``expire_after={"day": 5}``, a zero or negative TTL), before
         any client is made; it is a ``ValueError``
@@ -142,6 +152,7 @@ class Tracker:
         capabilities: Capabilities | None = None,
         telemetry: bool | Telemetry = False,
         reads: Reads = "server",
+        scripts: ScriptMode | None = None,
     ) -> None:
         # Every option is checked before a client is made: a bad one raises InvalidOption
         # (or InvalidPrefix, InvalidTimeZone) and leaves nothing behind.
@@ -156,6 +167,7 @@ class Tracker:
             capabilities=capabilities,
             reads=reads,
         )
+        mode = script_mode(scripts, os.environ)
         instrument = _telemetry_hook(telemetry)
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
         self._client, self._owns_client = _client_of(url_or_client, cluster=cluster)
@@ -178,7 +190,7 @@ class Tracker:
         self._state = Lifecycle()
         self._registry = ShardRegistry()
         self._executor = Executor(
-            self._client, replicas_ack=replicas_ack, capabilities=capabilities
+            self._client, replicas_ack=replicas_ack, capabilities=capabilities, scripts=mode
         )
         self._writer = Writer(
             self._executor,

@@ -13,7 +13,7 @@ from _helpers import connect
 from bitlens import DayEvents, MonthEvents, Tracker
 from faults._invariants import Ledger, check_invariants, tracked_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("scripts")]  # scripts: conftest
 
 UTC = dt.timezone.utc
 AT = dt.datetime(2026, 11, 27, 12, tzinfo=UTC)
