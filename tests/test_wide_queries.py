@@ -22,8 +22,8 @@ from bitlens import (
     Tracker,
 )
 from bitlens._plan import COUNT_SCRIPT, script_error
-from bitlens.dashboard import _api
-from bitlens.dashboard._api import MAX_BUCKETS, MAX_COHORTS
+from bitlens.web import _api
+from bitlens.web._api import MAX_BUCKETS, MAX_COHORTS
 
 if TYPE_CHECKING:
     import redis.asyncio

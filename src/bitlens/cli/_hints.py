@@ -22,7 +22,7 @@ from .._expr import (
     EventsBetween,
     Last,
 )
-from ..dashboard._api import list_events
+from ..web._api import list_events
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

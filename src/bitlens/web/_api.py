@@ -1,4 +1,4 @@
-"""The dashboard's JSON API, independent of any web framework.
+"""The web JSON API the dashboard reads, independent of any web framework.
 
 Each endpoint is a typed coroutine taking a :class:`~bitlens.Tracker` and validated Python
 values and returning a JSON-ready dict; :func:`handle` parses a query string, calls one of
