@@ -16,8 +16,8 @@ from bitlens import (
     CleanupFailed,
     Day,
     DayEvents,
-    Event,
     EventsBetween,
+    EventTemplate,
     QueryRejected,
     Tracker,
 )
@@ -190,8 +190,8 @@ async def test_first_time_retention_with_an_early_history_start_is_exact(
     )
     expected = reference_table(
         index,
-        Event("a"),
-        Event("a"),
+        EventTemplate("a"),
+        EventTemplate("a"),
         cohorts=31,
         columns=tuple((k, k) for k in range(13)),
         now=now,
@@ -226,8 +226,8 @@ async def test_the_dashboards_largest_retention_is_exact(
     now = table.now
     expected = reference_table(
         index,
-        Event("a"),
-        Event("a"),
+        EventTemplate("a"),
+        EventTemplate("a"),
         cohorts=MAX_COHORTS,
         columns=tuple((k, k) for k in range(MAX_BUCKETS)),
         now=now,

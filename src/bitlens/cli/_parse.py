@@ -27,7 +27,7 @@ bounds are days or hours, both inclusive. Leaves may contain ``-``, so write the
 operator with spaces around it (``a - b``) or after a parenthesis.
 
 With ``templates=True`` (retention's START and RETURNING), a bare or quoted name is the
-period-free template ``Event(name)``, which the retention table binds to each period.
+period-free template ``EventTemplate(name)``, which the retention table binds to each period.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Final
 from .._exceptions import BitlensError
 from .._expr import (
     DayEvents,
-    Event,
     EventsBetween,
+    EventTemplate,
     Expr,
     HourEvents,
     MonthEvents,
@@ -197,7 +197,7 @@ class _Scanner:
             if not quoted and word == "all":
                 return Universe()
             if self.templates and word:
-                return Event(self._event(word, start))
+                return EventTemplate(self._event(word, start))
             if quoted:
                 raise self.error(
                     'a quoted name goes after its kind, as in month:"my:event":2026-11', start
@@ -412,13 +412,13 @@ class _Parser:
 
 
 def parse_expression(text: str, *, templates: bool = False) -> Expr:
-    """Parse ``text`` into a bitlens expression, without ``eval``.
+    r"""Parse ``text`` into a bitlens expression, without ``eval``.
 
     Example: ``parse_expression("month:active:2026-11 & ~unique:churned")`` is
     ``MonthEvents("active", 2026, 11) & ~UniqueEvents("churned")``.
 
     :param text: the expression (see the module docstring for the grammar)
-    :param templates: also accept bare or quoted names as ``Event`` templates
+    :param templates: also accept bare or quoted names as ``EventTemplate``\ s
     :raises ParseError: with the position of the first error
     """
     tokens = _Scanner(text, templates).tokens()

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import BitlensError, InvalidPeriod, TrackerClosed, UnsupportedOperation
-from .._expr import Event
+from .._expr import EventTemplate
 from .._keys import ShardedSchema
 from .._periods import Day, Month, Period, Week
 from ._params import (
@@ -261,7 +261,7 @@ async def counts(
         if len(periods) >= MAX_POINTS:
             raise InvalidParameter("start", f"at most {MAX_POINTS} {period}s per series")
         periods.append(periods[-1].next())
-    templates = [Event(name) for name in events]
+    templates = [EventTemplate(name) for name in events]
     totals = await tracker.count_many([t.at(p) for t in templates for p in periods])
     n = len(periods)
     clock = _dt.datetime.now(tracker.tz) if now is None else now
@@ -300,7 +300,7 @@ async def contains(
     :raises InvalidUserId: for a bad id
     """
     when = _period(period, at, tracker)
-    found = await tracker.contains(Event(event).at(when), user_id)
+    found = await tracker.contains(EventTemplate(event).at(when), user_id)
     return ContainsReply(
         event=event, period=period, label=str(when), user_id=user_id, contains=found
     )
