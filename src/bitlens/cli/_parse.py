@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from .._exceptions import BitlensError
+from .._exceptions import BitlensError, ParseError
 from .._expr import (
     DayEvents,
     EventsBetween,
@@ -82,29 +82,6 @@ _FORMS: Final = {
     "last": "a window as Nd (days) or Nh (hours)",
     "range": "a range as YYYY-MM-DD..YYYY-MM-DD (or with THH hours), both ends included",
 }
-
-
-class ParseError(ValueError):
-    """A syntax error in an expression, with the position it was found at.
-
-    ``str(error)`` is the message; :meth:`render` adds the text and a caret under the
-    offending position.
-
-    :param message: what is wrong, e.g. ``expected ')'``
-    :param text: the whole expression
-    :param position: the 0-based index of the offending character (``len(text)``: the end)
-    """
-
-    def __init__(self, message: str, text: str, position: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.text = text
-        self.position = position
-
-    def render(self) -> str:
-        """Return the message, then the expression and a caret under the position."""
-        shown = "".join(" " if char.isspace() else char for char in self.text)
-        return f"{self.message}\n  {shown}\n  {' ' * self.position}^"
 
 
 @dataclass(frozen=True, slots=True)

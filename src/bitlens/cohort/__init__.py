@@ -54,7 +54,8 @@ def _rehome() -> None:
 
     for name in __all__:
         obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("bitlens.cohort._"):
+        # InvalidRetentionQuery lives in bitlens._exceptions with every other error.
+        if getattr(obj, "__module__", "").startswith(("bitlens.cohort._", "bitlens._exceptions")):
             with suppress(AttributeError, TypeError):  # e.g. type aliases
                 obj.__module__ = "bitlens.cohort"
 

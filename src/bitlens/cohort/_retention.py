@@ -32,7 +32,7 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
-from .._exceptions import BitlensError, InvalidExpression
+from .._exceptions import InvalidExpression, InvalidRetentionQuery
 from .._expr import BitOpAnd, BitOpDiff, BitOpNot, BitOpOr, BitOpXor, EventTemplate, Expr
 from .._periods import Day, Month, Period, Week, cover, to_local
 from ._table import (
@@ -59,18 +59,6 @@ _PERIODS: dict[str, type[Day] | type[Week] | type[Month]] = {
 }
 _DEFAULT_BUCKETS = 13
 _MAX_HISTORY_PERIODS = 1_000
-
-
-class InvalidRetentionQuery(BitlensError, ValueError):
-    """A retention or cohort query with arguments that do not make a table.
-
-    For example ``period="fortnight"``, ``cohorts=0``, brackets ``[(3, 1)]``, or
-    ``mode="first_time"`` without ``history_start``.
-    """
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(detail)
 
 
 def as_template(value: object) -> Expr:
