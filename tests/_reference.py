@@ -16,10 +16,10 @@ from bitlens import (
     BitOpNot,
     BitOpOr,
     BitOpXor,
-    Events,
     EventsBetween,
     Expr,
     Last,
+    PeriodEvents,
     Universe,
     Year,
 )
@@ -71,7 +71,7 @@ class Model:
         :param expr: any bitlens expression
         :param now: the clock for rolling windows
         """
-        if isinstance(expr, Events):
+        if isinstance(expr, PeriodEvents):
             if expr.period is None:
                 return set(self.unique[expr.event])
             return self._in_period(expr.event, expr.period)

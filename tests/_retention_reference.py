@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from bitlens import BitOpAnd, BitOpDiff, BitOpNot, BitOpOr, Event, Expr, Universe
+from bitlens import BitOpAnd, BitOpDiff, BitOpNot, BitOpOr, EventTemplate, Expr, Universe
 
 if TYPE_CHECKING:
     from bitlens import Day, Month, Period, Week
@@ -43,7 +43,7 @@ class Index:
 
     def ids(self, template: Expr, period: Period) -> set[int]:
         """Return the ids of ``template`` in ``period``."""
-        if isinstance(template, Event):
+        if isinstance(template, EventTemplate):
             return set(self.sets.get((template.event, period), set()))
         if isinstance(template, Universe):
             return set(self.everyone)

@@ -22,9 +22,9 @@ from redis.backoff import NoBackoff
 import bitlens.aiohttp
 from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed, readme_example
 from bitlens import Tracker, UniqueEvents
-from bitlens.aiohttp import TRACKER_KEY, RequestMarker, create_app, get_tracker, serve_dashboard
-from bitlens.dashboard import MarkingStats, page
+from bitlens.aiohttp import TRACKER_KEY, RequestMarker, create_app, serve_dashboard, tracker_from
 from bitlens.embedded import EmbeddedRedis
+from bitlens.web import MarkingStats, page
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -61,7 +61,7 @@ async def fail(request: web.Request) -> web.Response:
 
 
 async def signups(request: web.Request) -> web.Response:
-    return web.json_response(await get_tracker(request).count(UniqueEvents("request")))
+    return web.json_response(await tracker_from(request).count(UniqueEvents("request")))
 
 
 def make_app(
@@ -80,9 +80,9 @@ def make_app(
     app.router.add_get("/signups", signups)
     marker = RequestMarker(_user_of, event="request", exclude=["/health"])
     if prefix is None:
-        bitlens.aiohttp.setup(app, source, mark=marker, drain_timeout=drain_timeout)
+        bitlens.aiohttp.install(app, source, mark=marker, drain_timeout=drain_timeout)
     else:
-        bitlens.aiohttp.setup(
+        bitlens.aiohttp.install(
             app, source, mark=marker, drain_timeout=drain_timeout, prefix=prefix, track_unique=True
         )
     return app, marker
@@ -333,15 +333,15 @@ async def test_the_readme_example_runs(
     assert await _members(redis_url, prefix) == {1, 2}
 
 
-def test_setup_refuses_contradictions() -> None:
+def test_install_refuses_contradictions() -> None:
     """Options with a ready tracker, or a malformed routes prefix, fail at set-up."""
     tracker = Tracker("redis://127.0.0.1:1/0")
     with pytest.raises(TypeError, match="options"):
-        bitlens.aiohttp.setup(web.Application(), tracker, prefix="x")
+        bitlens.aiohttp.install(web.Application(), tracker, prefix="x")
     with pytest.raises(ValueError, match="routes_prefix"):
-        bitlens.aiohttp.setup(web.Application(), tracker, routes_prefix="/bitlens/")
+        bitlens.aiohttp.install(web.Application(), tracker, routes_prefix="/bitlens/")
     with pytest.raises(ValueError, match="routes_prefix"):
-        bitlens.aiohttp.setup(web.Application(), tracker, routes_prefix="bitlens")
+        bitlens.aiohttp.install(web.Application(), tracker, routes_prefix="bitlens")
 
 
 def test_public_surface() -> None:
@@ -352,10 +352,10 @@ def test_public_surface() -> None:
         "RequestMarker",
         "add_routes",
         "create_app",
-        "get_tracker",
+        "install",
         "middleware",
         "serve_dashboard",
-        "setup",
+        "tracker_from",
     ]
-    assert bitlens.aiohttp.setup.__module__ == "bitlens.aiohttp"
+    assert bitlens.aiohttp.install.__module__ == "bitlens.aiohttp"
     assert bitlens.aiohttp.serve_dashboard.__module__ == "bitlens.aiohttp"

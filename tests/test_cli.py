@@ -36,8 +36,8 @@ import pytest
 from _proxy import RoundTripProxy
 from bitlens import (
     DayEvents,
-    Event,
     EventsBetween,
+    EventTemplate,
     HourEvents,
     MonthEvents,
     Tracker,
@@ -268,9 +268,9 @@ def test_quoted_and_dashed_names(text: str, event: str) -> None:
 
 
 def test_templates_take_bare_and_quoted_names() -> None:
-    """With ``templates=True`` names are ``Event`` templates, leaves stay constants."""
+    r"""With ``templates=True`` names are ``EventTemplate``\ s, leaves stay constants."""
     assert parse_expression("active & ('ios' | web) - unique:x", templates=True) == (
-        Event("active") & (Event("ios") | Event("web"))
+        EventTemplate("active") & (EventTemplate("ios") | EventTemplate("web"))
     ) - UniqueEvents("x")
 
 
@@ -527,7 +527,7 @@ async def test_count_with_non_zero_answers_sends_nothing_more() -> None:
 def test_event_names_walk_every_leaf_kind() -> None:
     """event_names finds the events of leaves, templates, ranges and windows under any operator."""
     expr = (
-        (MonthEvents("a", 2026, 11) & ~Event("b"))
+        (MonthEvents("a", 2026, 11) & ~EventTemplate("b"))
         - EventsBetween("c", dt.date(2026, 11, 1), dt.date(2026, 11, 3))
     ) | (last("d", days=7) ^ Universe())
     assert event_names(expr) == {"a", "b", "c", "d"}

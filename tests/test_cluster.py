@@ -38,11 +38,11 @@ from bitlens import (
     BitOpAnd,
     BitOpOr,
     DayEvents,
-    Events,
     Expr,
     HourEvents,
     Limits,
     MonthEvents,
+    PeriodEvents,
     Tracker,
     UniqueEvents,
     Universe,
@@ -258,7 +258,7 @@ async def test_batch_of_40_questions_is_exact(seeded: Seeded) -> None:
 # -- marking at every granularity ---------------------------------------------------------------
 
 
-def _leaves_of_mark(event: str, at: dt.datetime) -> list[Events]:
+def _leaves_of_mark(event: str, at: dt.datetime) -> list[PeriodEvents]:
     """Return the leaves a UTC mark lands in (month, ISO week, day, hour, unique), stdlib only.
 
     :param event: the event name
@@ -308,7 +308,7 @@ async def test_every_granularity_matches_the_model(
         track_hourly=True,
         track_unique=True,
     )
-    expected: dict[Events, set[int]] = {}
+    expected: dict[PeriodEvents, set[int]] = {}
     for event, user_id, at in marks:
         for leaf in _leaves_of_mark(event, at):
             expected.setdefault(leaf, set()).add(user_id)

@@ -31,7 +31,7 @@ from _optional import REQUIRE_BITMAPIST, missing
 from _retention_reference import Index, PeriodType, reference_table
 from bitlens import (
     Day,
-    Event,
+    EventTemplate,
     Expr,
     InvalidEventName,
     InvalidExpression,
@@ -206,19 +206,19 @@ async def test_retention_matches_the_set_model(
         history_start=history,
         now=NOW,
     )
-    active = Event("active")
+    active = EventTemplate("active")
     assert observed(table) == expected(period, active, active, criterion, history_start=history)
 
 
 @pytest.mark.parametrize("mode", ["recurring", "first_time"])
 async def test_composite_events_are_bound_period_by_period(tracker: Tracker, mode: Mode) -> None:
     """``active & ios`` means both in the same week, for the cohort, the history and returns."""
-    both = Event("active") & Event("ios")
+    both = EventTemplate("active") & EventTemplate("ios")
     history = HISTORY if mode == "first_time" else None
     table = await retention(
         tracker,
         both,
-        Event("ios") & Event("active"),
+        EventTemplate("ios") & EventTemplate("active"),
         period="week",
         cohorts=10,
         buckets=8,
@@ -232,11 +232,16 @@ async def test_composite_events_are_bound_period_by_period(tracker: Tracker, mod
 
 async def test_distributive_returning_expression_matches_the_set_model(tracker: Tracker) -> None:
     """A returning ``ios | (active - ios)`` is covered by months, weeks and days, exactly."""
-    returning = Event("ios") | (Event("active") - Event("ios"))
+    returning = EventTemplate("ios") | (EventTemplate("active") - EventTemplate("ios"))
     table = await retention(
         tracker, "active", returning, period="day", criterion="on_or_after", now=NOW
     )
-    want = expected("day", Event("active"), Event("active") | Event("ios"), "on_or_after")
+    want = expected(
+        "day",
+        EventTemplate("active"),
+        EventTemplate("active") | EventTemplate("ios"),
+        "on_or_after",
+    )
     assert observed(table) == want
 
 
@@ -246,14 +251,14 @@ async def test_time_zone_of_the_tracker_decides_the_periods(
     """On a Europe/Berlin tracker, days and "now" are Berlin's."""
     tracker = await _marked(client, prefix, tz="Europe/Berlin")
     table = await retention(tracker, "active", period="day", now=NOW)
-    active = Event("active")
+    active = EventTemplate("active")
     assert observed(table) == expected("day", active, active, "on", tz="Europe/Berlin")
 
 
 async def test_returning_defaults_to_the_start_event(tracker: Tracker) -> None:
     """Without ``returning`` a cohort returns by doing the start event again: bucket 0 is 100 %."""
     table = await retention(tracker, "active", period="week", cohorts=6, now=NOW)
-    assert table.returning == Event("active")
+    assert table.returning == EventTemplate("active")
     assert all(row.cells[0].percent == 100.0 for row in table.rows if row.size)
 
 
@@ -369,10 +374,10 @@ async def test_get_dates_data_is_one_round_trip(
 async def test_counting_an_unbound_template_raises_before_sending(
     counted_client: redis.asyncio.Redis, proxy: RoundTripProxy, prefix: str
 ) -> None:
-    """count(Event("active")) raises UnsupportedOperation naming .at(period); nothing is sent."""
+    """Counting an unbound EventTemplate raises UnsupportedOperation naming .at(period)."""
     tracker = Tracker(counted_client, prefix=prefix)
     with pytest.raises(UnsupportedOperation, match=r"\.at\(period\)"):
-        await tracker.count(Event("active") & Event("ios"))
+        await tracker.count(EventTemplate("active") & EventTemplate("ios"))
     assert proxy.commands == 0
 
 

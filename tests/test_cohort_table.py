@@ -1,4 +1,4 @@
-"""Pure parts of cohorts: Event templates, period covering, and the table's maths and renderings."""
+"""Pure parts of cohorts: EventTemplates, period covering, and the table's maths and renderings."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bitlens import (
     BitOpOr,
     Day,
     DayEvents,
-    Event,
+    EventTemplate,
     Hour,
     HourEvents,
     InvalidEventName,
@@ -35,7 +35,7 @@ from bitlens.cohort._retention import _union, distributive
 
 UTC = dt.timezone.utc
 
-# -- Event templates -------------------------------------------------------------------------
+# -- EventTemplates -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -49,17 +49,19 @@ UTC = dt.timezone.utc
     ],
 )
 def test_event_at_binds_each_period_type(period: Period, leaf: object) -> None:
-    """Event("a").at(period) is the concrete leaf of that period's type."""
-    bound = Event("a").at(period)
+    """EventTemplate("a").at(period) is the concrete leaf of that period's type."""
+    bound = EventTemplate("a").at(period)
     assert bound == leaf
     assert type(bound) is type(leaf)
 
 
 def test_at_binds_templates_inside_operators_and_keeps_concrete_leaves() -> None:
-    """at() maps every Event of a tree; UniqueEvents, MonthEvents and Universe() stay."""
+    """at() maps every EventTemplate of a tree; UniqueEvents, MonthEvents and Universe() stay."""
     week = Week(2026, 48)
-    tree = (Event("a") & UniqueEvents("ios")) | ~(Event("b") - MonthEvents("c", 2026, 1))
-    tree |= Universe() ^ Event("d")
+    tree = (EventTemplate("a") & UniqueEvents("ios")) | ~(
+        EventTemplate("b") - MonthEvents("c", 2026, 1)
+    )
+    tree |= Universe() ^ EventTemplate("d")
     expected = (WeekEvents("a", 2026, 48) & UniqueEvents("ios")) | ~(
         WeekEvents("b", 2026, 48) - MonthEvents("c", 2026, 1)
     )
@@ -68,28 +70,28 @@ def test_at_binds_templates_inside_operators_and_keeps_concrete_leaves() -> None
 
 
 def test_an_event_has_no_period_to_shift() -> None:
-    """Event("a").next() raises UnsupportedOperation: bind it first."""
+    """EventTemplate("a").next() raises UnsupportedOperation: bind it first."""
     with pytest.raises(UnsupportedOperation, match=r"\.at\(period\)"):
-        Event("a").next()
+        EventTemplate("a").next()
 
 
 def test_resolving_an_unbound_event_raises_unsupported_operation() -> None:
     """The planner refuses a template inside any tree, naming the fix."""
     with pytest.raises(UnsupportedOperation, match=r"bind it first with \.at\(period\)"):
-        resolve(DayEvents("b", 2026, 1, 1) | Event("a"))
+        resolve(DayEvents("b", 2026, 1, 1) | EventTemplate("a"))
 
 
 def test_event_validates_its_name() -> None:
     """Event names follow the same rules as every leaf's."""
     with pytest.raises(InvalidEventName):
-        Event("{a}")
+        EventTemplate("{a}")
 
 
 def test_events_are_values() -> None:
     """Equal templates are equal and hash alike (so equal cells share work)."""
-    assert Event("a") & Event("b") == Event("a") & Event("b")
-    assert len({Event("a"), Event("a")}) == 1
-    assert repr(Event("a")) == "Event('a')"
+    assert EventTemplate("a") & EventTemplate("b") == EventTemplate("a") & EventTemplate("b")
+    assert len({EventTemplate("a"), EventTemplate("a")}) == 1
+    assert repr(EventTemplate("a")) == "EventTemplate('a')"
 
 
 # -- ranges of periods -------------------------------------------------------------------------
@@ -98,25 +100,25 @@ def test_events_are_values() -> None:
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
-        (Event("a"), True),
-        (Event("a") | Event("b"), True),
-        (Event("a") & UniqueEvents("ios"), True),
-        (Event("a") - UniqueEvents("bot"), True),
+        (EventTemplate("a"), True),
+        (EventTemplate("a") | EventTemplate("b"), True),
+        (EventTemplate("a") & UniqueEvents("ios"), True),
+        (EventTemplate("a") - UniqueEvents("bot"), True),
         (UniqueEvents("x"), True),
-        (Event("a") & Event("b"), False),
-        (Event("a") - Event("b"), False),
-        (~Event("a"), False),
-        (Event("a") ^ UniqueEvents("x"), False),
+        (EventTemplate("a") & EventTemplate("b"), False),
+        (EventTemplate("a") - EventTemplate("b"), False),
+        (~EventTemplate("a"), False),
+        (EventTemplate("a") ^ UniqueEvents("x"), False),
     ],
 )
-def test_which_templates_distribute_over_periods(template: Event, expected: bool) -> None:
+def test_which_templates_distribute_over_periods(template: EventTemplate, expected: bool) -> None:
     """Only templates whose value over many periods is the OR of their values may use months."""
     assert distributive(template) is expected
 
 
 def test_a_range_of_one_event_is_covered_by_months_weeks_and_days() -> None:
     """2026-11-01..12-15 is November, Dec 1-6, ISO week 50 and Dec 14-15: 10 bitmaps, not 45."""
-    union = _union(Event("a"), Day(2026, 11, 1), Day(2026, 12, 15))
+    union = _union(EventTemplate("a"), Day(2026, 11, 1), Day(2026, 12, 15))
     leaves = leaves_of(resolve(union))
     assert MonthEvents("a", 2026, 11).period in {leaf.period for leaf in leaves}
     assert len(leaves) == 10
@@ -124,7 +126,7 @@ def test_a_range_of_one_event_is_covered_by_months_weeks_and_days() -> None:
 
 def test_a_range_of_a_composite_is_bound_period_by_period() -> None:
     """``a & b`` over 45 days is the OR of 45 day-level ANDs (both on the same day)."""
-    union = _union(Event("a") & Event("b"), Day(2026, 11, 1), Day(2026, 12, 15))
+    union = _union(EventTemplate("a") & EventTemplate("b"), Day(2026, 11, 1), Day(2026, 12, 15))
     assert isinstance(union, BitOpOr)
     assert len(union.operands) == 45
 
@@ -176,8 +178,8 @@ def _table(criterion: str = "on") -> RetentionTable:
         else "on",
         columns=columns,
         rows=rows,
-        start=Event("signed_up"),
-        returning=Event("active") & Event("ios"),
+        start=EventTemplate("signed_up"),
+        returning=EventTemplate("active") & EventTemplate("ios"),
         now=dt.datetime(2027, 1, 13, tzinfo=UTC),
     )
 

@@ -35,7 +35,7 @@ from bitlens import (
 from bitlens._keys import event_name_problem, glob_escape, is_safe_name
 from bitlens._periods import Day, Hour, Month, Period, Week
 from bitlens.cli._events import scan_events
-from bitlens.dashboard import list_events
+from bitlens.web import list_events
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -88,7 +88,7 @@ async def base_url(server: EmbeddedRedis, seed: Seed) -> AsyncIterator[str]:
     async with Tracker(server.url, prefix=prefix) as tracker:
         await tracker.mark_events(seed.marks)
     app = web.Application()
-    bitlens.aiohttp.setup(app, server.url, prefix=prefix)
+    bitlens.aiohttp.install(app, server.url, prefix=prefix)
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()
     try:
@@ -281,7 +281,7 @@ async def test_the_bare_prefix_works_and_errors_are_shown(browser: Browser, base
 async def _app_of(server: EmbeddedRedis, prefix: str) -> AsyncIterator[str]:
     """Serve the dashboard of ``prefix`` on ``server``; yield the page's URL."""
     app = web.Application()
-    bitlens.aiohttp.setup(app, server.url, prefix=prefix)
+    bitlens.aiohttp.install(app, server.url, prefix=prefix)
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()
     try:

@@ -285,7 +285,7 @@ REFERENCE = {
     "bitlens.cohort": "cohort",
     "bitlens.fastapi": "fastapi",
     "bitlens.aiohttp": "aiohttp",
-    "bitlens.dashboard": "dashboard",
+    "bitlens.web": "web",
     "bitlens.cli": "cli",
 }
 

@@ -25,9 +25,8 @@ EXPORTED = [
     "Coalesce",
     "Day",
     "DayEvents",
-    "Event",
     "EventKey",
-    "Events",
+    "EventTemplate",
     "EventsBetween",
     "Expr",
     "GranularityNotTracked",
@@ -56,6 +55,7 @@ EXPORTED = [
     "NoDefaultTracker",
     "ParsedKey",
     "Period",
+    "PeriodEvents",
     "PermissionDenied",
     "QueryRejected",
     "RegistryKey",
@@ -212,3 +212,41 @@ def test_invalid_retention_query_is_a_bitlens_value_error() -> None:
     """InvalidRetentionQuery joins the exception tree as a usage error and a ValueError."""
     assert issubclass(cohort.InvalidRetentionQuery, bitlens.BitlensError)
     assert issubclass(cohort.InvalidRetentionQuery, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("bitlens.cohort", "InvalidRetentionQuery"),
+        ("bitlens.web", "InvalidParameter"),
+        ("bitlens.cli._parse", "ParseError"),
+    ],
+)
+def test_part_errors_live_in_the_one_tree(module: str, name: str) -> None:
+    """The cohort, web and CLI errors are _exceptions' classes, BitlensErrors and ValueErrors."""
+    import importlib
+
+    from bitlens import _exceptions
+
+    error = getattr(importlib.import_module(module), name)
+    assert error is getattr(_exceptions, name)
+    assert name in _exceptions.__all__
+    assert issubclass(error, bitlens.BitlensError)
+    assert issubclass(error, ValueError)
+
+
+def test_part_errors_survive_pickling() -> None:
+    """InvalidParameter and ParseError pickle back to equal fields and message."""
+    import pickle
+
+    from bitlens._exceptions import InvalidParameter, ParseError
+
+    parameter = pickle.loads(pickle.dumps(InvalidParameter("period", "must be day")))
+    assert (parameter.name, parameter.detail, str(parameter)) == (
+        "period",
+        "must be day",
+        "invalid 'period': must be day",
+    )
+    parse = pickle.loads(pickle.dumps(ParseError("expected ')'", "(a", 2)))
+    assert (parse.message, parse.text, parse.position) == ("expected ')'", "(a", 2)
+    assert parse.render() == "expected ')'\n  (a\n    ^"

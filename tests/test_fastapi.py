@@ -20,13 +20,13 @@ from fastapi import Depends, FastAPI, Request
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-import bitlens.dashboard
 import bitlens.fastapi
+import bitlens.web
 from _web_data import FIRST_DAY, HOSTILE, LAST_DAY, Seed, readme_example
 from bitlens import Tracker, UniqueEvents
-from bitlens.dashboard import MarkingStats, RequestMarker
 from bitlens.embedded import EmbeddedRedis
-from bitlens.fastapi import bitlens_lifespan, get_tracker, mark_requests, router
+from bitlens.fastapi import bitlens_lifespan, mark_requests, router, tracker_from
+from bitlens.web import MarkingStats, RequestMarker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -89,7 +89,7 @@ def make_app(
         raise RuntimeError("handler failed")
 
     @app.get("/signups")
-    async def signups(tracker: Annotated[Tracker, Depends(get_tracker)]) -> int:
+    async def signups(tracker: Annotated[Tracker, Depends(tracker_from)]) -> int:
         return await tracker.count(UniqueEvents("request"))
 
     return app, marker
@@ -343,10 +343,10 @@ async def test_the_page_is_self_contained_and_mounted_anywhere(redis_url: str, p
     assert "https:" not in html
     assert "<script src" not in html
     assert "innerHTML" not in html
-    assert html == bitlens.dashboard.page().body.decode()
+    assert html == bitlens.web.page().body.decode()
 
 
-async def test_get_tracker_is_the_lifespans_tracker(redis_url: str, prefix: str) -> None:
+async def test_tracker_from_is_the_lifespans_tracker(redis_url: str, prefix: str) -> None:
     """The dependency hands routes the tracker the lifespan opened, and only while it runs."""
     app, _ = make_app(redis_url, prefix)
     async with serving(app) as http:
@@ -400,7 +400,7 @@ async def test_openapi_documents_the_json_api() -> None:
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
         schema = (await http.get("/openapi.json")).json()
     paths = {path: spec["get"] for path, spec in schema["paths"].items() if "bitlens" in path}
-    assert sorted(paths) == [f"/bitlens/{name}" for name in sorted(bitlens.dashboard.ENDPOINTS)]
+    assert sorted(paths) == [f"/bitlens/{name}" for name in sorted(bitlens.web.ENDPOINTS)]
     counts = {p["name"]: p["required"] for p in paths["/bitlens/counts"]["parameters"]}
     assert counts == {"event": True, "period": False, "start": False, "end": False}
 
@@ -416,7 +416,7 @@ def test_import_bitlens_imports_no_web_framework() -> None:
     code = (
         "import sys, bitlens, bitlens.cohort; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('fastapi', 'starlette', 'aiohttp') or m.startswith('bitlens.dashboard')))"
+        "('fastapi', 'starlette', 'aiohttp') or m.startswith('bitlens.web')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -425,18 +425,19 @@ def test_import_bitlens_imports_no_web_framework() -> None:
 
 
 def test_public_surface() -> None:
-    """The public names of bitlens.fastapi and bitlens.dashboard are pinned."""
+    """The public names of bitlens.fastapi and bitlens.web are pinned."""
     assert bitlens.fastapi.__all__ == [
         "STATE_KEY",
         "BitlensMiddleware",
         "MarkingStats",
         "RequestMarker",
         "bitlens_lifespan",
-        "get_tracker",
+        "install",
         "mark_requests",
         "router",
+        "tracker_from",
     ]
-    assert bitlens.dashboard.__all__ == [
+    assert bitlens.web.__all__ == [
         "ENDPOINTS",
         "JSON_HEADERS",
         "MAX_BUCKETS",
@@ -464,9 +465,9 @@ def test_public_surface() -> None:
         "retention",
     ]
     assert bitlens.fastapi.BitlensMiddleware.__module__ == "bitlens.fastapi"
-    assert bitlens.dashboard.RequestMarker.__module__ == "bitlens.dashboard"
-    assert issubclass(bitlens.dashboard.InvalidParameter, bitlens.BitlensError)
-    assert issubclass(bitlens.dashboard.InvalidParameter, ValueError)
+    assert bitlens.web.RequestMarker.__module__ == "bitlens.web"
+    assert issubclass(bitlens.web.InvalidParameter, bitlens.BitlensError)
+    assert issubclass(bitlens.web.InvalidParameter, ValueError)
 
 
 def test_seed_is_what_the_tests_expect() -> None:

@@ -35,13 +35,13 @@ from bitlens import (
     BitOpOr,
     BitOpXor,
     DayEvents,
-    Events,
     EventsBetween,
     Expr,
     HourEvents,
     IdMap,
     InvalidTimeZone,
     MonthEvents,
+    PeriodEvents,
     Tracker,
     UniqueEvents,
     WeekEvents,
@@ -395,7 +395,7 @@ def hostile_leaves(draw: st.DrawFn) -> Callable[[], Expr]:
 @st.composite
 def hostile_from_dates(draw: st.DrawFn) -> Callable[[], Expr]:
     """A ``from_date`` call with a bad name, ``dt`` or zone."""
-    leaves: list[type[Events]] = [YearEvents, MonthEvents, WeekEvents, DayEvents, HourEvents]
+    leaves: list[type[PeriodEvents]] = [YearEvents, MonthEvents, WeekEvents, DayEvents, HourEvents]
     cls = draw(st.sampled_from(leaves))
     name: Any = draw(good_names)
     moment: Any = draw(good_moments)

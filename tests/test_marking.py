@@ -19,11 +19,11 @@ from _helpers import scan_keys
 from bitlens import (
     BitOpOr,
     DayEvents,
-    Events,
     Expr,
     HourEvents,
     Limits,
     MonthEvents,
+    PeriodEvents,
     Tracker,
     UniqueEvents,
     WeekEvents,
@@ -81,7 +81,7 @@ def _utc_wall_clock(at: Moment) -> datetime:
     return datetime(at.year, at.month, at.day)
 
 
-def _buckets(event: str, at: Moment) -> list[Events]:
+def _buckets(event: str, at: Moment) -> list[PeriodEvents]:
     """Return every leaf a mark of ``event`` at ``at`` lands in, tracked hourly and unique.
 
     :param event: the event name
@@ -103,7 +103,7 @@ def _buckets(event: str, at: Moment) -> list[Events]:
 class Model:
     """The expected contents of every leaf, as Python sets."""
 
-    sets: dict[Events, set[int]] = field(default_factory=dict)
+    sets: dict[PeriodEvents, set[int]] = field(default_factory=dict)
 
     def mark(self, event: str, user_id: int, at: Moment) -> None:
         """Record one mark.
@@ -115,7 +115,7 @@ class Model:
         for leaf in _buckets(event, at):
             self.sets.setdefault(leaf, set()).add(user_id)
 
-    def of(self, leaf: Events) -> set[int]:
+    def of(self, leaf: PeriodEvents) -> set[int]:
         """Return the ids expected in ``leaf``.
 
         :param leaf: any leaf expression
@@ -123,12 +123,12 @@ class Model:
         return self.sets.get(leaf, set())
 
 
-def _queries(model: Model) -> list[Events]:
+def _queries(model: Model) -> list[PeriodEvents]:
     """Return the leaves to check: every touched one, its twins for other events, and empties.
 
     :param model: the filled model
     """
-    queries: dict[Events, None] = {}
+    queries: dict[PeriodEvents, None] = {}
     for leaf in model.sets:
         for event in (*EVENTS, "never"):
             queries[leaf.with_event(event)] = None

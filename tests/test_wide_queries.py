@@ -16,15 +16,15 @@ from bitlens import (
     CleanupFailed,
     Day,
     DayEvents,
-    Event,
     EventsBetween,
+    EventTemplate,
     PermissionDenied,
     QueryRejected,
     Tracker,
 )
 from bitlens._plan import COUNT_SCRIPT, script_error
-from bitlens.dashboard import _api
-from bitlens.dashboard._api import MAX_BUCKETS, MAX_COHORTS
+from bitlens.web import _api
+from bitlens.web._api import MAX_BUCKETS, MAX_COHORTS
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -192,8 +192,8 @@ async def test_first_time_retention_with_an_early_history_start_is_exact(
     )
     expected = reference_table(
         index,
-        Event("a"),
-        Event("a"),
+        EventTemplate("a"),
+        EventTemplate("a"),
         cohorts=31,
         columns=tuple((k, k) for k in range(13)),
         now=now,
@@ -228,8 +228,8 @@ async def test_the_dashboards_largest_retention_is_exact(
     now = table.now
     expected = reference_table(
         index,
-        Event("a"),
-        Event("a"),
+        EventTemplate("a"),
+        EventTemplate("a"),
         cohorts=MAX_COHORTS,
         columns=tuple((k, k) for k in range(MAX_BUCKETS)),
         now=now,

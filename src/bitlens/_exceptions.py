@@ -15,6 +15,9 @@ The tree::
     │   └── InvalidTimeZone                        a time zone name that is not known
     ├── InvalidMoment          (also TypeError)   an ``at`` that is not a datetime or date
     ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
+    ├── InvalidRetentionQuery  (also ValueError)  retention arguments that make no table
+    ├── InvalidParameter       (also ValueError)  a bad query parameter of the web JSON API
+    ├── ParseError             (also ValueError)  a syntax error in a command-line expression
     ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
     ├── InvalidExpression      (also TypeError)   an operand that is not a bitlens expression
     ├── UnsupportedOperation   (also TypeError)   e.g. shifting an expression without a period
@@ -47,12 +50,15 @@ __all__ = [
     "InvalidExternalId",
     "InvalidMoment",
     "InvalidOption",
+    "InvalidParameter",
     "InvalidPeriod",
     "InvalidPrefix",
+    "InvalidRetentionQuery",
     "InvalidTimeZone",
     "InvalidUserId",
     "MarkRejected",
     "NoDefaultTracker",
+    "ParseError",
     "PermissionDenied",
     "QueryRejected",
     "RedisServerNotFound",
@@ -395,3 +401,62 @@ class ReplicationTimeout(BitlensError, TimeoutError):
     def __reduce__(self) -> tuple[type[ReplicationTimeout], tuple[int, int]]:
         """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""
         return (type(self), (self.wanted, self.got))
+
+
+class InvalidRetentionQuery(BitlensError, ValueError):
+    """A retention or cohort query with arguments that do not make a table.
+
+    For example ``period="fortnight"``, ``cohorts=0``, brackets ``[(3, 1)]``, or
+    ``mode="first_time"`` without ``history_start``.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class InvalidParameter(BitlensError, ValueError):
+    """A query parameter of the web JSON API is missing, repeated or malformed.
+
+    The web integrations answer it with HTTP 400 and the message, e.g.
+    ``invalid 'period': must be one of day, week, month; got 'year'``.
+
+    :param name: the parameter's name
+    :param detail: what is wrong with it
+    """
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        self.detail = detail
+        super().__init__(f"invalid {name!r}: {detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Rebuild from ``name`` and ``detail`` (for ``copy`` and ``pickle``)."""
+        return (type(self), (self.name, self.detail))
+
+
+class ParseError(BitlensError, ValueError):
+    """A syntax error in a command-line expression, with the position it was found at.
+
+    ``str(error)`` is the message; :meth:`render` adds the text and a caret under the
+    offending position.
+
+    :param message: what is wrong, e.g. ``expected ')'``
+    :param text: the whole expression
+    :param position: the 0-based index of the offending character (``len(text)``: the end)
+    """
+
+    def __init__(self, message: str, text: str, position: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.text = text
+        self.position = position
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Rebuild from ``message``, ``text`` and ``position`` (for ``copy`` and ``pickle``)."""
+        return (type(self), (self.message, self.text, self.position))
+
+    def render(self) -> str:
+        """Return the message, then the expression and a caret under the position."""
+        shown = "".join(" " if char.isspace() else char for char in self.text)
+        return f"{self.message}\n  {shown}\n  {' ' * self.position}^"

@@ -11,8 +11,8 @@ Same-operator children flatten (``(a & b) & c`` is one ``BITOP AND`` of three ke
 equal subtrees are computed once. An expression has no truth value: ``a and b`` raises a
 ``TypeError`` instead of silently returning ``b``.
 
-``Event("active")`` is a period-free template for reports such as retention:
-``(Event("active") & Event("ios")).at(Week(2026, 48))`` binds it to one period.
+``EventTemplate("active")`` is a period-free template for reports such as retention:
+``(EventTemplate("active") & EventTemplate("ios")).at(Week(2026, 48))`` binds it to one period.
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ __all__ = [
     "BitOpOr",
     "BitOpXor",
     "DayEvents",
-    "Event",
-    "Events",
+    "EventTemplate",
     "EventsBetween",
     "Expr",
     "HourEvents",
     "Last",
     "MonthEvents",
+    "PeriodEvents",
     "UniqueEvents",
     "Universe",
     "WeekEvents",
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 _E = TypeVar("_E", bound="Expr")
-_L = TypeVar("_L", bound="Events")
+_L = TypeVar("_L", bound="PeriodEvents")
 _N = TypeVar("_N", bound="_NAry")
 
 _NO_BOOL = (
@@ -177,10 +177,10 @@ class Expr(ABC):
         return self.delta(-1)
 
     def at(self, period: Period) -> Expr:
-        """Return this expression with every :class:`Event` template bound to ``period``.
+        """Return this expression with every :class:`EventTemplate` bound to ``period``.
 
         Concrete leaves (``MonthEvents``, ``UniqueEvents``, ``Universe()``, ranges) stay as
-        they are, so ``(Event("active") & UniqueEvents("ios")).at(Week(2026, 48))`` is
+        they are, so ``(EventTemplate("active") & UniqueEvents("ios")).at(Week(2026, 48))`` is
         ``WeekEvents("active", 2026, 48) & UniqueEvents("ios")``.
 
         :param period: an Hour, Day, Week, Month or Year
@@ -227,9 +227,11 @@ class Expr(ABC):
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False)
-class Events(Expr):
-    """A leaf: the ids that did ``event`` in ``period`` (``None``: ever, i.e. UniqueEvents).
+class PeriodEvents(Expr):
+    """The base of the concrete leaves: the ids that did ``event`` in ``period``.
 
+    ``period`` is ``None`` for :class:`UniqueEvents` (ever). Unlike an
+    :class:`EventTemplate`, a leaf names stored bitmaps and can be counted as it is.
     Use the bitmapist-style subclasses: :class:`YearEvents`, :class:`MonthEvents`,
     :class:`WeekEvents`, :class:`DayEvents`, :class:`HourEvents`, :class:`UniqueEvents`.
 
@@ -365,7 +367,7 @@ def _tz(tz: TzLike) -> _dt.tzinfo:
     return resolve_tz(tz)
 
 
-class YearEvents(Events):
+class YearEvents(PeriodEvents):
     """Ids that did ``event`` in a calendar year (the OR of its twelve months).
 
     Example: ``await YearEvents("active", 2026).count()``
@@ -378,7 +380,7 @@ class YearEvents(Events):
         self._set(event, Year(year, _tz(tz)))
 
 
-class MonthEvents(Events):
+class MonthEvents(PeriodEvents):
     """Ids that did ``event`` in a calendar month.
 
     Example: ``await tracker.count(MonthEvents("active", 2026, 11))``
@@ -391,7 +393,7 @@ class MonthEvents(Events):
         self._set(event, Month(year, month, _tz(tz)))
 
 
-class WeekEvents(Events):
+class WeekEvents(PeriodEvents):
     """Ids that did ``event`` in an ISO 8601 week (``iso_year``, ``iso_week``).
 
     Example: ``WeekEvents("active", 2025, 1)`` starts on Monday 2024-12-30.
@@ -404,7 +406,7 @@ class WeekEvents(Events):
         self._set(event, Week(iso_year, iso_week, _tz(tz)))
 
 
-class DayEvents(Events):
+class DayEvents(PeriodEvents):
     """Ids that did ``event`` on a calendar day.
 
     Example: ``await tracker.contains(DayEvents("login", 2026, 11, 27), 123)``
@@ -417,7 +419,7 @@ class DayEvents(Events):
         self._set(event, Day(year, month, day, _tz(tz)))
 
 
-class HourEvents(Events):
+class HourEvents(PeriodEvents):
     """Ids that did ``event`` in one hour (needs ``track_hourly``).
 
     Example: ``HourEvents("checkout", 2026, 11, 27, 13)``
@@ -432,7 +434,7 @@ class HourEvents(Events):
         self._set(event, Hour(year, month, day, hour, _tz(tz)))
 
 
-class UniqueEvents(Events):
+class UniqueEvents(PeriodEvents):
     """Ids that ever did ``event``, with no time dimension (``mark_unique`` or ``track_unique``).
 
     Example: ``await tracker.count(UniqueEvents("signed_up"))``
@@ -448,7 +450,7 @@ class UniqueEvents(Events):
         return f"UniqueEvents({self.event!r})"
 
 
-_LEAF_OF_PERIOD: dict[type[Period], type[Events]] = {
+_LEAF_OF_PERIOD: dict[type[Period], type[PeriodEvents]] = {
     Hour: HourEvents,
     Day: DayEvents,
     Week: WeekEvents,
@@ -458,15 +460,16 @@ _LEAF_OF_PERIOD: dict[type[Period], type[Events]] = {
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class Event(Expr):
+class EventTemplate(Expr):
     """A period-free event: a template that :meth:`at` binds to a period.
 
     Templates describe a set "per period" once, for reports that evaluate it in many
-    periods (cohorts, retention). ``Event("active").at(Week(2026, 48))`` is
-    ``WeekEvents("active", 2026, 48)``; ``(Event("active") & Event("ios")).at(day)`` is
-    "active and on iOS that day". An unbound template cannot be counted.
+    periods (cohorts, retention). ``EventTemplate("active").at(Week(2026, 48))`` is
+    ``WeekEvents("active", 2026, 48)``; with ``active, ios = EventTemplate("active"),
+    EventTemplate("ios")``, ``(active & ios).at(day)`` is "active and on iOS that day". An
+    unbound template cannot be counted.
 
-    Example: ``await tracker.count((Event("active") & Event("ios")).at(Month(2026, 11)))``
+    Example: ``await tracker.count((active & ios).at(Month(2026, 11)))``
 
     :param event: the event name
     :raises InvalidEventName: for a bad event name
@@ -477,7 +480,7 @@ class Event(Expr):
     def __post_init__(self) -> None:
         validate_event_name(self.event)
 
-    def at(self, period: Period) -> Events:
+    def at(self, period: Period) -> PeriodEvents:
         """Return the concrete leaf of this event in ``period`` (e.g. ``DayEvents``).
 
         :param period: an Hour, Day, Week, Month or Year
@@ -488,11 +491,11 @@ class Event(Expr):
             raise UnsupportedOperation(f"cannot bind {self!r} to {period!r}: not a period")
         return leaf._of(self.event, period)
 
-    def delta(self, n: int) -> Event:
+    def delta(self, n: int) -> EventTemplate:
         raise UnsupportedOperation(f"{self!r} has no period to shift: bind it with .at(period)")
 
     def __repr__(self) -> str:
-        return f"Event({self.event!r})"
+        return f"EventTemplate({self.event!r})"
 
 
 @dataclass(frozen=True, slots=True, repr=False)

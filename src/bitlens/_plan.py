@@ -49,11 +49,11 @@ from ._expr import (
     BitOpNot,
     BitOpOr,
     BitOpXor,
-    Event,
-    Events,
     EventsBetween,
+    EventTemplate,
     Expr,
     Last,
+    PeriodEvents,
     Universe,
 )
 from ._periods import UTC, Period, Year, to_local
@@ -244,12 +244,12 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     :param expr: any bitlens expression
     :param ctx: the time zone, hourly setting and clock that ranges are resolved with
     :raises InvalidExpression: for an object that is not a bitlens expression
-    :raises UnsupportedOperation: for an :class:`Event` template not bound to a period
+    :raises UnsupportedOperation: for an :class:`EventTemplate` not bound to a period
     :raises GranularityNotTracked: for a range whose edges need hours that are not kept
     """
     if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor, BitOpDiff, BitOpNot)):
         return _resolve_op(expr, ctx)
-    if isinstance(expr, Events):
+    if isinstance(expr, PeriodEvents):
         period = expr.in_zone(ctx.tz).period
         if isinstance(period, Year):
             return _nary("OR", (KeyRef(expr.event, m) for m in period.months()))
@@ -272,7 +272,7 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
         now = ctx.now if ctx.now is not None else _dt.datetime.now(ctx.tz)
         start, end = expr.window(to_local(now, ctx.tz))
         return _range(expr.event, start, end, hourly, ctx)
-    if isinstance(expr, Event):
+    if isinstance(expr, EventTemplate):
         raise UnsupportedOperation(
             f"{expr!r} is a template without a period: bind it first with .at(period), "
             f"e.g. {expr!r}.at(Day(2026, 11, 27)) or .at(Week(2026, 48))"

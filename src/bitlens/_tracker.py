@@ -545,7 +545,7 @@ class Tracker:
             table = await tracker.retention("signed_up", "active", period="week", cohorts=8)
             print(table.to_csv())
 
-        :param start: the event (or period-free expression of ``Event``\ s) of the cohorts
+        :param start: the event (or period-free expression of ``EventTemplate``\ s) of the cohorts
         :param returning: what counts as returning (default: ``start`` again)
         :param period: ``"day"``, ``"week"`` (ISO) or ``"month"``
         :param cohorts: how many cohort rows, ending with the period of ``end``

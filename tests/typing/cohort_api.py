@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime
 
-from bitlens import Event, Period, Tracker
+from bitlens import EventTemplate, Period, Tracker
 from bitlens.cohort import (
     DatesRow,
     RetentionCell,
@@ -30,7 +30,7 @@ async def retention_tables(tracker: Tracker) -> None:
     table = await retention(
         tracker,
         "signed_up",
-        Event("active") & Event("ios"),
+        EventTemplate("active") & EventTemplate("ios"),
         period="week",
         cohorts=8,
         buckets=6,
@@ -41,7 +41,9 @@ async def retention_tables(tracker: Tracker) -> None:
         now=datetime(2026, 11, 27),
     )
     assert_type(table, RetentionTable)
-    assert_type(await retention(tracker, Event("a"), criterion=[(1, 3), (4, 7)]), RetentionTable)
+    assert_type(
+        await retention(tracker, EventTemplate("a"), criterion=[(1, 3), (4, 7)]), RetentionTable
+    )
     row = table.rows[0]
     assert_type(row, RetentionRow)
     assert_type(row.cohort, Period)

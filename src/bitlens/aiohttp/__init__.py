@@ -7,17 +7,17 @@ Example::
     from aiohttp import web
 
     from bitlens import MonthEvents
-    from bitlens.aiohttp import RequestMarker, get_tracker, setup
+    from bitlens.aiohttp import RequestMarker, install, tracker_from
 
 
     async def active(request: web.Request) -> web.Response:
-        count = await get_tracker(request).count(MonthEvents.from_date("request"))
+        count = await tracker_from(request).count(MonthEvents.from_date("request"))
         return web.json_response(count)
 
 
     app = web.Application()
     app.router.add_get("/active", active)
-    setup(
+    install(
         app,
         "redis://localhost:6379/0",
         prefix="app",
@@ -27,15 +27,15 @@ Example::
 :func:`serve_dashboard` serves the dashboard alone (``bitlens serve``).
 """
 
-from ..dashboard import MarkingStats, RequestMarker
+from ..web import MarkingStats, RequestMarker
 from ._integration import (
     TRACKER_KEY,
     add_routes,
     create_app,
-    get_tracker,
+    install,
     middleware,
     serve_dashboard,
-    setup,
+    tracker_from,
 )
 
 __all__ = [
@@ -44,14 +44,14 @@ __all__ = [
     "RequestMarker",
     "add_routes",
     "create_app",
-    "get_tracker",
+    "install",
     "middleware",
     "serve_dashboard",
-    "setup",
+    "tracker_from",
 ]
 
 
-# Show users bitlens.aiohttp.setup, not bitlens.aiohttp._integration.setup.
+# Show users bitlens.aiohttp.install, not bitlens.aiohttp._integration.install.
 def _rehome() -> None:
     from contextlib import suppress
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .._tracker import Tracker
-from ..dashboard import ENDPOINTS, JSON_HEADERS, RequestMarker, handle, page
+from ..web import ENDPOINTS, JSON_HEADERS, RequestMarker, handle, page
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -27,10 +27,10 @@ __all__ = [
     "TRACKER_KEY",
     "add_routes",
     "create_app",
-    "get_tracker",
+    "install",
     "middleware",
     "serve_dashboard",
-    "setup",
+    "tracker_from",
 ]
 
 logger = logging.getLogger("bitlens")
@@ -42,7 +42,7 @@ TRACKER_KEY: web.AppKey[Tracker] = web.AppKey("bitlens_tracker", Tracker)
 _DASHBOARD_HANDLERS: weakref.WeakSet[Handler] = weakref.WeakSet()
 
 
-def setup(
+def install(
     app: web.Application,
     url_or_client: str | Redis | RedisCluster | Tracker,
     *,
@@ -54,14 +54,14 @@ def setup(
     """Give an aiohttp app a tracker, and optionally request marking and the dashboard.
 
     Adds a cleanup context that opens a :class:`~bitlens.Tracker` at startup (stored in
-    ``app[TRACKER_KEY]``, read with :func:`get_tracker`) and, at cleanup, drains its
+    ``app[TRACKER_KEY]``, read with :func:`tracker_from`) and, at cleanup, drains its
     fire-and-forget queue (up to ``drain_timeout`` seconds) and closes it — unless a ready
     tracker was passed in: whoever made it closes it.
 
     Example::
 
         app = web.Application()
-        setup(
+        install(
             app,
             "redis://localhost:6379/0",
             prefix="app",
@@ -99,15 +99,15 @@ def setup(
         add_routes(app, routes_prefix)
 
 
-def get_tracker(request: web.Request) -> Tracker:
+def tracker_from(request: web.Request) -> Tracker:
     """Return the tracker of the request's application (or of a parent application).
 
     :param request: the current request
-    :raises RuntimeError: if no tracker was set up (see :func:`setup`)
+    :raises RuntimeError: if no tracker was set up (see :func:`install`)
     """
     tracker = request.config_dict.get(TRACKER_KEY)
     if tracker is None:
-        raise RuntimeError("no bitlens tracker: call bitlens.aiohttp.setup(app, ...) first")
+        raise RuntimeError("no bitlens tracker: call bitlens.aiohttp.install(app, ...) first")
     return tracker
 
 
@@ -153,11 +153,11 @@ def add_routes(app: web.Application, prefix: str = "/bitlens") -> None:
     """Serve the dashboard page at ``<prefix>/`` and its JSON API under ``<prefix>/``.
 
     ``GET <prefix>/events``, ``/counts``, ``/contains`` and ``/retention`` (see
-    :mod:`bitlens.dashboard`); bad parameters are answered 400 with ``{"error":
+    :mod:`bitlens.web`); bad parameters are answered 400 with ``{"error":
     message}``, an unreachable Redis 503. ``<prefix>`` itself redirects to ``<prefix>/``
     (the page fetches the API relative to its own URL). These requests are never marked.
 
-    :param app: the application, which must get a tracker from :func:`setup`
+    :param app: the application, which must get a tracker from :func:`install`
     :param prefix: the mount point (``""``: at the root)
     :raises ValueError: if ``prefix`` is not empty and does not start with ``/``, or
         ends with one
@@ -168,7 +168,7 @@ def add_routes(app: web.Application, prefix: str = "/bitlens") -> None:
     def endpoint(name: str) -> Handler:
         async def serve(request: web.Request) -> web.StreamResponse:
             query = {key: request.query.getall(key) for key in request.query}
-            status, body = await handle(get_tracker(request), name, query)
+            status, body = await handle(tracker_from(request), name, query)
             return _json(status, body)
 
         return serve
@@ -217,7 +217,7 @@ def create_app(
     :param mark: marks an event per request; ``None``: no marking
     """
     app = web.Application()
-    setup(app, tracker, mark=mark, routes_prefix=routes_prefix)
+    install(app, tracker, mark=mark, routes_prefix=routes_prefix)
     return app
 
 

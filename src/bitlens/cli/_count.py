@@ -94,10 +94,10 @@ false or Redis fails, 2 for bad arguments or expressions.
 
 
 def parse_argument(text: str, *, templates: bool = False, what: str = "EXPR") -> Expr:
-    """Parse a command-line expression, turning a syntax error into a usage error.
+    r"""Parse a command-line expression, turning a syntax error into a usage error.
 
     :param text: the argument
-    :param templates: accept bare names as ``Event`` templates (retention)
+    :param templates: accept bare names as ``EventTemplate``\ s (retention)
     :param what: the argument's name in the message
     :raises UsageError: with the position of the error marked by a caret
     """

@@ -17,12 +17,12 @@ from .._expr import (
     BitOpNot,
     BitOpOr,
     BitOpXor,
-    Event,
-    Events,
     EventsBetween,
+    EventTemplate,
     Last,
+    PeriodEvents,
 )
-from ..dashboard._api import list_events
+from ..web._api import list_events
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,7 +43,7 @@ def event_names(expr: Expr) -> set[str]:
 
     :param expr: any expression, template or concrete
     """
-    if isinstance(expr, (Events, Event, EventsBetween, Last)):
+    if isinstance(expr, (PeriodEvents, EventTemplate, EventsBetween, Last)):
         return {expr.event}
     children: Iterable[Expr] = ()
     if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor)):

@@ -27,7 +27,7 @@ bounds are days or hours, both inclusive. Leaves may contain ``-``, so write the
 operator with spaces around it (``a - b``) or after a parenthesis.
 
 With ``templates=True`` (retention's START and RETURNING), a bare or quoted name is the
-period-free template ``Event(name)``, which the retention table binds to each period.
+period-free template ``EventTemplate(name)``, which the retention table binds to each period.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from .._exceptions import BitlensError
+from .._exceptions import BitlensError, ParseError
 from .._expr import (
     DayEvents,
-    Event,
     EventsBetween,
+    EventTemplate,
     Expr,
     HourEvents,
     MonthEvents,
@@ -82,29 +82,6 @@ _FORMS: Final = {
     "last": "a window as Nd (days) or Nh (hours)",
     "range": "a range as YYYY-MM-DD..YYYY-MM-DD (or with THH hours), both ends included",
 }
-
-
-class ParseError(ValueError):
-    """A syntax error in an expression, with the position it was found at.
-
-    ``str(error)`` is the message; :meth:`render` adds the text and a caret under the
-    offending position.
-
-    :param message: what is wrong, e.g. ``expected ')'``
-    :param text: the whole expression
-    :param position: the 0-based index of the offending character (``len(text)``: the end)
-    """
-
-    def __init__(self, message: str, text: str, position: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.text = text
-        self.position = position
-
-    def render(self) -> str:
-        """Return the message, then the expression and a caret under the position."""
-        shown = "".join(" " if char.isspace() else char for char in self.text)
-        return f"{self.message}\n  {shown}\n  {' ' * self.position}^"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +174,7 @@ class _Scanner:
             if not quoted and word == "all":
                 return Universe()
             if self.templates and word:
-                return Event(self._event(word, start))
+                return EventTemplate(self._event(word, start))
             if quoted:
                 raise self.error(
                     'a quoted name goes after its kind, as in month:"my:event":2026-11', start
@@ -412,13 +389,13 @@ class _Parser:
 
 
 def parse_expression(text: str, *, templates: bool = False) -> Expr:
-    """Parse ``text`` into a bitlens expression, without ``eval``.
+    r"""Parse ``text`` into a bitlens expression, without ``eval``.
 
     Example: ``parse_expression("month:active:2026-11 & ~unique:churned")`` is
     ``MonthEvents("active", 2026, 11) & ~UniqueEvents("churned")``.
 
     :param text: the expression (see the module docstring for the grammar)
-    :param templates: also accept bare or quoted names as ``Event`` templates
+    :param templates: also accept bare or quoted names as ``EventTemplate``\ s
     :raises ParseError: with the position of the first error
     """
     tokens = _Scanner(text, templates).tokens()

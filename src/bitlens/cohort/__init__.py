@@ -1,8 +1,8 @@
-"""Cohorts and retention, the way product teams read them, in one round trip per node.
+r"""Cohorts and retention, the way product teams read them, in one round trip per node.
 
 "What share of the users who signed up in week W came back in week W+k?"::
 
-    from bitlens import Event
+    from bitlens import EventTemplate
     from bitlens.cohort import retention
 
     table = await retention(tracker, "signed_up", "active", period="week", cohorts=8)
@@ -10,9 +10,9 @@
     table.averages()                # weighted by cohort size, complete cells only
     table.to_csv(), table.to_html(), table.to_pandas()
 
-``start`` and ``returning`` are event names or expressions over :class:`bitlens.Event`
-templates (``Event("active") & Event("ios")``). :func:`get_dates_data` is bitmapist's
-cohort function with the same arguments and numbers.
+``start`` and ``returning`` are event names or expressions over
+:class:`bitlens.EventTemplate`\ s (``EventTemplate("active") & EventTemplate("ios")``).
+:func:`get_dates_data` is bitmapist's cohort function with the same arguments and numbers.
 """
 
 from ._bitmapist import DatesRow, TimeGroup, get_dates_data
@@ -54,7 +54,8 @@ def _rehome() -> None:
 
     for name in __all__:
         obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("bitlens.cohort._"):
+        # InvalidRetentionQuery lives in bitlens._exceptions with every other error.
+        if getattr(obj, "__module__", "").startswith(("bitlens.cohort._", "bitlens._exceptions")):
             with suppress(AttributeError, TypeError):  # e.g. type aliases
                 obj.__module__ = "bitlens.cohort"
 

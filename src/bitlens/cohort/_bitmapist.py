@@ -113,7 +113,7 @@ async def get_dates_data(
     trip per node instead of about 1,240 for the default table.
 
     bitmapist's custom handlers (``set_custom_handler``) become expressions: pass
-    ``Event("active") & (Event("web") | Event("ios"))`` as ``select1``.
+    ``EventTemplate("active") & (EventTemplate("web") | EventTemplate("ios"))`` as ``select1``.
 
     Example::
 

@@ -14,9 +14,9 @@ from .._expr import (
     BitOpNot,
     BitOpOr,
     BitOpXor,
-    Event,
-    Events,
+    EventTemplate,
     Expr,
+    PeriodEvents,
     Universe,
 )
 
@@ -49,11 +49,11 @@ def describe(expr: Expr) -> str:
 
     :param expr: a template or concrete expression
     """
-    if isinstance(expr, Event):
+    if isinstance(expr, EventTemplate):
         return expr.event
     if isinstance(expr, Universe):
         return "everyone"
-    if isinstance(expr, Events):
+    if isinstance(expr, PeriodEvents):
         return f"{expr.event}@{expr.period}" if expr.period is not None else f"{expr.event}@ever"
     if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor)):
         return _SYMBOLS[type(expr)].join(_operand(o) for o in expr.operands)

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 from .._cover import cover
-from .._exceptions import BitlensError, InvalidExpression
-from .._expr import BitOpAnd, BitOpDiff, BitOpNot, BitOpOr, BitOpXor, Event, Expr
+from .._exceptions import InvalidExpression, InvalidRetentionQuery
+from .._expr import BitOpAnd, BitOpDiff, BitOpNot, BitOpOr, BitOpXor, EventTemplate, Expr
 from .._periods import Day, Month, Period, Week, to_local
 from ._table import (
     CriterionName,
@@ -62,35 +62,23 @@ _DEFAULT_BUCKETS = 13
 _MAX_HISTORY_PERIODS = 1_000
 
 
-class InvalidRetentionQuery(BitlensError, ValueError):
-    """A retention or cohort query with arguments that do not make a table.
-
-    For example ``period="fortnight"``, ``cohorts=0``, brackets ``[(3, 1)]``, or
-    ``mode="first_time"`` without ``history_start``.
-    """
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(detail)
-
-
 def as_template(value: object) -> Expr:
-    """Return ``value`` as an expression: a ``str`` is ``Event(value)``.
+    """Return ``value`` as an expression: a ``str`` is ``EventTemplate(value)``.
 
     :param value: an event name or any expression
     :raises InvalidExpression: for anything else
     :raises InvalidEventName: for a bad event name
     """
     if isinstance(value, str):
-        return Event(value)
+        return EventTemplate(value)
     if isinstance(value, Expr):
         return value
     raise InvalidExpression(value)
 
 
 def _varies(expr: Expr) -> bool:
-    """Whether ``expr`` holds an :class:`Event` template (its value depends on the period)."""
-    if isinstance(expr, Event):
+    """Whether ``expr`` holds an :class:`EventTemplate` (its value depends on the period)."""
+    if isinstance(expr, EventTemplate):
         return True
     if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor)):
         return any(map(_varies, expr.operands))
@@ -111,7 +99,7 @@ def distributive(expr: Expr) -> bool:
 
     :param expr: a template
     """
-    if not _varies(expr) or isinstance(expr, Event):
+    if not _varies(expr) or isinstance(expr, EventTemplate):
         return True
     if isinstance(expr, BitOpOr):
         return all(map(distributive, expr.operands))
@@ -252,7 +240,7 @@ async def retention(
     history_start: _dt.date | _dt.datetime | None = None,
     now: _dt.datetime | None = None,
 ) -> RetentionTable:
-    """Return the retention table of ``start`` -> ``returning``, in one round trip per node.
+    r"""Return the retention table of ``start`` -> ``returning``, in one round trip per node.
 
     "What share of the users who did ``start`` in period P did ``returning`` in period
     P+k?" Rows are the ``cohorts`` periods ending with the one holding ``end``; columns
@@ -260,14 +248,13 @@ async def retention(
 
     Example::
 
-        table = await retention(
-            tracker, "signed_up", Event("active") & Event("ios"), period="week", cohorts=8
-        )
+        on_ios = EventTemplate("active") & EventTemplate("ios")
+        table = await retention(tracker, "signed_up", on_ios, period="week", cohorts=8)
         print(table.to_csv())
 
     :param tracker: the tracker to ask
     :param start: the event that puts a user in a cohort: a name, or any expression over
-        :class:`bitlens.Event` templates (``Event("active") & Event("ios")``)
+        :class:`bitlens.EventTemplate`\ s (``EventTemplate("active") & EventTemplate("ios")``)
     :param returning: the event that counts as coming back (default: ``start``)
     :param period: ``"day"``, ``"week"`` (ISO) or ``"month"``, in the tracker's time zone
     :param cohorts: how many cohort rows

@@ -9,26 +9,34 @@ Example::
     from fastapi import Depends, FastAPI, Request
 
     from bitlens import MonthEvents, Tracker
-    from bitlens.fastapi import bitlens_lifespan, get_tracker, mark_requests, router
+    from bitlens.fastapi import RequestMarker, install, tracker_from
 
-    app = FastAPI(lifespan=bitlens_lifespan("redis://localhost:6379/0", prefix="app"))
-    mark_requests(app, lambda request: getattr(request.state, "user_id", None))
-    app.include_router(router(), prefix="/bitlens")  # the dashboard: /bitlens/
+    app = FastAPI()
+    install(
+        app,
+        "redis://localhost:6379/0",
+        prefix="app",
+        mark=RequestMarker(lambda request: getattr(request.state, "user_id", None)),
+    )  # the dashboard: /bitlens/
 
 
     @app.get("/active")
-    async def active(tracker: Annotated[Tracker, Depends(get_tracker)]) -> int:
+    async def active(tracker: Annotated[Tracker, Depends(tracker_from)]) -> int:
         return await tracker.count(MonthEvents.from_date("request"))
+
+For finer control: ``FastAPI(lifespan=bitlens_lifespan(url))``, :func:`mark_requests` and
+``app.include_router(router(), prefix="/bitlens")``, which :func:`install` combines.
 """
 
-from ..dashboard import MarkingStats, RequestMarker
+from ..web import MarkingStats, RequestMarker
 from ._integration import (
     STATE_KEY,
     BitlensMiddleware,
     bitlens_lifespan,
-    get_tracker,
+    install,
     mark_requests,
     router,
+    tracker_from,
 )
 
 __all__ = [
@@ -37,9 +45,10 @@ __all__ = [
     "MarkingStats",
     "RequestMarker",
     "bitlens_lifespan",
-    "get_tracker",
+    "install",
     "mark_requests",
     "router",
+    "tracker_from",
 ]
 
 

@@ -1,15 +1,15 @@
-"""bitlens in a FastAPI (or Starlette) application: lifespan, dependency, middleware, router."""
+"""bitlens in a FastAPI (or Starlette) app: install, lifespan, dependency, middleware, router."""
 
 from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from .._tracker import Tracker
-from ..dashboard import JSON_HEADERS, SKIP_MARK, RequestMarker, handle, page
+from ..web import JSON_HEADERS, SKIP_MARK, RequestMarker, handle, page
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
@@ -22,15 +22,16 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .._tracker import TrackerOptions
-    from ..dashboard import UserIdGetter
+    from ..web import UserIdGetter
 
 __all__ = [
     "STATE_KEY",
     "BitlensMiddleware",
     "bitlens_lifespan",
-    "get_tracker",
+    "install",
     "mark_requests",
     "router",
+    "tracker_from",
 ]
 
 STATE_KEY = "bitlens_tracker"
@@ -46,7 +47,7 @@ def bitlens_lifespan(
     """Return a lifespan that opens a :class:`~bitlens.Tracker` and closes it at shutdown.
 
     The tracker lives in ``app.state.bitlens_tracker`` while the app runs; handlers get it
-    with :func:`get_tracker`. At shutdown the fire-and-forget queue is drained (up to
+    with :func:`tracker_from`. At shutdown the fire-and-forget queue is drained (up to
     ``drain_timeout`` seconds) and the tracker closed, unless a ready tracker was passed
     in: whoever made it closes it. To combine with a lifespan of your own, enter this one
     inside it: ``async with bitlens_lifespan(url)(app): yield``.
@@ -80,30 +81,86 @@ def bitlens_lifespan(
     return lifespan
 
 
+def install(
+    app: FastAPI,
+    url_or_client: str | Redis | RedisCluster | Tracker,
+    *,
+    mark: RequestMarker[Request] | None = None,
+    routes_prefix: str | None = "/bitlens",
+    drain_timeout: float | None = 30.0,
+    **options: Unpack[TrackerOptions],
+) -> None:
+    """Give a FastAPI app a tracker, and optionally request marking and the dashboard.
+
+    Wraps the app's lifespan (the one it was made with, if any) in
+    :func:`bitlens_lifespan`: the tracker is open before that lifespan starts and closed
+    after it ends, so its startup and shutdown code may use it too. Handlers get the
+    tracker with :func:`tracker_from`. The same call as ``bitlens.aiohttp.install``.
+
+    Example::
+
+        app = FastAPI()
+        install(
+            app,
+            "redis://localhost:6379/0",
+            prefix="app",
+            mark=RequestMarker(lambda request: getattr(request.state, "user_id", None)),
+        )  # the dashboard: /bitlens/
+
+    :param app: the application (before it starts)
+    :param url_or_client: a ``redis://`` URL, a ``redis.asyncio`` client or a ready tracker
+    :param mark: marks an event per request (see :class:`BitlensMiddleware`); ``None``:
+        no marking
+    :param routes_prefix: where the dashboard page and its JSON API live (``None``: not
+        served; ``""``: at the root)
+    :param drain_timeout: seconds to wait for queued marks at shutdown (None: no limit)
+    :param options: :class:`~bitlens.Tracker` keyword options (not with a ready tracker)
+    :raises TypeError: if options are given together with a ready tracker
+    :raises ValueError: if ``routes_prefix`` is not empty and does not start with ``/``,
+        or ends with one
+    """
+    if routes_prefix and (not routes_prefix.startswith("/") or routes_prefix.endswith("/")):
+        raise ValueError(f"routes_prefix must be '' or like '/bitlens', got {routes_prefix!r}")
+    opened = bitlens_lifespan(url_or_client, drain_timeout=drain_timeout, **options)
+    inner = app.router.lifespan_context
+
+    # Any: the state is the inner lifespan's (None, or a mapping), passed on as it is.
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+        async with opened(app), inner(app) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
+    if mark is not None:
+        app.add_middleware(BitlensMiddleware, marker=mark)
+    if routes_prefix is not None:
+        app.include_router(router(), prefix=routes_prefix)
+
+
 def _tracker_of(app: object) -> Tracker | None:
     state = getattr(app, "state", None)
     tracker = getattr(state, STATE_KEY, None)
     return tracker if isinstance(tracker, Tracker) else None
 
 
-def get_tracker(request: Request) -> Tracker:
+def tracker_from(request: Request) -> Tracker:
     """Return the application's tracker: a FastAPI dependency.
 
     Example::
 
         @app.get("/stats")
-        async def stats(tracker: Annotated[Tracker, Depends(get_tracker)]) -> int:
+        async def stats(tracker: Annotated[Tracker, Depends(tracker_from)]) -> int:
             return await tracker.count(MonthEvents.from_date("request"))
 
     :param request: the current request
-    :raises RuntimeError: if the app was not made with ``lifespan=bitlens_lifespan(...)``
-        (or its lifespan has not run)
+    :raises RuntimeError: if the app got no tracker from :func:`install` or
+        ``lifespan=bitlens_lifespan(...)`` (or its lifespan has not run)
     """
     tracker = _tracker_of(request.app)
     if tracker is None:
         raise RuntimeError(
-            "no bitlens tracker in app.state: make the app with "
-            "FastAPI(lifespan=bitlens_lifespan(...)), and run its lifespan"
+            "no bitlens tracker in app.state: call bitlens.fastapi.install(app, ...) or make "
+            "the app with FastAPI(lifespan=bitlens_lifespan(...)), and run its lifespan"
         )
     return tracker
 
@@ -238,12 +295,12 @@ def _parameter(name: str, kind: str, required: bool, description: str) -> dict[s
 
 def router(
     *,
-    tracker: Callable[..., Tracker] = get_tracker,
+    tracker: Callable[..., Tracker] = tracker_from,
     include_page: bool = True,
 ) -> APIRouter:
     """Return an ``APIRouter`` with the dashboard page at ``/`` and its JSON API.
 
-    Endpoints (see :mod:`bitlens.dashboard`): ``GET /events``, ``/counts``,
+    Endpoints (see :mod:`bitlens.web`): ``GET /events``, ``/counts``,
     ``/contains`` and ``/retention``; bad parameters are answered 400 with
     ``{"error": message}``, an unreachable Redis 503. Requests it serves are never marked.
 
@@ -251,7 +308,7 @@ def router(
 
         app.include_router(router(), prefix="/bitlens")  # the page is /bitlens/
 
-    :param tracker: the dependency that provides the tracker (default :func:`get_tracker`)
+    :param tracker: the dependency that provides the tracker (default :func:`tracker_from`)
     :param include_page: also serve the HTML page at ``/``
     """
     api = APIRouter(tags=["bitlens"])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bitlens import Tracker
-from bitlens.dashboard import counts, handle, list_events
+from bitlens.web import counts, handle, list_events
 
 if TYPE_CHECKING:
     import redis.asyncio

@@ -1,4 +1,4 @@
-"""The dashboard and the framework-agnostic web layer behind ``bitlens.fastapi``/``aiohttp``.
+"""The framework-neutral web API behind ``bitlens.fastapi`` and ``bitlens.aiohttp``.
 
 Three parts, none of which imports a web framework:
 
@@ -8,7 +8,7 @@ Three parts, none of which imports a web framework:
   usage errors to 400 (with the message) and an unreachable Redis to 503;
 * :class:`RequestMarker`: marks an event per request for the user a callable names, with
   ``mark_event_nowait``, never failing or slowing the request;
-* :func:`page`: one self-contained HTML page (inline CSS and JavaScript, no external
+* :func:`page`: the dashboard, one self-contained HTML page (inline CSS and JavaScript, no external
   resource) that picks events, a period and a range, draws the counts over time as SVG
   and the retention heatmap as a table, and fetches the API relative to its own URL.
 
@@ -69,15 +69,16 @@ __all__ = [
 ]
 
 
-# Show users bitlens.dashboard.RequestMarker, not bitlens.dashboard._marking.RequestMarker.
+# Show users bitlens.web.RequestMarker, not bitlens.web._marking.RequestMarker.
 def _rehome() -> None:
     from contextlib import suppress
 
     for name in __all__:
         obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("bitlens.dashboard._"):
+        # InvalidParameter lives in bitlens._exceptions with every other error.
+        if getattr(obj, "__module__", "").startswith(("bitlens.web._", "bitlens._exceptions")):
             with suppress(AttributeError, TypeError):  # e.g. type aliases
-                obj.__module__ = "bitlens.dashboard"
+                obj.__module__ = "bitlens.web"
 
 
 _rehome()

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TypeAlias, TypeVar
 
-from .._exceptions import BitlensError
+from .._exceptions import InvalidParameter
 from .._keys import validate_event_name
 
 __all__ = [
@@ -32,22 +32,6 @@ Query: TypeAlias = Mapping[str, Sequence[str]]
 _C = TypeVar("_C", bound=str)
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class InvalidParameter(BitlensError, ValueError):
-    """A query parameter of the dashboard's JSON API is missing, repeated or malformed.
-
-    The web integrations answer it with HTTP 400 and the message, e.g.
-    ``invalid 'period': must be one of day, week, month; got 'year'``.
-
-    :param name: the parameter's name
-    :param detail: what is wrong with it
-    """
-
-    def __init__(self, name: str, detail: str) -> None:
-        self.name = name
-        self.detail = detail
-        super().__init__(f"invalid {name!r}: {detail}")
 
 
 def parse_one(query: Query, name: str) -> str | None:

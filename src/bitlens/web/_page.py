@@ -53,7 +53,7 @@ def page() -> Page:
     page at ``<mount>/``), so it works under any prefix. It draws the chart as inline SVG
     and the retention heatmap as a table, and sets every text with ``textContent``.
     """
-    html = resources.files("bitlens.dashboard").joinpath("dashboard.html").read_text("utf-8")
+    html = resources.files("bitlens.web").joinpath("dashboard.html").read_text("utf-8")
     policy = "; ".join(
         [
             "default-src 'none'",

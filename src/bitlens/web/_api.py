@@ -1,4 +1,4 @@
-"""The dashboard's JSON API, independent of any web framework.
+"""The web JSON API the dashboard reads, independent of any web framework.
 
 Each endpoint is a typed coroutine taking a :class:`~bitlens.Tracker` and validated Python
 values and returning a JSON-ready dict; :func:`handle` parses a query string, calls one of
@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import BitlensError, InvalidPeriod, TrackerClosed
-from .._expr import Event
+from .._expr import EventTemplate
 from .._keys import EventKey
 from .._periods import Day, Month, Period, Week
 from ._params import (
@@ -248,7 +248,7 @@ async def counts(
         if len(periods) >= MAX_POINTS:
             raise InvalidParameter("start", f"at most {MAX_POINTS} {period}s per series")
         periods.append(periods[-1].next())
-    templates = [Event(name) for name in events]
+    templates = [EventTemplate(name) for name in events]
     totals = await tracker.count_many([t.at(p) for t in templates for p in periods])
     n = len(periods)
     clock = _dt.datetime.now(tracker.tz) if now is None else now
@@ -287,7 +287,7 @@ async def contains(
     :raises InvalidUserId: for a bad id
     """
     when = _period(period, at, tracker)
-    found = await tracker.contains(Event(event).at(when), user_id)
+    found = await tracker.contains(EventTemplate(event).at(when), user_id)
     return ContainsReply(
         event=event, period=period, label=str(when), user_id=user_id, contains=found
     )
