@@ -13,6 +13,7 @@ took over.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import itertools
@@ -158,6 +159,42 @@ async def _warm(tracker: Tracker, shards: Sequence[int]) -> None:
     """
     await tracker.mark_events([("a", shard * SHARD + 1, AT) for shard in shards])
     await tracker.count(MONTH)
+
+
+def _resp(*args: str | int) -> bytes:
+    """Encode one command as a RESP array of bulk strings.
+
+    :param args: the command name and its arguments
+    """
+    parts = [str(arg).encode() for arg in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+@contextlib.asynccontextmanager
+async def _busy(nodes: Sequence[EmbeddedClusterNode], milliseconds: int) -> AsyncIterator[None]:
+    """Keep every node busy with :data:`BUSY` for ``milliseconds``; enter once all are sent.
+
+    Each script goes out on a raw connection of its own; the block starts when every one of
+    them is on the wire, and on leaving each script's reply is awaited.
+
+    :param nodes: the nodes to keep busy
+    :param milliseconds: how long each script runs
+    """
+    links = [await asyncio.open_connection(node.host, node.port) for node in nodes]
+    try:
+        for _, writer in links:
+            writer.write(_resp("EVAL", BUSY, 0, milliseconds))
+        for _, writer in links:
+            await writer.drain()
+        yield
+        for reader, _ in links:
+            assert await reader.readline() == b":1\r\n"
+    finally:
+        for _, writer in links:
+            writer.close()
+        for _, writer in links:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 @contextlib.contextmanager
@@ -393,10 +430,8 @@ async def test_count_sends_every_pipeline_before_any_node_answers(
     names = sorted(node.name for node in masters)
     await _warm(tracker, _pick_shards(_shard_owners(redis_cluster, range(64)), names, 2))
     with _wire_order() as events:
-        async with anyio.create_task_group() as tg:
-            for node in masters:  # each master runs a 0.3 s script: nothing answers meanwhile
-                tg.start_soon(anyio.to_thread.run_sync, node.call, "EVAL", BUSY, 0, 300)
-            await anyio.sleep(0.1)
+        # each master runs a 0.3 s script: nothing answers meanwhile
+        async with _busy(masters, 300):
             await tracker.count(MONTH | WeekEvents("a", 2026, 48))
     sends = [i for i, (kind, _) in enumerate(events) if kind == "send"]
     replies = [i for i, (kind, _) in enumerate(events) if kind == "reply"]
