@@ -1,8 +1,9 @@
 """The tracker on a real Redis Cluster (3 masters, 1 replica each): answers, round trips, faults.
 
-The expression suite of ``test_queries`` runs here against the session cluster, with shards
-of 256 ids so that the data spans ~24 shards and every master. Round trips are counted per
-node by the proxies of :func:`counted_cluster_client`. Every key of one shard carries the
+The expression suite of ``test_queries`` runs against the session cluster too (parametrized
+over deployment there); the tests here use shards of 256 ids as it does, so the data spans
+~24 shards and every master. Round trips are counted per node by the proxies of
+:func:`counted_cluster_client`. Every key of one shard carries the
 hash tag ``{shard}``, so which master owns a shard does not depend on the test's prefix; the
 shard registry (``prefix:~shards``, no hash tag) lands on a master that depends on it.
 
@@ -34,7 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 import bitlens._execute
 from _cluster_counter import count_writes
 from _reference import Model
-from _trees import LEAVES, SHARD_BITS, seed, trees
+from _trees import LEAVES, SHARD_BITS, seed
 from bitlens import (
     BitOpAnd,
     BitOpOr,
@@ -229,7 +230,7 @@ def _wire_order() -> Iterator[list[tuple[str, str]]]:
         setattr(bitlens._execute, "_read_all", original_read)  # noqa: B010
 
 
-# -- the expression suite -----------------------------------------------------------------------
+# -- a seeded data set ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -249,44 +250,6 @@ async def seeded(cluster_client: RedisCluster, prefix: str) -> AsyncIterator[See
     ids = await seed(tracker, model, seed=len(prefix) + 11)
     yield Seeded(tracker, model, ids)
     await tracker.aclose()
-
-
-TREE_SETTINGS = settings(
-    max_examples=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-
-
-@TREE_SETTINGS
-@given(tree=trees(5))
-async def test_count_matches_reference(seeded: Seeded, tree: Expr) -> None:
-    """count of any tree up to depth 5 over ~24 shards on 3 masters equals the set model."""
-    assert await seeded.tracker.count(tree) == len(seeded.model.ids(tree))
-
-
-@TREE_SETTINGS
-@given(tree=trees(5), probe=st.lists(st.integers(0, 6_300), min_size=1, max_size=25))
-async def test_contains_matches_reference(seeded: Seeded, tree: Expr, probe: list[int]) -> None:
-    """contains_many of any tree equals set membership, for marked and unmarked ids."""
-    expected = seeded.model.ids(tree)
-    assert await seeded.tracker.contains_many(tree, probe) == [uid in expected for uid in probe]
-
-
-@TREE_SETTINGS
-@given(tree=trees(5))
-async def test_members_matches_reference(seeded: Seeded, tree: Expr) -> None:
-    """members of any tree yields exactly the model's ids, ascending across masters."""
-    assert await _members(seeded.tracker, tree) == sorted(seeded.model.ids(tree))
-
-
-async def test_batch_of_40_questions_is_exact(seeded: Seeded) -> None:
-    """count_many of a dashboard's 40 composite questions equals the model."""
-    rng = random.Random(5)
-    questions = [rng.choice(LEAVES) & ~rng.choice(LEAVES) | rng.choice(LEAVES) for _ in range(40)]
-    assert await seeded.tracker.count_many(questions) == [
-        len(seeded.model.ids(q)) for q in questions
-    ]
 
 
 # -- marking at every granularity ---------------------------------------------------------------
