@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
@@ -40,12 +38,9 @@ from bitlens import (
     BitOpAnd,
     BitOpOr,
     DayEvents,
-    Events,
     Expr,
-    HourEvents,
     MonthEvents,
     Tracker,
-    UniqueEvents,
     Universe,
     WeekEvents,
 )
@@ -250,77 +245,6 @@ async def seeded(cluster_client: RedisCluster, prefix: str) -> AsyncIterator[See
     ids = await seed(tracker, model, seed=len(prefix) + 11)
     yield Seeded(tracker, model, ids)
     await tracker.aclose()
-
-
-# -- marking at every granularity ---------------------------------------------------------------
-
-
-def _leaves_of_mark(event: str, at: dt.datetime) -> list[Events]:
-    """Return the leaves a UTC mark lands in (month, ISO week, day, hour, unique), stdlib only.
-
-    :param event: the event name
-    :param at: an aware datetime
-    """
-    t = at.astimezone(UTC)
-    iso_year, iso_week, _ = t.isocalendar()
-    return [
-        MonthEvents(event, t.year, t.month),
-        WeekEvents(event, iso_year, iso_week),
-        DayEvents(event, t.year, t.month, t.day),
-        HourEvents(event, t.year, t.month, t.day, t.hour),
-        UniqueEvents(event),
-    ]
-
-
-_examples = itertools.count()
-cluster_ids = st.one_of(
-    st.integers(0, 40 * SHARD), st.sampled_from([SHARD - 1, SHARD, 2**36 + 5, 2**62])
-)
-cluster_marks = st.lists(
-    st.tuples(
-        st.sampled_from(("login", "buy")),
-        cluster_ids,
-        st.datetimes(dt.datetime(2026, 1, 1), dt.datetime(2026, 12, 31), timezones=st.just(UTC)),
-    ),
-    min_size=1,
-    max_size=12,
-)
-
-
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(marks=cluster_marks, batched=st.booleans())
-async def test_every_granularity_matches_the_model(
-    cluster_client: RedisCluster,
-    prefix: str,
-    marks: list[tuple[str, int, dt.datetime]],
-    batched: bool,
-) -> None:
-    """count, contains and members of every leaf a mark touches equal a model of sets."""
-    tracker = Tracker(
-        cluster_client,
-        prefix=f"{prefix}-{next(_examples)}",
-        shard_bits=SHARD_BITS,
-        track_hourly=True,
-        track_unique=True,
-    )
-    expected: dict[Events, set[int]] = {}
-    for event, user_id, at in marks:
-        for leaf in _leaves_of_mark(event, at):
-            expected.setdefault(leaf, set()).add(user_id)
-            expected.setdefault(leaf.with_event("never"), set())
-    if batched:
-        await tracker.mark_events(marks)
-    else:
-        for event, user_id, at in marks:
-            await tracker.mark_event(event, user_id, at)
-    leaves = list(expected)
-    probes = sorted({uid for _, uid, _ in marks} | {uid + 1 for _, uid, _ in marks})
-    assert await tracker.count_many(leaves) == [len(expected[leaf]) for leaf in leaves]
-    for leaf in leaves:
-        assert await tracker.contains_many(leaf, probes) == [u in expected[leaf] for u in probes]
-        assert await _members(tracker, leaf) == sorted(expected[leaf])
 
 
 # -- round trips --------------------------------------------------------------------------------
