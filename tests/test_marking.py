@@ -1,6 +1,7 @@
 """Marking and querying against real servers, checked against a model built from Python sets.
 
-The granularity property runs on every standalone server and on the cluster (:func:`deployed_client`).
+The granularity property runs on every standalone server and on the cluster
+(:func:`deployed_client`).
 
 The model computes every bucket with the standard library alone (``datetime.isocalendar``
 for ISO weeks, ``astimezone`` for zones), so it is independent of ``bitlens._periods``.
