@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import pytest
 import redis.asyncio
 import redis.exceptions
@@ -297,10 +298,11 @@ async def test_coalescing_leader_cancelled_still_writes_the_batch(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(lead)
-        await anyio.wait_all_tasks_blocked()  # the leader waits out its coalescing delay
+        await anyio.lowlevel.checkpoint()  # one loop turn: the leader opens the batch
         for uid in range(1, 20):
             tg.start_soon(mark, uid)
-        await anyio.wait_all_tasks_blocked()  # the others have joined its batch
+        await anyio.lowlevel.checkpoint()  # one loop turn: the others join it
+        assert done == []  # the batch is still waiting out its coalescing delay
         leader_scope.cancel()
     assert sorted(done) == list(range(1, 20))
     assert await tracker.count(DAY) == 20
