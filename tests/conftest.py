@@ -17,6 +17,9 @@ replica each) for the session, built from the newest Redis binary found only (id
 :func:`cluster_proxies` to count round trips per node.
 Tests that kill nodes take a private :func:`own_cluster` instead.
 
+A test that takes :func:`deployment` (with :func:`deployed_client`) runs once per standalone
+server and once on the cluster (ids ``standalone-redis-7.0.15``, ``cluster-7.0.15``).
+
 Tests never share keys: each gets a unique :func:`prefix`.
 """
 
@@ -142,6 +145,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     :param metafunc: the test function being collected
     """
+    if "deployment" in metafunc.fixturenames:
+        _parametrize_deployments(metafunc)
+        return
     if "redis_binary" in metafunc.fixturenames:
         servers = _servers()
         metafunc.parametrize(
@@ -162,6 +168,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def _parametrize_deployments(metafunc: pytest.Metafunc) -> None:
+    """Run a test that takes :func:`deployment` on every standalone server and on the cluster.
+
+    Ids are ``standalone-<server>`` (one per binary, as for :func:`redis_binary`) and the
+    cluster's own (``cluster-7.0.15``); each case sets only the binary it runs.
+
+    :param metafunc: the test function being collected
+    """
+    cases = [
+        pytest.param("standalone", binary, None, id=f"standalone-{name}")
+        for binary, name in _servers()
+    ]
+    cases += [pytest.param("cluster", None, binary, id=name) for binary, name in _cluster_servers()]
+    metafunc.parametrize(
+        ("deployment", "redis_binary", "cluster_binary"),
+        cases,
+        indirect=True,
+        scope="session",
+    )
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     """Run async tests on asyncio only: ``redis.asyncio`` does not support trio."""
@@ -176,6 +203,37 @@ def redis_binary(request: pytest.FixtureRequest) -> str:
     """
     binary: str = request.param
     return binary
+
+
+@pytest.fixture(scope="session")
+def deployment(request: pytest.FixtureRequest) -> str:
+    """Return where a deployment-parametrized test runs: ``"standalone"`` or ``"cluster"``.
+
+    :param request: the fixture request, whose ``param`` is the deployment
+    """
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def deployed_client(
+    deployment: str,
+    redis_binary: str | None,
+    cluster_binary: str | None,
+    request: pytest.FixtureRequest,
+) -> redis.asyncio.Redis | RedisCluster:
+    """Return :func:`client` or :func:`cluster_client`, as :func:`deployment` says.
+
+    :param deployment: ``"standalone"`` or ``"cluster"``
+    :param redis_binary: the standalone binary (``None`` on the cluster)
+    :param cluster_binary: the cluster's binary (``None`` standalone)
+    :param request: the fixture request, to set up only the client this case needs
+    """
+    assert (redis_binary is None) == (deployment == "cluster") != (cluster_binary is None)
+    connection: redis.asyncio.Redis | RedisCluster = request.getfixturevalue(
+        "cluster_client" if deployment == "cluster" else "client"
+    )
+    return connection
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """The tracker on a real Redis Cluster (3 masters, 1 replica each): answers, round trips, faults.
 
-The expression suite of ``test_queries`` runs here against the session cluster, with shards
-of 256 ids so that the data spans ~24 shards and every master. Round trips are counted per
-node by the proxies of :func:`counted_cluster_client`. Every key of one shard carries the
+The expression suite of ``test_queries`` runs against the session cluster too (parametrized
+over deployment there); the tests here use shards of 256 ids as it does, so the data spans
+~24 shards and every master. Round trips are counted per node by the proxies of
+:func:`counted_cluster_client`. Every key of one shard carries the
 hash tag ``{shard}``, so which master owns a shard does not depend on the test's prefix; the
 shard registry (``prefix:~shards``, no hash tag) lands on a master that depends on it.
 
@@ -13,6 +14,7 @@ took over.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import itertools
@@ -24,8 +26,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
@@ -33,18 +33,15 @@ from redis.exceptions import RedisError, ResponseError
 import bitlens._transport
 from _cluster_counter import count_writes
 from _reference import Model
-from _trees import LEAVES, SHARD_BITS, seed, trees
+from _trees import LEAVES, SHARD_BITS, seed
 from bitlens import (
     BitOpAnd,
     BitOpOr,
     DayEvents,
     Expr,
-    HourEvents,
     Limits,
     MonthEvents,
-    PeriodEvents,
     Tracker,
-    UniqueEvents,
     Universe,
     WeekEvents,
 )
@@ -161,6 +158,42 @@ async def _warm(tracker: Tracker, shards: Sequence[int]) -> None:
     await tracker.count(MONTH)
 
 
+def _resp(*args: str | int) -> bytes:
+    """Encode one command as a RESP array of bulk strings.
+
+    :param args: the command name and its arguments
+    """
+    parts = [str(arg).encode() for arg in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+@contextlib.asynccontextmanager
+async def _busy(nodes: Sequence[EmbeddedClusterNode], milliseconds: int) -> AsyncIterator[None]:
+    """Keep every node busy with :data:`BUSY` for ``milliseconds``; enter once all are sent.
+
+    Each script goes out on a raw connection of its own; the block starts when every one of
+    them is on the wire, and on leaving each script's reply is awaited.
+
+    :param nodes: the nodes to keep busy
+    :param milliseconds: how long each script runs
+    """
+    links = [await asyncio.open_connection(node.host, node.port) for node in nodes]
+    try:
+        for _, writer in links:
+            writer.write(_resp("EVAL", BUSY, 0, milliseconds))
+        for _, writer in links:
+            await writer.drain()
+        yield
+        for reader, _ in links:
+            assert await reader.readline() == b":1\r\n"
+    finally:
+        for _, writer in links:
+            writer.close()
+        for _, writer in links:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
 @contextlib.contextmanager
 def _wire_order() -> Iterator[list[tuple[str, str]]]:
     """Record every redis-py write (``"send"``) and reply batch read (``"reply"``) with its node.
@@ -193,7 +226,7 @@ def _wire_order() -> Iterator[list[tuple[str, str]]]:
         setattr(bitlens._transport, "_read_all", original_read)  # noqa: B010
 
 
-# -- the expression suite -----------------------------------------------------------------------
+# -- a seeded data set ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -215,122 +248,10 @@ async def seeded(cluster_client: RedisCluster, prefix: str) -> AsyncIterator[See
     await tracker.aclose()
 
 
-TREE_SETTINGS = settings(
-    max_examples=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-
-
-@TREE_SETTINGS
-@given(tree=trees(5))
-@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
-async def test_count_matches_reference(seeded: Seeded, tree: Expr) -> None:
-    """count of any tree up to depth 5 over ~24 shards on 3 masters equals the set model."""
-    assert await seeded.tracker.count(tree) == len(seeded.model.ids(tree))
-
-
-@TREE_SETTINGS
-@given(tree=trees(5), probe=st.lists(st.integers(0, 6_300), min_size=1, max_size=25))
-async def test_contains_matches_reference(seeded: Seeded, tree: Expr, probe: list[int]) -> None:
-    """contains_many of any tree equals set membership, for marked and unmarked ids."""
-    expected = seeded.model.ids(tree)
-    assert await seeded.tracker.contains_many(tree, probe) == [uid in expected for uid in probe]
-
-
-@TREE_SETTINGS
-@given(tree=trees(5))
-async def test_members_matches_reference(seeded: Seeded, tree: Expr) -> None:
-    """members of any tree yields exactly the model's ids, ascending across masters."""
-    assert await _members(seeded.tracker, tree) == sorted(seeded.model.ids(tree))
-
-
-@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
-async def test_batch_of_40_questions_is_exact(seeded: Seeded) -> None:
-    """count_many of a dashboard's 40 composite questions equals the model."""
-    rng = random.Random(5)
-    questions = [rng.choice(LEAVES) & ~rng.choice(LEAVES) | rng.choice(LEAVES) for _ in range(40)]
-    assert await seeded.tracker.count_many(questions) == [
-        len(seeded.model.ids(q)) for q in questions
-    ]
-
-
-# -- marking at every granularity ---------------------------------------------------------------
-
-
-def _leaves_of_mark(event: str, at: dt.datetime) -> list[PeriodEvents]:
-    """Return the leaves a UTC mark lands in (month, ISO week, day, hour, unique), stdlib only.
-
-    :param event: the event name
-    :param at: an aware datetime
-    """
-    t = at.astimezone(UTC)
-    iso_year, iso_week, _ = t.isocalendar()
-    return [
-        MonthEvents(event, t.year, t.month),
-        WeekEvents(event, iso_year, iso_week),
-        DayEvents(event, t.year, t.month, t.day),
-        HourEvents(event, t.year, t.month, t.day, t.hour),
-        UniqueEvents(event),
-    ]
-
-
-_examples = itertools.count()
-cluster_ids = st.one_of(
-    st.integers(0, 40 * SHARD), st.sampled_from([SHARD - 1, SHARD, 2**36 + 5, 2**62])
-)
-cluster_marks = st.lists(
-    st.tuples(
-        st.sampled_from(("login", "buy")),
-        cluster_ids,
-        st.datetimes(dt.datetime(2026, 1, 1), dt.datetime(2026, 12, 31), timezones=st.just(UTC)),
-    ),
-    min_size=1,
-    max_size=12,
-)
-
-
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(marks=cluster_marks, batched=st.booleans())
-async def test_every_granularity_matches_the_model(
-    cluster_client: RedisCluster,
-    prefix: str,
-    marks: list[tuple[str, int, dt.datetime]],
-    batched: bool,
-) -> None:
-    """count, contains and members of every leaf a mark touches equal a model of sets."""
-    tracker = Tracker(
-        cluster_client,
-        prefix=f"{prefix}-{next(_examples)}",
-        shard_bits=SHARD_BITS,
-        track_hourly=True,
-        track_unique=True,
-    )
-    expected: dict[PeriodEvents, set[int]] = {}
-    for event, user_id, at in marks:
-        for leaf in _leaves_of_mark(event, at):
-            expected.setdefault(leaf, set()).add(user_id)
-            expected.setdefault(leaf.with_event("never"), set())
-    if batched:
-        await tracker.mark_events(marks)
-    else:
-        for event, user_id, at in marks:
-            await tracker.mark_event(event, user_id, at)
-    leaves = list(expected)
-    probes = sorted({uid for _, uid, _ in marks} | {uid + 1 for _, uid, _ in marks})
-    assert await tracker.count_many(leaves) == [len(expected[leaf]) for leaf in leaves]
-    for leaf in leaves:
-        assert await tracker.contains_many(leaf, probes) == [u in expected[leaf] for u in probes]
-        assert await _members(tracker, leaf) == sorted(expected[leaf])
-
-
 # -- round trips --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
-@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_count_costs_one_round_trip_on_each_master_holding_shards(
     counted_cluster_client: RedisCluster,
     cluster_proxies: ClusterProxies,
@@ -397,10 +318,8 @@ async def test_count_sends_every_pipeline_before_any_node_answers(
     names = sorted(node.name for node in masters)
     await _warm(tracker, _pick_shards(_shard_owners(redis_cluster, range(64)), names, 2))
     with _wire_order() as events:
-        async with anyio.create_task_group() as tg:
-            for node in masters:  # each master runs a 0.3 s script: nothing answers meanwhile
-                tg.start_soon(anyio.to_thread.run_sync, node.call, "EVAL", BUSY, 0, 300)
-            await anyio.sleep(0.1)
+        # each master runs a 0.3 s script: nothing answers meanwhile
+        async with _busy(masters, 300):
             await tracker.count(MONTH | WeekEvents("a", 2026, 48))
     sends = [i for i, (kind, _) in enumerate(events) if kind == "send"]
     replies = [i for i, (kind, _) in enumerate(events) if kind == "reply"]
@@ -529,7 +448,6 @@ async def test_members_are_merged_ascending_across_masters(
     assert await _members(tracker, MONTH) == sorted(ids)
 
 
-@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_no_temp_key_survives_queries_or_cancellations(
     seeded: Seeded, redis_cluster: EmbeddedCluster, prefix: str
 ) -> None:
@@ -551,7 +469,6 @@ async def test_no_temp_key_survives_queries_or_cancellations(
     assert not any(b"~tmp" in key for keys in after.values() for key in keys)
 
 
-@pytest.mark.usefixtures("scripts")  # also with counts lowered to MULTI/EXEC
 async def test_error_reply_is_raised_as_itself(cluster_client: RedisCluster, prefix: str) -> None:
     """A WRONGTYPE reply on one node raises ResponseError, as on a single server."""
     tracker = Tracker(cluster_client, prefix=prefix, shard_bits=SHARD_BITS)

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import pytest
 import redis.asyncio
 import redis.exceptions
@@ -297,10 +298,11 @@ async def test_coalescing_leader_cancelled_still_writes_the_batch(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(lead)
-        await anyio.sleep(0.005)
+        await anyio.lowlevel.checkpoint()  # one loop turn: the leader opens the batch
         for uid in range(1, 20):
             tg.start_soon(mark, uid)
-        await anyio.sleep(0.005)
+        await anyio.lowlevel.checkpoint()  # one loop turn: the others join it
+        assert done == []  # the batch is still waiting out its coalescing delay
         leader_scope.cancel()
     assert sorted(done) == list(range(1, 20))
     assert await tracker.count(DAY) == 20
@@ -313,6 +315,7 @@ async def test_ten_thousand_coalesced_marks_survive_a_restart(
     tracker = Tracker(durable_server.url, prefix="r", coalesce=True)
     returned: set[int] = set()
     failed: set[int] = set()
+    first_returned = anyio.Event()
 
     async def mark(uid: int) -> None:
         try:
@@ -321,14 +324,17 @@ async def test_ten_thousand_coalesced_marks_survive_a_restart(
             failed.add(uid)
         else:
             returned.add(uid)
+            first_returned.set()
 
     async with anyio.create_task_group() as tg:
         for uid in range(10_000):
             tg.start_soon(mark, uid)
             if uid == 5_000:
-                await anyio.sleep(0.01)
+                await first_returned.wait()  # some marks are acknowledged before the restart
                 await anyio.to_thread.run_sync(durable_server.restart)
     assert returned | failed == set(range(10_000))
+    assert set(range(5_001, 10_000)) <= returned  # every mark sent once it was back
+    assert len(returned) >= 5_000
     stored = set(await _members_of(tracker))
     assert returned <= stored
     await tracker.aclose()

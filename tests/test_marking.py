@@ -1,5 +1,8 @@
 """Marking and querying against real servers, checked against a model built from Python sets.
 
+The granularity property runs on every standalone server and on the cluster
+(:func:`deployed_client`).
+
 The model computes every bucket with the standard library alone (``datetime.isocalendar``
 for ISO weeks, ``astimezone`` for zones), so it is independent of ``bitlens._periods``.
 """
@@ -32,6 +35,7 @@ from bitlens import (
 
 if TYPE_CHECKING:
     import redis.asyncio
+    from redis.asyncio.cluster import RedisCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -66,6 +70,19 @@ moments: st.SearchStrategy[Moment] = st.one_of(
 )
 marks_strategy = st.lists(
     st.tuples(st.sampled_from(EVENTS), user_ids, moments), min_size=1, max_size=10
+)
+CLUSTER_SHARD_BITS = 8
+"""Shards of 256 ids on the cluster, so a few dozen ids spread over every master."""
+
+CLUSTER_SHARD = 1 << CLUSTER_SHARD_BITS
+cluster_ids = st.one_of(
+    st.integers(0, 40 * CLUSTER_SHARD),
+    st.sampled_from([CLUSTER_SHARD - 1, CLUSTER_SHARD, 2**36 + 5, 2**62]),
+)
+cluster_marks_strategy = st.lists(
+    st.tuples(st.sampled_from(EVENTS), st.one_of(user_ids, cluster_ids), moments),
+    min_size=1,
+    max_size=12,
 )
 
 _example_numbers = itertools.count()
@@ -150,7 +167,7 @@ async def _members(tracker: Tracker, expr: Expr) -> list[int]:
     return [user_id async for user_id in tracker.members(expr)]
 
 
-async def _delete_all(client: redis.asyncio.Redis, prefix: str) -> None:
+async def _delete_all(client: redis.asyncio.Redis | RedisCluster, prefix: str) -> None:
     """Delete every key under ``prefix`` (keeps the server small between examples).
 
     :param client: the client
@@ -169,18 +186,24 @@ async def _delete_all(client: redis.asyncio.Redis, prefix: str) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(marks=marks_strategy, batched=st.booleans())
+@given(marks=marks_strategy, cluster_marks=cluster_marks_strategy, batched=st.booleans())
 async def test_every_granularity_matches_the_set_model(
-    client: redis.asyncio.Redis,
+    deployed_client: redis.asyncio.Redis | RedisCluster,
+    deployment: str,
     prefix: str,
     marks: list[tuple[str, int, Moment]],
+    cluster_marks: list[tuple[str, int, Moment]],
     batched: bool,
 ) -> None:
     """count, contains and members of every kind of leaf equal a model built from sets."""
+    on_cluster = deployment == "cluster"
+    if on_cluster:  # ids over many small shards, so every master holds some
+        marks = cluster_marks
     example_prefix = f"{prefix}-{next(_example_numbers)}"
     tracker = Tracker(
-        client,
+        deployed_client,
         prefix=example_prefix,
+        shard_bits=CLUSTER_SHARD_BITS if on_cluster else 20,
         track_hourly=True,
         track_unique=True,
         limits=Limits(members_chunk_bytes=BIG_CHUNK),
@@ -196,7 +219,9 @@ async def test_every_granularity_matches_the_set_model(
                 await tracker.mark_event(event, user_id, at)
         marked = sorted({user_id for _, user_id, _ in marks})
         probes = [*marked, *(u + 1 for u in marked), 2**20 + 2, 2**40 + 1]
-        for leaf in _queries(model):
+        leaves = _queries(model)
+        assert await tracker.count_many(leaves) == [len(model.of(leaf)) for leaf in leaves]
+        for leaf in leaves:
             expected = model.of(leaf)
             assert await tracker.count(leaf) == len(expected), leaf
             for user_id in probes:
@@ -204,9 +229,10 @@ async def test_every_granularity_matches_the_set_model(
                     leaf,
                     user_id,
                 )
+            assert await tracker.contains_many(leaf, probes) == [u in expected for u in probes]
             assert await _members(tracker, leaf) == sorted(expected), leaf
     finally:
-        await _delete_all(client, example_prefix)
+        await _delete_all(deployed_client, example_prefix)
 
 
 # -- ISO weeks and years ----------------------------------------------------------------------

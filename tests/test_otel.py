@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -430,7 +431,7 @@ async def test_a_cancelled_operation_ends_its_span_as_an_error(
     await client.client_pause(5000, all=False)  # pyright: ignore[reportUnknownMemberType]
     try:
         task = asyncio.get_running_loop().create_task(tracker.mark_event("active", 2, AT))
-        await asyncio.sleep(0.1)
+        await anyio.wait_all_tasks_blocked()  # the mark waits for the paused server's reply
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

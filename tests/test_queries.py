@@ -1,4 +1,10 @@
-"""Expression queries on real servers: answers against a set model, round trips, no leaks."""
+"""Expression queries on real servers: answers against a set model, round trips, no leaks.
+
+The expression suite (random trees against a set model) runs on every standalone server and
+on the session cluster (:func:`deployed_client`); the round-trip, command and leak tests run
+on a standalone server through the counting proxy (their cluster counterparts, counted per
+node, are in ``test_cluster``).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     import redis.asyncio
+    from redis.asyncio.cluster import RedisCluster
 
     from _proxy import RoundTripProxy
 
@@ -65,6 +72,27 @@ async def seeded(
     await tracker.aclose()
 
 
+@dataclass
+class Deployed:
+    """A tracker on a standalone server or on the cluster over the same data set, its model."""
+
+    tracker: Tracker
+    model: Model
+    ids: list[int]
+
+
+@pytest.fixture
+async def deployed(
+    deployed_client: redis.asyncio.Redis | RedisCluster, prefix: str
+) -> AsyncIterator[Deployed]:
+    """Marks ~2,000 random events over ~24 shards (on every master of the cluster) per test."""
+    tracker = Tracker(deployed_client, prefix=prefix, shard_bits=SHARD_BITS)
+    model = Model()
+    ids = await seed(tracker, model, seed=len(prefix) + 11)
+    yield Deployed(tracker, model, ids)
+    await tracker.aclose()
+
+
 TREE_SETTINGS = settings(
     max_examples=60,
     deadline=None,
@@ -72,28 +100,43 @@ TREE_SETTINGS = settings(
 )
 
 
+# -- the expression suite: each property on a standalone server and on the cluster ------------
+
+
 @TREE_SETTINGS
 @given(tree=trees(5))
-async def test_count_matches_reference(seeded: Seeded, tree: Expr) -> None:
-    """count of any tree up to depth 5 equals the set model."""
-    assert await seeded.tracker.count(tree) == len(seeded.model.ids(tree))
+async def test_count_matches_reference(deployed: Deployed, tree: Expr) -> None:
+    """count of any tree up to depth 5 over ~24 shards equals the set model."""
+    assert await deployed.tracker.count(tree) == len(deployed.model.ids(tree))
 
 
 @TREE_SETTINGS
 @given(tree=trees(5), probe=st.lists(st.integers(0, 6_300), min_size=1, max_size=25))
-async def test_contains_matches_reference(seeded: Seeded, tree: Expr, probe: list[int]) -> None:
+async def test_contains_matches_reference(deployed: Deployed, tree: Expr, probe: list[int]) -> None:
     """contains_many of any tree equals set membership, for marked and unmarked ids."""
-    expected = seeded.model.ids(tree)
-    answers = await seeded.tracker.contains_many(tree, probe)
+    expected = deployed.model.ids(tree)
+    answers = await deployed.tracker.contains_many(tree, probe)
     assert answers == [uid in expected for uid in probe]
 
 
 @TREE_SETTINGS
 @given(tree=trees(5))
-async def test_members_matches_reference(seeded: Seeded, tree: Expr) -> None:
-    """members of any tree yields exactly the model's ids, ascending."""
-    got = [uid async for uid in seeded.tracker.members(tree)]
-    assert got == sorted(seeded.model.ids(tree))
+async def test_members_matches_reference(deployed: Deployed, tree: Expr) -> None:
+    """members of any tree yields exactly the model's ids, ascending (across masters)."""
+    got = [uid async for uid in deployed.tracker.members(tree)]
+    assert got == sorted(deployed.model.ids(tree))
+
+
+async def test_batch_of_40_questions_is_exact(deployed: Deployed) -> None:
+    """count_many of a dashboard's 40 composite questions equals the model."""
+    rng = random.Random(5)
+    questions = [rng.choice(LEAVES) & ~rng.choice(LEAVES) | rng.choice(LEAVES) for _ in range(40)]
+    assert await deployed.tracker.count_many(questions) == [
+        len(deployed.model.ids(q)) for q in questions
+    ]
+
+
+# -- one standalone server: round trips and commands ------------------------------------------
 
 
 @settings(

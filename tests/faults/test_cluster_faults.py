@@ -209,7 +209,7 @@ async def test_one_paused_master_delays_only_the_marks_that_need_it(
         async with anyio.create_task_group() as tg:
             for shard in stuck:
                 tg.start_soon(mark, shard << SHARD_BITS)
-            await anyio.sleep(0.05)  # all 20 are waiting on the paused master
+            await anyio.wait_all_tasks_blocked()  # all 20 are waiting on the paused master
             await mark(free << SHARD_BITS)
             assert finished == [free << SHARD_BITS]  # none of the paused ones came first
         assert sorted(finished[1:]) == [shard << SHARD_BITS for shard in stuck]

@@ -219,7 +219,7 @@ async def test_cancelling_aclose_while_it_drains_stops_the_sender(
             for uid in range(2, 12):
                 tracker.mark_event_nowait(GOOD, uid, AT)
             closing = asyncio.ensure_future(tracker.aclose())
-            await anyio.sleep(0.2)
+            await anyio.wait_all_tasks_blocked()  # aclose() waits for the sender to drain
             closing.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await closing
