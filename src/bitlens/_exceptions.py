@@ -35,6 +35,13 @@ Each class fixes its own message; raise sites stay one line::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import datetime as _dt
+
+    from typing_extensions import Self
+
 __all__ = [
     "AuthenticationFailed",
     "BitlensError",
@@ -62,7 +69,29 @@ __all__ = [
 
 
 class BitlensError(Exception):
-    """Base class of every error bitlens raises itself."""
+    """Base class of every error bitlens raises itself.
+
+    An instance remembers the fields it was made from, so ``copy`` and ``pickle`` rebuild
+    it through its own ``__init__`` (and so with its own message).
+    """
+
+    _fields: tuple[tuple[object, ...], dict[str, Any]]
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        """Make the instance and remember its fields for :meth:`__reduce__`."""
+        made = super().__new__(cls, *args, **kwargs)
+        made._fields = (args, kwargs)
+        return made
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Rebuild from the fields the instance was made from (for ``copy`` and ``pickle``)."""
+        args, kwargs = self.__dict__.get("_fields", (self.args, {}))
+        return (_rebuild, (type(self), args, kwargs))
+
+
+def _rebuild(cls: type[BitlensError], args: tuple[object, ...], kwargs: dict[str, Any]) -> object:
+    """Make ``cls(*args, **kwargs)``: how a pickled error comes back."""
+    return cls(*args, **kwargs)
 
 
 class InvalidUserId(BitlensError, ValueError):
@@ -83,12 +112,29 @@ class InvalidExternalId(BitlensError, ValueError):
     """An external id given to an ``IdMap`` is not a non-empty ``str`` or ``uuid.UUID``.
 
     Also refused: ids longer than 1,024 UTF-8 bytes and strings that are not valid Unicode.
+
+    :param external_id: what was given
+    :param problem: what is wrong: ``"type"``, ``"empty"``, ``"unicode"`` (lone
+        surrogates) or ``"size"`` (more than ``max_bytes`` UTF-8 bytes)
+    :param max_bytes: the longest id, in UTF-8 bytes
     """
 
-    def __init__(self, external_id: object, reason: str) -> None:
+    def __init__(
+        self,
+        external_id: object,
+        problem: Literal["type", "empty", "unicode", "size"],
+        max_bytes: int = 1024,
+    ) -> None:
         self.external_id = external_id
-        self.reason = reason
-        super().__init__(f"invalid external id {external_id!r}: {reason}")
+        self.problem = problem
+        self.max_bytes = max_bytes
+        self.reason = {
+            "type": f"must be a str or uuid.UUID, not {type(external_id).__name__}",
+            "empty": "must not be empty",
+            "unicode": "must be valid Unicode (no lone surrogates)",
+            "size": f"must be at most {max_bytes} UTF-8 bytes",
+        }[problem]
+        super().__init__(f"invalid external id {external_id!r}: {self.reason}")
 
 
 class IdMapMismatch(BitlensError, ValueError):
@@ -133,11 +179,134 @@ class InvalidPrefix(BitlensError, ValueError):
 
 
 class InvalidPeriod(BitlensError, ValueError):
-    """A period that does not exist (month 13, ISO week 53 of a 52-week year) or an empty range."""
+    """A period that does not exist (month 13, ISO week 53 of a 52-week year) or an empty range.
+
+    bitlens raises one of its subclasses, each naming one cause; catch this class for all.
+
+    :param detail: what is wrong, after ``"invalid period: "``
+    """
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(f"invalid period: {detail}")
+
+
+class InvalidPeriodField(InvalidPeriod):
+    """A field of a period (year, month, week, day, hour) is not an ``int`` or out of range.
+
+    :param field: the field, e.g. ``"week"`` or ``"ISO year"``
+    :param value: what was given
+    :param low: the smallest value the field takes
+    :param high: the largest value the field takes (here)
+    :param within: what bounds it, e.g. ``"ISO year 2025"`` for a week, or ``None``
+    """
+
+    def __init__(
+        self, field: str, value: object, low: int, high: int, within: str | None = None
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.low = low
+        self.high = high
+        self.within = within
+        if isinstance(value, bool) or not isinstance(value, int):
+            super().__init__(f"{field} must be an int, got {type(value).__name__} {value!r}")
+        else:
+            where = f" for {within}" if within else ""
+            super().__init__(f"{field} {value} is out of range{where} ({low}..{high})")
+
+
+class OutsideCalendar(InvalidPeriod):
+    """A moment or period would fall outside years 1..9999, which Python's calendar ends at.
+
+    :param subject: the datetime converted, the period shifted, or the granularity whose
+        ordinal was out of range (e.g. ``"day"``)
+    :param zone: the zone a datetime was converted to, if one was
+    :param shift: the ``n`` of ``period.delta(n)``, if the period was shifted
+    """
+
+    def __init__(
+        self, subject: object, *, zone: _dt.tzinfo | None = None, shift: int | None = None
+    ) -> None:
+        self.subject = subject
+        self.zone = zone
+        self.shift = shift
+        if zone is not None and hasattr(subject, "isoformat"):
+            what = f"{subject.isoformat()} in {zone}"
+        elif shift is not None:
+            what = f"{subject}.delta({shift})"
+        else:
+            what = str(subject)
+        super().__init__(f"{what} falls outside years 1..9999")
+
+
+class NoUtcOffset(InvalidPeriod):
+    """A datetime's own ``tzinfo`` gives no usable UTC offset (it fails or answers nonsense).
+
+    :param moment: the datetime
+    :param error: what its ``utcoffset()`` raised
+    """
+
+    def __init__(self, moment: _dt.datetime, error: str) -> None:
+        self.moment = moment
+        self.error = error
+        super().__init__(f"{moment!r} has no usable UTC offset ({error})")
+
+
+class RangeNotOnWholeHour(InvalidPeriod):
+    """A range boundary falls between whole hours of its zone (bitmaps are an hour at finest).
+
+    :param side: ``"start"`` or ``"end"``
+    :param bound: the boundary, in local time of ``zone`` (naive)
+    :param zone: the zone of the range
+    """
+
+    def __init__(
+        self, side: Literal["start", "end"], bound: _dt.datetime, zone: _dt.tzinfo
+    ) -> None:
+        self.side = side
+        self.bound = bound
+        self.zone = zone
+        super().__init__(
+            f"range boundaries must fall on whole hours; {side} is {bound.isoformat()} local "
+            f"time in {zone}"
+        )
+
+
+class EmptyRange(InvalidPeriod):
+    """A range whose start is not before its end.
+
+    :param start: the start, in local time of ``zone`` (naive)
+    :param end: the end, in local time of ``zone`` (naive)
+    :param zone: the zone of the range
+    """
+
+    def __init__(self, start: _dt.datetime, end: _dt.datetime, zone: _dt.tzinfo) -> None:
+        self.start = start
+        self.end = end
+        self.zone = zone
+        super().__init__(
+            f"empty range: start {start.isoformat()} is not before end {end.isoformat()} "
+            f"(local time in {zone})"
+        )
+
+
+class ExpiryPastCalendar(InvalidPeriod):
+    """A mark's expiry deadline (its period's end + ``expire_after``) falls past year 9999.
+
+    :param granularity: the period's granularity, e.g. ``"month"``
+    :param period: the period marked
+    :param ttl: the ``expire_after`` entry of that granularity
+    """
+
+    def __init__(self, granularity: str, period: object, ttl: _dt.timedelta) -> None:
+        self.granularity = granularity
+        self.period = period
+        self.ttl = ttl
+        super().__init__(
+            f"a mark in {granularity} {period} cannot expire: its deadline (the period's end "
+            f"+ expire_after[{granularity!r}] = {ttl}) falls past year 9999"
+        )
 
 
 class GranularityNotTracked(BitlensError, ValueError):
@@ -145,11 +314,58 @@ class GranularityNotTracked(BitlensError, ValueError):
 
     For example a range that starts at 13:00 needs hourly bitmaps; turn on
     ``track_hourly=True`` or align the range to whole days.
+
+    bitlens raises one of its subclasses, each naming one cause; catch this class for all.
+
+    :param detail: the whole message
     """
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+class HourlyRangeNotTracked(GranularityNotTracked):
+    """A range starts or ends mid-day, which needs the hour bitmaps the tracker does not write.
+
+    :param start: the range's start, in local time of ``zone`` (naive)
+    :param end: the range's end, in local time of ``zone`` (naive)
+    :param zone: the zone of the range
+    :param side: which boundary is mid-day: ``"start"`` or ``"end"``
+    """
+
+    def __init__(
+        self,
+        start: _dt.datetime,
+        end: _dt.datetime,
+        zone: _dt.tzinfo,
+        side: Literal["start", "end"],
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.zone = zone
+        self.side = side
+        bound = start if side == "start" else end
+        super().__init__(
+            f"range {start.isoformat()} .. {end.isoformat()} ({zone}) {side}s at "
+            f"{bound.hour:02d}:00; covering it needs hourly bitmaps (track_hourly=True) or a "
+            "range aligned to whole days"
+        )
+
+
+class HourlyWindowNotTracked(GranularityNotTracked):
+    """A ``Last(hours=N)`` window reads hour bitmaps, which the tracker does not write.
+
+    :param window: the window (a :class:`~bitlens.Last`)
+    """
+
+    def __init__(self, window: object) -> None:
+        self.window = window
+        super().__init__(
+            f"{window!r} reads hour bitmaps, which this tracker does not write: create it "
+            "with Tracker(..., track_hourly=True) (marks made before that have no hour "
+            "bits), pass hourly=True if your marks set them, or use days=N"
+        )
 
 
 class InvalidExpression(BitlensError, TypeError):
@@ -164,11 +380,161 @@ class InvalidExpression(BitlensError, TypeError):
 
 
 class UnsupportedOperation(BitlensError, TypeError):
-    """The operation does not apply to this expression (e.g. ``next()`` on ``UniqueEvents``)."""
+    """The operation does not apply to this expression (e.g. ``next()`` on ``UniqueEvents``).
+
+    bitlens raises one of its subclasses, each naming one cause; catch this class for all.
+
+    :param detail: the whole message
+    """
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+class NoPeriod(UnsupportedOperation):
+    """A period-free expression (``UniqueEvents``) was asked for its period or to shift it.
+
+    :param subject: the expression, or its class (for a class method such as ``from_date``)
+    :param operation: what was asked, e.g. ``"delta"``, ``"from_date"``, ``"period_start"``
+    """
+
+    def __init__(self, subject: object, operation: str) -> None:
+        self.subject = subject
+        self.operation = operation
+        name = subject.__name__ if isinstance(subject, type) else type(subject).__name__
+        if operation == "from_date":
+            super().__init__(f"{name} has no period; use {name}(event)")
+        elif operation == "delta":
+            super().__init__(f"{name} has no period to shift")
+        else:
+            super().__init__(f"{name} has no period (asked for {operation})")
+
+
+class UnboundTemplate(UnsupportedOperation):
+    """An ``Event`` template was counted or shifted before it was bound to a period.
+
+    :param template: the template
+    :param operation: what was asked: ``"delta"`` or ``"count"``
+    """
+
+    def __init__(self, template: object, operation: str) -> None:
+        self.template = template
+        self.operation = operation
+        if operation == "delta":
+            super().__init__(f"{template!r} has no period to shift: bind it with .at(period)")
+        else:
+            super().__init__(
+                f"{template!r} is a template without a period: bind it first with "
+                f".at(period), e.g. {template!r}.at(Day(2026, 11, 27)) or .at(Week(2026, 48))"
+            )
+
+
+class NotAPeriod(UnsupportedOperation):
+    """An ``Event`` template was bound to something that is not a period.
+
+    :param template: the template
+    :param value: what was given instead of a period
+    """
+
+    def __init__(self, template: object, value: object) -> None:
+        self.template = template
+        self.value = value
+        super().__init__(f"cannot bind {template!r} to {value!r}: not a period")
+
+
+class InvalidWindow(UnsupportedOperation):
+    """A ``Last`` window whose sizes are not ints, or not exactly one of days/hours above 0.
+
+    :param days: the ``days`` given
+    :param hours: the ``hours`` given
+    :param offset: the ``offset`` given
+    """
+
+    def __init__(self, days: object, hours: object, offset: object) -> None:
+        self.days = days
+        self.hours = hours
+        self.offset = offset
+        wrong = [v for v in (days, hours, offset) if isinstance(v, bool) or not isinstance(v, int)]
+        if wrong:
+            super().__init__(
+                f"window sizes and offsets must be ints, got {type(wrong[0]).__name__} {wrong[0]!r}"
+            )
+        else:
+            super().__init__(
+                f"give exactly one of days=N or hours=N, with N > 0 (got days={days}, "
+                f"hours={hours})"
+            )
+
+
+class EmptyDifference(UnsupportedOperation):
+    """A ``BitOpDiff`` with nothing to subtract from its base.
+
+    :param base: the base set
+    """
+
+    def __init__(self, base: object) -> None:
+        self.base = base
+        super().__init__(
+            f"BitOpDiff needs a base and at least one set to subtract (got only {base!r})"
+        )
+
+
+class QueryTooLarge(UnsupportedOperation):
+    """One question reads more bitmaps per shard than one server-side call may touch.
+
+    :param work: the bitmaps the question reads per shard
+    :param limit: the most one call may read
+    """
+
+    def __init__(self, work: int, limit: int) -> None:
+        self.work = work
+        self.limit = limit
+        super().__init__(
+            f"a question reading {work} bitmaps per shard is too large (at most {limit}): "
+            "split it, or use ranges (EventsBetween) and coarser periods"
+        )
+
+
+class ScriptsUnavailable(UnsupportedOperation):
+    """The server runs no Lua scripts (e.g. Valkey without its lua module), which counts need.
+
+    :param reply: the server's error
+    """
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        super().__init__(
+            f"the server runs no Lua scripts ({reply}), which count() needs: load Valkey's "
+            "lua module or use a server or service that allows EVAL"
+        )
+
+
+class ExtensionRefused(UnsupportedOperation):
+    """A server refused a ``BITOP`` extension (``DIFF``, ``ANDOR``, ...) a count was built with.
+
+    :param capabilities: the :class:`~bitlens.Capabilities` the count was compiled with
+    :param reply: the server's error
+    :param probed: whether they came from a probe (one node has them, another not: the next
+        count probes again) rather than from the caller
+    """
+
+    def __init__(self, capabilities: object, reply: str, *, probed: bool) -> None:
+        self.capabilities = capabilities
+        self.reply = reply
+        self.probed = probed
+        if probed:
+            super().__init__(
+                f"a node refused a BITOP extension of {capabilities!r} that another one has "
+                f"({reply}); the next count probes again. Pass capabilities=Capabilities() "
+                "while the servers differ"
+            )
+        else:
+            super().__init__(
+                f"the server refused a BITOP extension of {capabilities!r} ({reply}): it "
+                "lacks them (Redis < 8.2, Valkey); pass capabilities=Capabilities() or leave "
+                "capabilities unset so the tracker probes the server"
+            )
 
 
 class TrackerClosed(BitlensError, RuntimeError):
