@@ -3,7 +3,7 @@
 Every usage error is raised *before* a command is sent to Redis, so a bad call never
 leaves half a write behind. I/O errors from ``redis.exceptions`` pass through unwrapped.
 
-The tree::
+The tree (a class drawn under another is its subclass)::
 
     BitlensError
     ├── InvalidUserId          (also ValueError)  negative, non-int, bool or too large id
@@ -12,12 +12,28 @@ The tree::
     ├── InvalidEventName       (also ValueError)  empty, too long, or unsafe in a key
     ├── InvalidPrefix          (also ValueError)  unsafe key prefix
     ├── InvalidPeriod          (also ValueError)  a period or date range that does not exist
+    │   ├── InvalidPeriodField                     a year, week, day... not an int or out of range
+    │   ├── OutsideCalendar                        a moment or shifted period past years 1..9999
+    │   ├── NoUtcOffset                            a datetime whose tzinfo gives no usable offset
+    │   ├── RangeNotOnWholeHour                    a range boundary between whole hours
+    │   ├── EmptyRange                             a range whose start is not before its end
+    │   ├── ExpiryPastCalendar                     a mark whose expiry deadline is past 9999
     │   └── InvalidTimeZone                        a time zone name that is not known
     ├── InvalidMoment          (also TypeError)   an ``at`` that is not a datetime or date
     ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
     ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
+    │   ├── HourlyRangeNotTracked                  a range starting or ending mid-day
+    │   └── HourlyWindowNotTracked                 a ``Last(hours=N)`` window
     ├── InvalidExpression      (also TypeError)   an operand that is not a bitlens expression
     ├── UnsupportedOperation   (also TypeError)   e.g. shifting an expression without a period
+    │   ├── NoPeriod                               a period asked of ``UniqueEvents``
+    │   ├── UnboundTemplate                        an ``Event`` counted or shifted before ``.at()``
+    │   ├── NotAPeriod                             an ``Event`` bound to something not a period
+    │   ├── InvalidWindow                          a ``Last`` window of bad sizes
+    │   ├── EmptyDifference                        a ``BitOpDiff`` with nothing to subtract
+    │   ├── QueryTooLarge                          more bitmaps per shard than one call may read
+    │   ├── ScriptsUnavailable                     a server that runs no Lua scripts
+    │   └── ExtensionRefused                       a server refusing a ``BITOP`` extension
     ├── TrackerClosed          (also RuntimeError) use after ``aclose()``
     ├── NoDefaultTracker       (also RuntimeError) ``bitlens.setup()`` was never called
     ├── MarkRejected                               a mark the server refuses for good
@@ -28,9 +44,11 @@ The tree::
     ├── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
     └── RedisServerNotFound    (also RuntimeError) no redis-server binary for ``bitlens.embedded``
 
-Each class fixes its own message; raise sites stay one line::
+Each class fixes its own message from typed fields, kept as attributes; raise sites stay
+one line, and ``copy``/``pickle`` rebuild an error from the same fields::
 
     raise InvalidUserId(user_id)
+    raise EmptyRange(start, end, zone)
 """
 
 from __future__ import annotations
@@ -46,7 +64,13 @@ __all__ = [
     "AuthenticationFailed",
     "BitlensError",
     "CleanupFailed",
+    "EmptyDifference",
+    "EmptyRange",
+    "ExpiryPastCalendar",
+    "ExtensionRefused",
     "GranularityNotTracked",
+    "HourlyRangeNotTracked",
+    "HourlyWindowNotTracked",
     "IdMapMismatch",
     "InvalidEventName",
     "InvalidExpression",
@@ -54,16 +78,26 @@ __all__ = [
     "InvalidMoment",
     "InvalidOption",
     "InvalidPeriod",
+    "InvalidPeriodField",
     "InvalidPrefix",
     "InvalidTimeZone",
     "InvalidUserId",
+    "InvalidWindow",
     "MarkRejected",
     "NoDefaultTracker",
+    "NoPeriod",
+    "NoUtcOffset",
+    "NotAPeriod",
+    "OutsideCalendar",
     "PermissionDenied",
     "QueryRejected",
+    "QueryTooLarge",
+    "RangeNotOnWholeHour",
     "RedisServerNotFound",
+    "ScriptsUnavailable",
     "ServerOutOfMemory",
     "TrackerClosed",
+    "UnboundTemplate",
     "UnsupportedOperation",
 ]
 
@@ -587,7 +621,7 @@ class InvalidTimeZone(InvalidPeriod):
         :param tz: what was given
         """
         made = _TimeZoneOfWrongType if cls is InvalidTimeZone and not isinstance(tz, str) else cls
-        return Exception.__new__(made, tz)
+        return BitlensError.__new__(made, tz)
 
 
 class _TimeZoneOfWrongType(InvalidTimeZone, TypeError):
@@ -710,10 +744,6 @@ class PermissionDenied(BitlensError):
             f"the Redis user may not run {command} ({detail}); "
             + (remedy or f"see {_ACL_GUIDE} for the permissions a writer and a reader need")
         )
-
-    def __reduce__(self) -> tuple[object, ...]:
-        """Rebuild from ``command``, ``detail`` and ``remedy`` (for ``copy`` and ``pickle``)."""
-        return (type(self), (self.command, self.detail, self.remedy))
 
 
 class ServerOutOfMemory(BitlensError):
