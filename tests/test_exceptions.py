@@ -222,6 +222,7 @@ def test_copy_and_pickle_rebuild_from_fields(name: str) -> None:
 def test_wrong_type_time_zone_pickles_as_type_error() -> None:
     """An InvalidTimeZone for a zone of the wrong type stays a TypeError through pickle."""
     clone = pickle.loads(pickle.dumps(exc.InvalidTimeZone(42)))
+    assert isinstance(clone, exc.InvalidTimeZone)
     assert isinstance(clone, TypeError)
     assert clone.tz == 42
 

@@ -53,11 +53,10 @@ one line, and ``copy``/``pickle`` rebuild an error from the same fields::
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    import datetime as _dt
-
     from typing_extensions import Self
 
 __all__ = [
@@ -265,7 +264,7 @@ class OutsideCalendar(InvalidPeriod):
         self.subject = subject
         self.zone = zone
         self.shift = shift
-        if zone is not None and hasattr(subject, "isoformat"):
+        if zone is not None and isinstance(subject, _dt.datetime):
             what = f"{subject.isoformat()} in {zone}"
         elif shift is not None:
             what = f"{subject}.delta({shift})"
