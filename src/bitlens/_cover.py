@@ -7,8 +7,9 @@ whole months fit, ISO weeks where whole weeks fit, then days (and hours at the e
 from __future__ import annotations
 
 from datetime import date, datetime, tzinfo
+from typing import Literal
 
-from ._exceptions import GranularityNotTracked, InvalidPeriod
+from ._exceptions import EmptyRange, HourlyRangeNotTracked, RangeNotOnWholeHour
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz, to_local
 
 __all__ = ["cover"]
@@ -104,25 +105,16 @@ def cover(
     zone = resolve_tz(tz)
     lo = to_local(start, zone).replace(tzinfo=None)
     hi = to_local(end, zone).replace(tzinfo=None)
-    for name, bound in (("start", lo), ("end", hi)):
+    bounds: tuple[tuple[Literal["start", "end"], datetime], ...] = (("start", lo), ("end", hi))
+    for side, bound in bounds:
         if bound.minute or bound.second or bound.microsecond:
-            raise InvalidPeriod(
-                f"range boundaries must fall on whole hours; {name} is "
-                f"{bound.isoformat()} local time in {zone}"
-            )
+            raise RangeNotOnWholeHour(side, bound, zone)
     if lo >= hi:
-        raise InvalidPeriod(
-            f"empty range: start {lo.isoformat()} is not before end {hi.isoformat()} "
-            f"(local time in {zone})"
-        )
+        raise EmptyRange(lo, hi, zone)
     if not hourly:
-        for verb, bound in (("starts", lo), ("ends", hi)):
+        for side, bound in bounds:
             if bound.hour:
-                raise GranularityNotTracked(
-                    f"range {lo.isoformat()} .. {hi.isoformat()} ({zone}) {verb} at "
-                    f"{bound.hour:02d}:00; covering it needs hourly bitmaps "
-                    "(track_hourly=True) or a range aligned to whole days"
-                )
+                raise HourlyRangeNotTracked(lo, hi, zone, side)
     lo_hour = lo.toordinal() * 24 + lo.hour
     hi_hour = hi.toordinal() * 24 + hi.hour
     first_day = -(-lo_hour // 24)  # the first local midnight at or after `lo`

@@ -3,7 +3,7 @@
 Every usage error is raised *before* a command is sent to Redis, so a bad call never
 leaves half a write behind. I/O errors from ``redis.exceptions`` pass through unwrapped.
 
-The tree::
+The tree (a class drawn under another is its subclass)::
 
     BitlensError
     ├── InvalidUserId          (also ValueError)  negative, non-int, bool or too large id
@@ -12,6 +12,12 @@ The tree::
     ├── InvalidEventName       (also ValueError)  empty, too long, or unsafe in a key
     ├── InvalidPrefix          (also ValueError)  unsafe key prefix
     ├── InvalidPeriod          (also ValueError)  a period or date range that does not exist
+    │   ├── InvalidPeriodField                     a year, week, day... not an int or out of range
+    │   ├── OutsideCalendar                        a moment or shifted period past years 1..9999
+    │   ├── NoUtcOffset                            a datetime whose tzinfo gives no usable offset
+    │   ├── RangeNotOnWholeHour                    a range boundary between whole hours
+    │   ├── EmptyRange                             a range whose start is not before its end
+    │   ├── ExpiryPastCalendar                     a mark whose expiry deadline is past 9999
     │   └── InvalidTimeZone                        a time zone name that is not known
     ├── InvalidMoment          (also TypeError)   an ``at`` that is not a datetime or date
     ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
@@ -19,8 +25,18 @@ The tree::
     ├── InvalidParameter       (also ValueError)  a bad query parameter of the web JSON API
     ├── ParseError             (also ValueError)  a syntax error in a command-line expression
     ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
+    │   ├── HourlyRangeNotTracked                  a range starting or ending mid-day
+    │   └── HourlyWindowNotTracked                 a ``Last(hours=N)`` window
     ├── InvalidExpression      (also TypeError)   an operand that is not a bitlens expression
     ├── UnsupportedOperation   (also TypeError)   e.g. shifting an expression without a period
+    │   ├── NoPeriod                               a period asked of ``UniqueEvents``
+    │   ├── UnboundTemplate                        an ``EventTemplate`` used before ``.at()``
+    │   ├── NotAPeriod                             an ``EventTemplate`` bound to a non-period
+    │   ├── InvalidWindow                          a ``Last`` window of bad sizes
+    │   ├── EmptyDifference                        a ``BitOpDiff`` with nothing to subtract
+    │   ├── QueryTooLarge                          more bitmaps per shard than one call may read
+    │   ├── ScriptsUnavailable                     a server that runs no Lua scripts
+    │   └── ExtensionRefused                       a server refusing a ``BITOP`` extension
     ├── TrackerClosed          (also RuntimeError) use after ``aclose()``
     ├── NoDefaultTracker       (also RuntimeError) ``bitlens.setup()`` was never called
     ├── MarkRejected                               a mark the server refuses for good
@@ -32,18 +48,32 @@ The tree::
     ├── RedisServerNotFound    (also RuntimeError) no redis-server binary for ``bitlens.embedded``
     └── ReplicationTimeout     (also TimeoutError) too few replicas acknowledged a write
 
-Each class fixes its own message; raise sites stay one line::
+Each class fixes its own message from typed fields, kept as attributes; raise sites stay
+one line, and ``copy``/``pickle`` rebuild an error from the same fields::
 
     raise InvalidUserId(user_id)
+    raise EmptyRange(start, end, zone)
 """
 
 from __future__ import annotations
+
+import datetime as _dt
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "AuthenticationFailed",
     "BitlensError",
     "CleanupFailed",
+    "EmptyDifference",
+    "EmptyRange",
+    "ExpiryPastCalendar",
+    "ExtensionRefused",
     "GranularityNotTracked",
+    "HourlyRangeNotTracked",
+    "HourlyWindowNotTracked",
     "IdMapMismatch",
     "InvalidEventName",
     "InvalidExpression",
@@ -52,25 +82,57 @@ __all__ = [
     "InvalidOption",
     "InvalidParameter",
     "InvalidPeriod",
+    "InvalidPeriodField",
     "InvalidPrefix",
     "InvalidRetentionQuery",
     "InvalidTimeZone",
     "InvalidUserId",
+    "InvalidWindow",
     "MarkRejected",
     "NoDefaultTracker",
     "ParseError",
+    "NoPeriod",
+    "NoUtcOffset",
+    "NotAPeriod",
+    "OutsideCalendar",
     "PermissionDenied",
     "QueryRejected",
+    "QueryTooLarge",
+    "RangeNotOnWholeHour",
     "RedisServerNotFound",
     "ReplicationTimeout",
+    "ScriptsUnavailable",
     "ServerOutOfMemory",
     "TrackerClosed",
+    "UnboundTemplate",
     "UnsupportedOperation",
 ]
 
 
 class BitlensError(Exception):
-    """Base class of every error bitlens raises itself."""
+    """Base class of every error bitlens raises itself.
+
+    An instance remembers the fields it was made from, so ``copy`` and ``pickle`` rebuild
+    it through its own ``__init__`` (and so with its own message).
+    """
+
+    _fields: tuple[tuple[object, ...], dict[str, Any]]
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        """Make the instance and remember its fields for :meth:`__reduce__`."""
+        made = super().__new__(cls, *args, **kwargs)
+        made._fields = (args, kwargs)
+        return made
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Rebuild from the fields the instance was made from (for ``copy`` and ``pickle``)."""
+        args, kwargs = self.__dict__.get("_fields", (self.args, {}))
+        return (_rebuild, (type(self), args, kwargs))
+
+
+def _rebuild(cls: type[BitlensError], args: tuple[object, ...], kwargs: dict[str, Any]) -> object:
+    """Make ``cls(*args, **kwargs)``: how a pickled error comes back."""
+    return cls(*args, **kwargs)
 
 
 class InvalidUserId(BitlensError, ValueError):
@@ -91,12 +153,29 @@ class InvalidExternalId(BitlensError, ValueError):
     """An external id given to an ``IdMap`` is not a non-empty ``str`` or ``uuid.UUID``.
 
     Also refused: ids longer than 1,024 UTF-8 bytes and strings that are not valid Unicode.
+
+    :param external_id: what was given
+    :param problem: what is wrong: ``"type"``, ``"empty"``, ``"unicode"`` (lone
+        surrogates) or ``"size"`` (more than ``max_bytes`` UTF-8 bytes)
+    :param max_bytes: the longest id, in UTF-8 bytes
     """
 
-    def __init__(self, external_id: object, reason: str) -> None:
+    def __init__(
+        self,
+        external_id: object,
+        problem: Literal["type", "empty", "unicode", "size"],
+        max_bytes: int = 1024,
+    ) -> None:
         self.external_id = external_id
-        self.reason = reason
-        super().__init__(f"invalid external id {external_id!r}: {reason}")
+        self.problem = problem
+        self.max_bytes = max_bytes
+        self.reason = {
+            "type": f"must be a str or uuid.UUID, not {type(external_id).__name__}",
+            "empty": "must not be empty",
+            "unicode": "must be valid Unicode (no lone surrogates)",
+            "size": f"must be at most {max_bytes} UTF-8 bytes",
+        }[problem]
+        super().__init__(f"invalid external id {external_id!r}: {self.reason}")
 
 
 class IdMapMismatch(BitlensError, ValueError):
@@ -141,11 +220,134 @@ class InvalidPrefix(BitlensError, ValueError):
 
 
 class InvalidPeriod(BitlensError, ValueError):
-    """A period that does not exist (month 13, ISO week 53 of a 52-week year) or an empty range."""
+    """A period that does not exist (month 13, ISO week 53 of a 52-week year) or an empty range.
+
+    bitlens raises one of its subclasses, each naming one cause; catch this class for all.
+
+    :param detail: what is wrong, after ``"invalid period: "``
+    """
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(f"invalid period: {detail}")
+
+
+class InvalidPeriodField(InvalidPeriod):
+    """A field of a period (year, month, week, day, hour) is not an ``int`` or out of range.
+
+    :param field: the field, e.g. ``"week"`` or ``"ISO year"``
+    :param value: what was given
+    :param low: the smallest value the field takes
+    :param high: the largest value the field takes (here)
+    :param within: what bounds it, e.g. ``"ISO year 2025"`` for a week, or ``None``
+    """
+
+    def __init__(
+        self, field: str, value: object, low: int, high: int, within: str | None = None
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.low = low
+        self.high = high
+        self.within = within
+        if isinstance(value, bool) or not isinstance(value, int):
+            super().__init__(f"{field} must be an int, got {type(value).__name__} {value!r}")
+        else:
+            where = f" for {within}" if within else ""
+            super().__init__(f"{field} {value} is out of range{where} ({low}..{high})")
+
+
+class OutsideCalendar(InvalidPeriod):
+    """A moment or period would fall outside years 1..9999, which Python's calendar ends at.
+
+    :param subject: the datetime converted, the period shifted, or the granularity whose
+        ordinal was out of range (e.g. ``"day"``)
+    :param zone: the zone a datetime was converted to, if one was
+    :param shift: the ``n`` of ``period.delta(n)``, if the period was shifted
+    """
+
+    def __init__(
+        self, subject: object, *, zone: _dt.tzinfo | None = None, shift: int | None = None
+    ) -> None:
+        self.subject = subject
+        self.zone = zone
+        self.shift = shift
+        if zone is not None and isinstance(subject, _dt.datetime):
+            what = f"{subject.isoformat()} in {zone}"
+        elif shift is not None:
+            what = f"{subject}.delta({shift})"
+        else:
+            what = str(subject)
+        super().__init__(f"{what} falls outside years 1..9999")
+
+
+class NoUtcOffset(InvalidPeriod):
+    """A datetime's own ``tzinfo`` gives no usable UTC offset (it fails or answers nonsense).
+
+    :param moment: the datetime
+    :param error: what its ``utcoffset()`` raised
+    """
+
+    def __init__(self, moment: _dt.datetime, error: str) -> None:
+        self.moment = moment
+        self.error = error
+        super().__init__(f"{moment!r} has no usable UTC offset ({error})")
+
+
+class RangeNotOnWholeHour(InvalidPeriod):
+    """A range boundary falls between whole hours of its zone (bitmaps are an hour at finest).
+
+    :param side: ``"start"`` or ``"end"``
+    :param bound: the boundary, in local time of ``zone`` (naive)
+    :param zone: the zone of the range
+    """
+
+    def __init__(
+        self, side: Literal["start", "end"], bound: _dt.datetime, zone: _dt.tzinfo
+    ) -> None:
+        self.side = side
+        self.bound = bound
+        self.zone = zone
+        super().__init__(
+            f"range boundaries must fall on whole hours; {side} is {bound.isoformat()} local "
+            f"time in {zone}"
+        )
+
+
+class EmptyRange(InvalidPeriod):
+    """A range whose start is not before its end.
+
+    :param start: the start, in local time of ``zone`` (naive)
+    :param end: the end, in local time of ``zone`` (naive)
+    :param zone: the zone of the range
+    """
+
+    def __init__(self, start: _dt.datetime, end: _dt.datetime, zone: _dt.tzinfo) -> None:
+        self.start = start
+        self.end = end
+        self.zone = zone
+        super().__init__(
+            f"empty range: start {start.isoformat()} is not before end {end.isoformat()} "
+            f"(local time in {zone})"
+        )
+
+
+class ExpiryPastCalendar(InvalidPeriod):
+    """A mark's expiry deadline (its period's end + ``expire_after``) falls past year 9999.
+
+    :param granularity: the period's granularity, e.g. ``"month"``
+    :param period: the period marked
+    :param ttl: the ``expire_after`` entry of that granularity
+    """
+
+    def __init__(self, granularity: str, period: object, ttl: _dt.timedelta) -> None:
+        self.granularity = granularity
+        self.period = period
+        self.ttl = ttl
+        super().__init__(
+            f"a mark in {granularity} {period} cannot expire: its deadline (the period's end "
+            f"+ expire_after[{granularity!r}] = {ttl}) falls past year 9999"
+        )
 
 
 class GranularityNotTracked(BitlensError, ValueError):
@@ -153,11 +355,58 @@ class GranularityNotTracked(BitlensError, ValueError):
 
     For example a range that starts at 13:00 needs hourly bitmaps; turn on
     ``track_hourly=True`` or align the range to whole days.
+
+    bitlens raises one of its subclasses, each naming one cause; catch this class for all.
+
+    :param detail: the whole message
     """
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+class HourlyRangeNotTracked(GranularityNotTracked):
+    """A range starts or ends mid-day, which needs the hour bitmaps the tracker does not write.
+
+    :param start: the range's start, in local time of ``zone`` (naive)
+    :param end: the range's end, in local time of ``zone`` (naive)
+    :param zone: the zone of the range
+    :param side: which boundary is mid-day: ``"start"`` or ``"end"``
+    """
+
+    def __init__(
+        self,
+        start: _dt.datetime,
+        end: _dt.datetime,
+        zone: _dt.tzinfo,
+        side: Literal["start", "end"],
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.zone = zone
+        self.side = side
+        bound = start if side == "start" else end
+        super().__init__(
+            f"range {start.isoformat()} .. {end.isoformat()} ({zone}) {side}s at "
+            f"{bound.hour:02d}:00; covering it needs hourly bitmaps (track_hourly=True) or a "
+            "range aligned to whole days"
+        )
+
+
+class HourlyWindowNotTracked(GranularityNotTracked):
+    """A ``Last(hours=N)`` window reads hour bitmaps, which the tracker does not write.
+
+    :param window: the window (a :class:`~bitlens.Last`)
+    """
+
+    def __init__(self, window: object) -> None:
+        self.window = window
+        super().__init__(
+            f"{window!r} reads hour bitmaps, which this tracker does not write: create it "
+            "with Tracker(..., track_hourly=True) (marks made before that have no hour "
+            "bits), pass hourly=True if your marks set them, or use days=N"
+        )
 
 
 class InvalidExpression(BitlensError, TypeError):
@@ -172,11 +421,161 @@ class InvalidExpression(BitlensError, TypeError):
 
 
 class UnsupportedOperation(BitlensError, TypeError):
-    """The operation does not apply to this expression (e.g. ``next()`` on ``UniqueEvents``)."""
+    """The operation does not apply to this expression (e.g. ``next()`` on ``UniqueEvents``).
+
+    bitlens raises one of its subclasses, each naming one cause; catch this class for all.
+
+    :param detail: the whole message
+    """
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+class NoPeriod(UnsupportedOperation):
+    """A period-free expression (``UniqueEvents``) was asked for its period or to shift it.
+
+    :param subject: the expression, or its class (for a class method such as ``from_date``)
+    :param operation: what was asked, e.g. ``"delta"``, ``"from_date"``, ``"period_start"``
+    """
+
+    def __init__(self, subject: object, operation: str) -> None:
+        self.subject = subject
+        self.operation = operation
+        name = subject.__name__ if isinstance(subject, type) else type(subject).__name__
+        if operation == "from_date":
+            super().__init__(f"{name} has no period; use {name}(event)")
+        elif operation == "delta":
+            super().__init__(f"{name} has no period to shift")
+        else:
+            super().__init__(f"{name} has no period (asked for {operation})")
+
+
+class UnboundTemplate(UnsupportedOperation):
+    """An ``EventTemplate`` was counted or shifted before it was bound to a period.
+
+    :param template: the template
+    :param operation: what was asked: ``"delta"`` or ``"count"``
+    """
+
+    def __init__(self, template: object, operation: str) -> None:
+        self.template = template
+        self.operation = operation
+        if operation == "delta":
+            super().__init__(f"{template!r} has no period to shift: bind it with .at(period)")
+        else:
+            super().__init__(
+                f"{template!r} is a template without a period: bind it first with "
+                f".at(period), e.g. {template!r}.at(Day(2026, 11, 27)) or .at(Week(2026, 48))"
+            )
+
+
+class NotAPeriod(UnsupportedOperation):
+    """An ``EventTemplate`` was bound to something that is not a period.
+
+    :param template: the template
+    :param value: what was given instead of a period
+    """
+
+    def __init__(self, template: object, value: object) -> None:
+        self.template = template
+        self.value = value
+        super().__init__(f"cannot bind {template!r} to {value!r}: not a period")
+
+
+class InvalidWindow(UnsupportedOperation):
+    """A ``Last`` window whose sizes are not ints, or not exactly one of days/hours above 0.
+
+    :param days: the ``days`` given
+    :param hours: the ``hours`` given
+    :param offset: the ``offset`` given
+    """
+
+    def __init__(self, days: object, hours: object, offset: object) -> None:
+        self.days = days
+        self.hours = hours
+        self.offset = offset
+        wrong = [v for v in (days, hours, offset) if isinstance(v, bool) or not isinstance(v, int)]
+        if wrong:
+            super().__init__(
+                f"window sizes and offsets must be ints, got {type(wrong[0]).__name__} {wrong[0]!r}"
+            )
+        else:
+            super().__init__(
+                f"give exactly one of days=N or hours=N, with N > 0 (got days={days}, "
+                f"hours={hours})"
+            )
+
+
+class EmptyDifference(UnsupportedOperation):
+    """A ``BitOpDiff`` with nothing to subtract from its base.
+
+    :param base: the base set
+    """
+
+    def __init__(self, base: object) -> None:
+        self.base = base
+        super().__init__(
+            f"BitOpDiff needs a base and at least one set to subtract (got only {base!r})"
+        )
+
+
+class QueryTooLarge(UnsupportedOperation):
+    """One question reads more bitmaps per shard than one server-side call may touch.
+
+    :param work: the bitmaps the question reads per shard
+    :param limit: the most one call may read
+    """
+
+    def __init__(self, work: int, limit: int) -> None:
+        self.work = work
+        self.limit = limit
+        super().__init__(
+            f"a question reading {work} bitmaps per shard is too large (at most {limit}): "
+            "split it, or use ranges (EventsBetween) and coarser periods"
+        )
+
+
+class ScriptsUnavailable(UnsupportedOperation):
+    """The server runs no Lua scripts (e.g. Valkey without its lua module), which counts need.
+
+    :param reply: the server's error
+    """
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        super().__init__(
+            f"the server runs no Lua scripts ({reply}), which count() needs: load Valkey's "
+            "lua module or use a server or service that allows EVAL"
+        )
+
+
+class ExtensionRefused(UnsupportedOperation):
+    """A server refused a ``BITOP`` extension (``DIFF``, ``ANDOR``, ...) a count was built with.
+
+    :param capabilities: the :class:`~bitlens.Capabilities` the count was compiled with
+    :param reply: the server's error
+    :param probed: whether they came from a probe (one node has them, another not: the next
+        count probes again) rather than from the caller
+    """
+
+    def __init__(self, capabilities: object, reply: str, *, probed: bool) -> None:
+        self.capabilities = capabilities
+        self.reply = reply
+        self.probed = probed
+        if probed:
+            super().__init__(
+                f"a node refused a BITOP extension of {capabilities!r} that another one has "
+                f"({reply}); the next count probes again. Pass capabilities=Capabilities() "
+                "while the servers differ"
+            )
+        else:
+            super().__init__(
+                f"the server refused a BITOP extension of {capabilities!r} ({reply}): it "
+                "lacks them (Redis < 8.2, Valkey); pass capabilities=Capabilities() or leave "
+                "capabilities unset so the tracker probes the server"
+            )
 
 
 class TrackerClosed(BitlensError, RuntimeError):
@@ -229,7 +628,7 @@ class InvalidTimeZone(InvalidPeriod):
         :param tz: what was given
         """
         made = _TimeZoneOfWrongType if cls is InvalidTimeZone and not isinstance(tz, str) else cls
-        return Exception.__new__(made, tz)
+        return BitlensError.__new__(made, tz)
 
 
 class _TimeZoneOfWrongType(InvalidTimeZone, TypeError):
@@ -353,10 +752,6 @@ class PermissionDenied(BitlensError):
             + (remedy or f"see {_ACL_GUIDE} for the permissions a writer and a reader need")
         )
 
-    def __reduce__(self) -> tuple[object, ...]:
-        """Rebuild from ``command``, ``detail`` and ``remedy`` (for ``copy`` and ``pickle``)."""
-        return (type(self), (self.command, self.detail, self.remedy))
-
 
 class ServerOutOfMemory(BitlensError):
     """Redis refused a write because ``maxmemory`` is reached (``OOM``); nothing retried.
@@ -393,10 +788,20 @@ class ReplicationTimeout(BitlensError, TimeoutError):
     The write may or may not survive a failover; sending it again is safe (idempotent).
     """
 
+    def __new__(cls, wanted: int, got: int) -> Self:
+        """Make the instance with its message as its only argument.
+
+        ``OSError`` (``TimeoutError``'s base) reads two constructor arguments as
+        ``errno, strerror``: the message must be the one argument it sees.
+        """
+        message = f"write acknowledged by {got} replica(s), {wanted} required"
+        made = TimeoutError.__new__(cls, message)
+        made._fields = ((wanted, got), {})
+        return made
+
     def __init__(self, wanted: int, got: int) -> None:
         self.wanted = wanted
         self.got = got
-        super().__init__(f"write acknowledged by {got} replica(s), {wanted} required")
 
     def __reduce__(self) -> tuple[type[ReplicationTimeout], tuple[int, int]]:
         """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""

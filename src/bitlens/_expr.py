@@ -23,11 +23,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, cast
 
 from ._exceptions import (
+    EmptyDifference,
     InvalidExpression,
     InvalidMoment,
     InvalidOption,
+    InvalidWindow,
     NoDefaultTracker,
-    UnsupportedOperation,
+    NoPeriod,
+    NotAPeriod,
+    UnboundTemplate,
 )
 from ._keys import validate_event_name
 from ._periods import Day, Hour, Month, Period, TzLike, Week, Year, resolve_tz, to_local
@@ -286,7 +290,7 @@ class PeriodEvents(Expr):
         """
         ptype = cls._period_type
         if ptype is None:
-            raise UnsupportedOperation(f"{cls.__name__} has no period; use {cls.__name__}(event)")
+            raise NoPeriod(cls, "from_date")
         if tz is not None:
             zone = resolve_tz(tz)
             moment = _dt.datetime.now(zone) if dt is None else to_local(dt, zone)
@@ -320,7 +324,7 @@ class PeriodEvents(Expr):
 
     def delta(self: _L, n: int) -> _L:
         if self.period is None:
-            raise UnsupportedOperation(f"{type(self).__name__} has no period to shift")
+            raise NoPeriod(self, "delta")
         return type(self)._of(self.event, self.period.delta(n), self.instant)
 
     def with_event(self: _L, event: str) -> _L:
@@ -342,7 +346,7 @@ class PeriodEvents(Expr):
         :raises UnsupportedOperation: on UniqueEvents
         """
         if self.period is None:
-            raise UnsupportedOperation("UniqueEvents has no period")
+            raise NoPeriod(self, "period_start")
         return self.period.start
 
     def period_end(self) -> _dt.datetime:
@@ -351,7 +355,7 @@ class PeriodEvents(Expr):
         :raises UnsupportedOperation: on UniqueEvents
         """
         if self.period is None:
-            raise UnsupportedOperation("UniqueEvents has no period")
+            raise NoPeriod(self, "period_end")
         return self.period.end
 
     def __repr__(self) -> str:
@@ -488,11 +492,11 @@ class EventTemplate(Expr):
         """
         leaf = _LEAF_OF_PERIOD.get(type(period))
         if leaf is None:
-            raise UnsupportedOperation(f"cannot bind {self!r} to {period!r}: not a period")
+            raise NotAPeriod(self, period)
         return leaf._of(self.event, period)
 
     def delta(self, n: int) -> EventTemplate:
-        raise UnsupportedOperation(f"{self!r} has no period to shift: bind it with .at(period)")
+        raise UnboundTemplate(self, "delta")
 
     def __repr__(self) -> str:
         return f"EventTemplate({self.event!r})"
@@ -601,12 +605,10 @@ class Last(Expr):
         validate_event_name(self.event)
         for size in (self.days, self.hours, self.offset):
             if isinstance(size, bool) or not isinstance(cast("object", size), int):
-                raise UnsupportedOperation(
-                    f"window sizes and offsets must be ints, got {type(size).__name__} {size!r}"
-                )
+                raise InvalidWindow(self.days, self.hours, self.offset)
         _check_hourly(self.hourly)
         if (self.days > 0) == (self.hours > 0) or self.days < 0 or self.hours < 0:
-            raise UnsupportedOperation("give exactly one of days=N or hours=N, with N > 0")
+            raise InvalidWindow(self.days, self.hours, self.offset)
 
     def delta(self, n: int) -> Last:
         return Last(self.event, self.days, self.hours, self.offset + n, self.hourly)
@@ -742,7 +744,7 @@ class BitOpDiff(Expr):
     def __init__(self, base: Expr, *subtract: Expr) -> None:
         _check((base, *subtract))
         if not subtract:
-            raise UnsupportedOperation("BitOpDiff needs a base and at least one set to subtract")
+            raise EmptyDifference(base)
         flat: list[Expr] = []
         if type(base) is BitOpDiff:  # (a - b) - c == a - (b | c)
             flat.extend(base.subtract)

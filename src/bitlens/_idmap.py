@@ -440,17 +440,15 @@ def _validate_external(external_id: object) -> str:
     if isinstance(external_id, uuid.UUID):
         return str(external_id)
     if not isinstance(external_id, str):
-        raise InvalidExternalId(
-            external_id, f"must be a str or uuid.UUID, not {type(external_id).__name__}"
-        )
+        raise InvalidExternalId(external_id, "type", MAX_EXTERNAL_ID_BYTES)
     if not external_id:
-        raise InvalidExternalId(external_id, "must not be empty")
+        raise InvalidExternalId(external_id, "empty", MAX_EXTERNAL_ID_BYTES)
     try:
         size = len(external_id.encode())
     except UnicodeEncodeError:
-        raise InvalidExternalId(external_id, "must be valid Unicode (no lone surrogates)") from None
+        raise InvalidExternalId(external_id, "unicode", MAX_EXTERNAL_ID_BYTES) from None
     if size > MAX_EXTERNAL_ID_BYTES:
-        raise InvalidExternalId(external_id, f"must be at most {MAX_EXTERNAL_ID_BYTES} UTF-8 bytes")
+        raise InvalidExternalId(external_id, "size", MAX_EXTERNAL_ID_BYTES)
     return external_id
 
 

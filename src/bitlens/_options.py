@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
-from ._exceptions import InvalidOption, InvalidPeriod
+from ._exceptions import ExpiryPastCalendar, InvalidOption, InvalidPeriod
 from ._keys import MAX_USER_ID, KeySchema
 from ._periods import Day, Hour, Month, Period, TzLike, Week, resolve_tz
 from ._plan import Capabilities
@@ -214,12 +214,9 @@ def check_deadlines(
             continue
         granularity = _GRANULARITY_OF.get(type(period))
         ttl = expire_after.get(granularity) if granularity is not None else None
-        if ttl is None:
+        if granularity is None or ttl is None:
             continue
         try:
             int((period.end + ttl).timestamp())
         except (InvalidPeriod, OverflowError, ValueError, OSError):
-            raise InvalidPeriod(
-                f"a mark in {granularity} {period} cannot expire: its deadline (the "
-                f"period's end + expire_after[{granularity!r}] = {ttl}) falls past year 9999"
-            ) from None
+            raise ExpiryPastCalendar(granularity, period, ttl) from None

@@ -30,7 +30,14 @@ from datetime import date, datetime, timezone, tzinfo
 from typing import ClassVar, TypeAlias, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._exceptions import InvalidMoment, InvalidPeriod, InvalidTimeZone
+from ._exceptions import (
+    InvalidMoment,
+    InvalidPeriod,
+    InvalidPeriodField,
+    InvalidTimeZone,
+    NoUtcOffset,
+    OutsideCalendar,
+)
 
 __all__ = [
     "UTC",
@@ -106,30 +113,28 @@ def to_local(dt: datetime | date, tz: TzLike) -> datetime:
                 return dt.replace(tzinfo=zone)
             return dt.astimezone(zone)
         except OverflowError:
-            raise InvalidPeriod(f"{dt.isoformat()} in {zone} falls outside years 1..9999") from None
+            raise OutsideCalendar(dt, zone=zone) from None
         except (TypeError, ValueError, ArithmeticError, NotImplementedError) as exc:
             # A tzinfo whose utcoffset() fails or answers nonsense (e.g. 25 hours).
-            raise InvalidPeriod(f"{dt!r} has no usable UTC offset ({exc})") from None
+            raise NoUtcOffset(dt, str(exc)) from None
     if isinstance(cast("object", dt), date):
         return datetime(dt.year, dt.month, dt.day, tzinfo=zone)
     raise InvalidMoment(dt)
 
 
-def _check_int(name: str, value: object, low: int, high: int, where: str = "") -> int:
+def _check_int(name: str, value: object, low: int, high: int, within: str | None = None) -> int:
     """Check that a period field is an ``int`` (not a ``bool``) within ``low..high``.
 
     :param name: the field name, for the message
     :param value: the value to check
     :param low: the smallest allowed value
     :param high: the largest allowed value
-    :param where: extra context for the message, e.g. ``" for 2026-02"``
+    :param within: what bounds the field, for the message, e.g. ``"2026-02"``
     :raises InvalidPeriod: if the value is not an int or is out of range
     :returns: the value as a plain ``int``
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidPeriod(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if not low <= value <= high:
-        raise InvalidPeriod(f"{name} {value} is out of range{where} ({low}..{high})")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidPeriodField(name, value, low, high, within)
     return int(value)
 
 
@@ -145,7 +150,7 @@ def _check_date(year: object, month: object, day: object) -> tuple[int, int, int
     y = _check_int("year", year, _MIN_YEAR, _MAX_YEAR)
     m = _check_int("month", month, 1, 12)
     last = calendar.monthrange(y, m)[1]
-    d = _check_int("day", day, 1, last, f" for {y:04d}-{m:02d}")
+    d = _check_int("day", day, 1, last, f"{y:04d}-{m:02d}")
     return y, m, d
 
 
@@ -232,7 +237,7 @@ class Period(ABC):
         :returns: the period
         """
         if not cls._min_ordinal <= ordinal <= cls._max_ordinal:
-            raise InvalidPeriod(f"{cls.granularity} falls outside years 1..9999")
+            raise OutsideCalendar(cls.granularity)
         return cls._make(ordinal, tz)
 
     def ordinal(self) -> int:
@@ -284,7 +289,7 @@ class Period(ABC):
         try:
             return type(self)._from_ordinal(self._ordinal() + n, self.tz)
         except InvalidPeriod:
-            raise InvalidPeriod(f"{self}.delta({n}) falls outside years 1..9999") from None
+            raise OutsideCalendar(self, shift=n) from None
 
     def next(self: _P) -> _P:
         """Give the following period, in the same zone.
@@ -588,7 +593,7 @@ class Week(Period):
         :raises InvalidPeriod: if a field is out of range or not an int, or the zone is unknown
         """
         y = _check_int("ISO year", iso_year, _MIN_YEAR, _MAX_YEAR)
-        w = _check_int("week", week, 1, _iso_weeks_in(y), f" for ISO year {y:04d}")
+        w = _check_int("week", week, 1, _iso_weeks_in(y), f"ISO year {y:04d}")
         object.__setattr__(self, "iso_year", y)
         object.__setattr__(self, "week", w)
         object.__setattr__(self, "tz", resolve_tz(tz))

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ._cover import cover
 from ._exceptions import (
-    GranularityNotTracked,
+    HourlyWindowNotTracked,
     InvalidExpression,
-    UnsupportedOperation,
+    QueryTooLarge,
+    UnboundTemplate,
 )
 from ._expr import (
     BitOpAnd,
@@ -264,19 +265,12 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
         if expr.hours and not hourly:
             # Refused whatever the clock says: a window that happens to fall on midnights
             # would count, one hour later the same call would raise.
-            raise GranularityNotTracked(
-                f"{expr!r} reads hour bitmaps, which this tracker does not write: create it "
-                f"with Tracker(..., track_hourly=True) (marks made before that have no hour "
-                f"bits), pass hourly=True if your marks set them, or use days=N"
-            )
+            raise HourlyWindowNotTracked(expr)
         now = ctx.now if ctx.now is not None else _dt.datetime.now(ctx.tz)
         start, end = expr.window(to_local(now, ctx.tz))
         return _range(expr.event, start, end, hourly, ctx)
     if isinstance(expr, EventTemplate):
-        raise UnsupportedOperation(
-            f"{expr!r} is a template without a period: bind it first with .at(period), "
-            f"e.g. {expr!r}.at(Day(2026, 11, 27)) or .at(Week(2026, 48))"
-        )
+        raise UnboundTemplate(expr, "count")
     raise InvalidExpression(expr)
 
 
@@ -746,10 +740,7 @@ def plan_counts(
     for chunk in chunks:
         plan = CountPlan.compile([nodes[i] for i in chunk], caps)
         if plan.work > MAX_CALL_WORK:
-            raise UnsupportedOperation(
-                f"a question reading {plan.work} bitmaps per shard is too large (at most "
-                f"{MAX_CALL_WORK}): split it, or use ranges (EventsBetween) and coarser periods"
-            )
+            raise QueryTooLarge(plan.work, MAX_CALL_WORK)
         plan.indexes = tuple(chunk)
         plans.append(plan)
     return plans

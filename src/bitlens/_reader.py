@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ResponseError
 
 from ._client_counts import count_on_client
-from ._exceptions import PermissionDenied, UnsupportedOperation
+from ._exceptions import (
+    ExtensionRefused,
+    PermissionDenied,
+    ScriptsUnavailable,
+    UnsupportedOperation,
+)
 from ._execute import Executor, Group, merge_groups
 from ._keys import KeySchema, TempKey, validate_user_id
 from ._plan import (
@@ -370,24 +375,14 @@ def _count_refused(
     """
     text = str(error)
     if "scripting engine" in text or "unknown command 'eval'" in text.lower():
-        return UnsupportedOperation(
-            f"the server runs no Lua scripts ({text}), which count() needs: load Valkey's "
-            "lua module or use a server or service that allows EVAL"
-        ), False
+        return ScriptsUnavailable(text), False
     if caps is None or not (caps.diff or caps.andor) or "syntax error" not in text:
         return None
     if stated:
-        return UnsupportedOperation(
-            f"the server refused a BITOP extension of {caps!r} ({text}): it lacks them "
-            "(Redis < 8.2, Valkey); pass capabilities=Capabilities() or leave capabilities "
-            "unset so the tracker probes the server"
-        ), False
+        return ExtensionRefused(caps, text, probed=False), False
     # Probed on one node, refused by another (a cluster mid-upgrade): the caller forgets
     # the probe's answer, so the next count probes again rather than every count failing.
-    return UnsupportedOperation(
-        f"a node refused a BITOP extension of {caps!r} that another one has ({text}); the "
-        "next count probes again. Pass capabilities=Capabilities() while the servers differ"
-    ), True
+    return ExtensionRefused(caps, text, probed=True), True
 
 
 def eval_count(keys: list[str], argv: Sequence[str | int]) -> Command:
