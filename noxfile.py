@@ -109,6 +109,15 @@ NEWEST = FOUND[-1] if FOUND else PYTHONS[-1]
 OLDEST = PYTHONS[0]
 OLDEST_FOUND = FOUND[0] if FOUND else OLDEST
 """The Python ``tests`` runs the whole suite on against one server."""
+PIPELINE_TESTS = [
+    "tests/test_marking.py",
+    "tests/test_queries.py",
+    "tests/test_round_trips.py",
+    "tests/test_transport.py",
+]
+"""What the newest Python runs once more through redis-py's public ``pipeline()`` (the
+transport's fallback when the internals of its fast path are missing), on one server."""
+
 BETWEEN_DESELECT = ["-k", "not cluster", "--ignore", "tests/test_wide_queries.py"]
 """What the Pythons between the oldest and the newest leave out (see the module docstring)."""
 
@@ -196,6 +205,19 @@ def tests(session: nox.Session) -> None:
             server = valkey[0] if valkey is not None else _newest_server(session)
             env = {SERVER_ENV: server, REQUIRE_SERVERS_ENV: ""}
     session.run("python", "-m", "pytest", *args, env=env)
+    if full and not session.posargs:
+        # The same round trips and answers when the transport falls back to pipeline().
+        fallback = {SERVER_ENV: _newest_server(session), REQUIRE_SERVERS_ENV: ""}
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            "-n",
+            "auto",
+            "--transport=pipeline",
+            *PIPELINE_TESTS,
+            env=fallback,
+        )
 
 
 @nox.session(python=OLDEST, default=False)
