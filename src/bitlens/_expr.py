@@ -320,7 +320,7 @@ class PeriodEvents(Expr):
         if self.instant is None or self.period is None:
             return 0
         base = type(self.period).from_datetime(self.instant, self.period.tz)
-        return self.period._ordinal() - base._ordinal()
+        return self.period.ordinal() - base.ordinal()
 
     def delta(self: _L, n: int) -> _L:
         if self.period is None:

@@ -676,10 +676,12 @@ class Transport:
 def _check(replies: list[object], check: int | None) -> list[object]:
     """Raise the first error reply after the first ``check`` (unless a ``NOSCRIPT`` is
     among them: the transport sends those again first); return ``replies``."""
-    if check is None or any(_no_script(reply) for reply in replies):
+    if check is None:
         return replies
     for reply in replies[check:]:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, ResponseError):  # rare: only then look for a NOSCRIPT
+            if any(_no_script(other) for other in replies):
+                return replies
             raise reply
     return replies
 
