@@ -169,7 +169,7 @@ class InvalidExternalId(BitlensError, ValueError):
         self.external_id = external_id
         self.problem = problem
         self.max_bytes = max_bytes
-        self.reason = {
+        self.reason: str = {
             "type": f"must be a str or uuid.UUID, not {type(external_id).__name__}",
             "empty": "must not be empty",
             "unicode": "must be valid Unicode (no lone surrogates)",
