@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ._execute import Executor, Group, merge_groups
 from ._options import CLIENT_READ_BYTES
 from ._plan import KeyRef, Node, evaluate, leaves_of
-from ._replies import as_bytes, as_int, as_iterable
+from ._replies import Replies, as_int, as_iterable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -95,12 +95,12 @@ async def _read_counts(
         else:
             merged = await executor.run(merge_groups(groups))
             flat = iter(merged[0])
-            results = [[next(flat) for _ in group.commands] for group in groups]
+            results = [Replies(next(flat) for _ in group.commands) for group in groups]
         if first:
             checked = results.pop(0)[0]
             first = False
         for (shard, start), result in zip(batch, results, strict=True):
-            replies = [as_bytes(r) for r in result]
+            replies = result.each_bytes()
             size = max(map(len, replies), default=0)
             if size:
                 values: dict[KeyRef, int] = {

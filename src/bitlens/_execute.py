@@ -52,6 +52,7 @@ from ._exceptions import (
 )
 from ._lower import SCRIPT_MODES, count_call, decode, lower, refuses_scripts
 from ._plan import Capabilities, script_error
+from ._replies import Replies
 from ._transport import Node, RoundTripObserver, Transport
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class Executor:
 
     async def run_counts(
         self, groups: Sequence[Group], *, probe: str | None = None
-    ) -> list[list[object]]:
+    ) -> list[Replies]:
         """Like :meth:`run`, for groups carrying count-script calls, in the script mode.
 
         In ``"none"`` mode (stated, or learnt in ``"auto"`` mode) each count-script
@@ -282,7 +283,7 @@ class Executor:
             _SCRIPTLESS[self._owner] = True
         return await self._run_lowered(groups, probe)
 
-    async def _run_lowered(self, groups: Sequence[Group], probe: str | None) -> list[list[object]]:
+    async def _run_lowered(self, groups: Sequence[Group], probe: str | None) -> list[Replies]:
         """Send ``groups`` with their count-script calls lowered to transactions."""
         wire: list[Group] = []
         # Per original group, its parts: (number of plain replies, None) or (1, call).
@@ -307,9 +308,9 @@ class Executor:
                 shape.append((len(plain), None))
             shapes.append(shape)
         results = iter(await self.run(wire, probe=probe))
-        out: list[list[object]] = []
+        out: list[Replies] = []
         for shape in shapes:
-            replies: list[object] = []
+            replies = Replies()
             for _, call in shape:
                 result = next(results)
                 if call is None:
@@ -329,7 +330,7 @@ class Executor:
 
     async def send(
         self, commands: Sequence[Command], *, transaction: bool = False, probe: str | None = None
-    ) -> list[object]:
+    ) -> Replies:
         """Send one group on a single server (or to the node of its first key).
 
         :param commands: the commands, each a tuple of arguments
@@ -357,7 +358,7 @@ class Executor:
         except SlotNotCoveredError:
             return None
 
-    async def run(self, groups: Sequence[Group], *, probe: str | None = None) -> list[list[object]]:
+    async def run(self, groups: Sequence[Group], *, probe: str | None = None) -> list[Replies]:
         """Send ``groups`` in one round trip per node; return each group's replies.
 
         While the server's BITOP capabilities are unknown and a ``probe`` key is given, the
@@ -400,7 +401,7 @@ class Executor:
                 _PROBED[self._owner] = learnt
         return results
 
-    async def _run_pool(self, groups: Sequence[Group], probing: bool = False) -> list[list[object]]:
+    async def _run_pool(self, groups: Sequence[Group], probing: bool = False) -> list[Replies]:
         wire = self._wire(groups)
         skip = _PROBE_WIDTH if probing else 0
         replies = await self._transport.exchange(None, wire, self.observer, check=skip)
@@ -419,15 +420,15 @@ class Executor:
             wire.append(("WAIT", self.replicas_ack, int(self.replicas_timeout * 1000)))
         return wire
 
-    def _split(self, groups: Sequence[Group], replies: list[object]) -> list[list[object]]:
-        results: list[list[object]] = []
+    def _split(self, groups: Sequence[Group], replies: list[object]) -> list[Replies]:
+        results: list[Replies] = []
         at = 0
         for group in groups:
             if group.transaction:
                 at += len(group.commands) + 2
                 results.append(_exec_replies([replies[at - 1]]))
             else:
-                results.append(replies[at : at + len(group.commands)])
+                results.append(Replies(replies[at : at + len(group.commands)]))
                 at += len(group.commands)
         if at < len(replies):  # the WAIT
             acked = replies[at]
@@ -435,12 +436,10 @@ class Executor:
                 raise ReplicationTimeout(self.replicas_ack, acked if isinstance(acked, int) else 0)
         return results
 
-    async def _run_cluster(
-        self, groups: Sequence[Group], probing: bool = False
-    ) -> list[list[object]]:
+    async def _run_cluster(self, groups: Sequence[Group], probing: bool = False) -> list[Replies]:
         transport = self._transport
         await transport.load_slots()
-        results: list[list[object] | None] = [None] * len(groups)
+        results: list[Replies | None] = [None] * len(groups)
         pending = list(range(len(groups)))
         for attempt in range(self.retries + 1):
             by_node: dict[Node, list[int]] = {}
@@ -471,14 +470,14 @@ class Executor:
             with anyio.CancelScope(shield=True), contextlib.suppress(*_RETRYABLE):
                 await transport.refresh()  # the next attempt tries again
             pending = sorted(failed)
-        return [r if r is not None else [] for r in results]
+        return [r if r is not None else Replies() for r in results]
 
     async def _node_task(
         self,
         node: Node,
         groups: Sequence[Group],
         indexes: list[int],
-        results: list[list[object] | None],
+        results: list[Replies | None],
         outcome: tuple[list[int], list[BaseException], list[Exception]],
         probing: bool,
     ) -> None:
@@ -509,7 +508,7 @@ class Executor:
 
     async def _run_node(
         self, node: Node, groups: Sequence[Group], probing: bool = False
-    ) -> list[list[object]]:
+    ) -> list[Replies]:
         """Send ``groups`` to ``node``; follow ``ASK`` redirects of a migrating slot.
 
         A group whose every command was answered ``ASK`` touches only keys that already
@@ -532,7 +531,7 @@ class Executor:
         by_target: dict[tuple[str, int], list[int]] = {}
         for index, target in asked.items():
             by_target.setdefault(target, []).append(index)
-        results: list[list[object] | None] = [None] * len(groups)
+        results: list[Replies | None] = [None] * len(groups)
         for (host, port), indexes in by_target.items():
             target_node = self._transport.node_at(host, port)
             if target_node is None:
@@ -558,7 +557,7 @@ class Executor:
                 rest, self._split([groups[i] for i in rest], kept), strict=True
             ):
                 results[index] = result
-        return [r if r is not None else [] for r in results]
+        return [r if r is not None else Replies() for r in results]
 
     async def _exchange(self, node: Node, wire: list[Command]) -> list[object]:
         """Send ``wire`` to ``node``; return every reply, errors too."""
@@ -629,7 +628,7 @@ def _raise_first_error(replies: list[object], *, skip: int = 0) -> None:
             raise reply
 
 
-def _exec_replies(replies: list[object]) -> list[object]:
+def _exec_replies(replies: list[object]) -> Replies:
     """Return the replies of the commands inside MULTI/EXEC (the EXEC array)."""
     result = replies[-1]
     if not isinstance(result, list):
@@ -637,4 +636,4 @@ def _exec_replies(replies: list[object]) -> list[object]:
     for item in result:  # pyright: ignore[reportUnknownVariableType]
         if isinstance(item, ResponseError):
             raise item
-    return list(result)  # pyright: ignore[reportUnknownArgumentType]
+    return Replies(result)  # pyright: ignore[reportUnknownArgumentType]

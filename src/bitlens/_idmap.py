@@ -38,6 +38,7 @@ from redis.exceptions import ResponseError
 from ._exceptions import IdMapMismatch, InvalidExternalId, InvalidOption
 from ._execute import Group
 from ._keys import validate_user_id
+from ._replies import as_text
 from ._tracker import parts
 
 if TYPE_CHECKING:
@@ -234,12 +235,12 @@ class IdMap:
         answers: dict[str, int | None] = {}
         for externals, replies in zip(by_bucket.values(), results, strict=True):
             if create:
-                values = _as_list(replies[0])
+                values = replies.list_at(0)
             else:
                 self._check_buckets(replies[0])
-                values = _as_list(replies[1])
+                values = replies.list_at(1)
             for external, value in zip(externals, values, strict=True):
-                answers[external] = None if value is None else int(_as_text(value))
+                answers[external] = None if value is None else int(as_text(value))
         return answers
 
     async def external(self, user_ids: Iterable[int]) -> list[str | None]:
@@ -274,9 +275,9 @@ class IdMap:
                 raise self._mismatch(exc) from None
             for uids, replies in zip(missing.values(), results, strict=True):
                 self._check_buckets(replies[0])
-                for uid, value in zip(uids, _as_list(replies[1]), strict=True):
+                for uid, value in zip(uids, replies.list_at(1), strict=True):
                     if value is not None:
-                        found[uid] = _as_text(value)
+                        found[uid] = as_text(value)
                         self._remember(found[uid], uid)
         return [found.get(uid) for uid in wanted]
 
@@ -413,8 +414,8 @@ class IdMap:
 
     def _check_buckets(self, reply: object) -> None:
         """Raise IdMapMismatch if a bucket's stored count (``~b``, if any) is not ours."""
-        if reply is not None and int(_as_text(reply)) != self.buckets:
-            raise IdMapMismatch(self.name, int(_as_text(reply)), self.buckets)
+        if reply is not None and int(as_text(reply)) != self.buckets:
+            raise IdMapMismatch(self.name, int(as_text(reply)), self.buckets)
 
     def _mismatch(self, error: ResponseError) -> Exception:
         """Turn the assign script's refusal into IdMapMismatch; leave other errors alone."""
@@ -450,19 +451,3 @@ def _validate_external(external_id: object) -> str:
     if size > MAX_EXTERNAL_ID_BYTES:
         raise InvalidExternalId(external_id, "size", MAX_EXTERNAL_ID_BYTES)
     return external_id
-
-
-def _as_text(reply: object) -> str:
-    """Decode a bulk reply (or an integer reply) to text."""
-    if isinstance(reply, bytes):
-        return reply.decode()
-    if isinstance(reply, (str, int)):
-        return str(reply)
-    raise TypeError(f"unexpected reply {reply!r}")
-
-
-def _as_list(reply: object) -> list[object]:
-    """Return an array reply as a list."""
-    if isinstance(reply, list):
-        return list(reply)  # pyright: ignore[reportUnknownArgumentType]
-    raise TypeError(f"unexpected reply {reply!r}")

@@ -38,7 +38,7 @@ from ._plan import (
     resolve,
     script_error,
 )
-from ._replies import as_bytes, as_int, as_iterable, as_list
+from ._replies import Replies, as_int, as_list
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -108,7 +108,7 @@ class Reader:
         """
         registry = self._schema.registry_key
         reply = await self._executor.send([("SMEMBERS", registry)])
-        lost = self._registry.learn(as_iterable(reply[0]))
+        lost = self._registry.learn(reply.members_at(0))
         if lost and self._reads == "server":
             await self._executor.send([("SADD", registry, *lost)])
 
@@ -206,17 +206,17 @@ class Reader:
                 if exc.command in ("SCARD", "SMEMBERS", "SADD"):
                     raise
                 raise self._count_denied(exc) from exc
-            replies = [reply for result in results for reply in result]
+            replies = Replies.joined(results)
             for (plan, call), reply in zip(calls, replies[1:], strict=True):
                 for q, value in zip(call.questions, as_list(reply), strict=True):
                     totals[plan.indexes[q]] += as_int(value)
             queried.update(pending)
-            if loaded and as_int(replies[0]) == len(queried):
+            if loaded and replies.int_at(0) == len(queried):
                 return totals
             if loaded:
                 await self.refresh_shards()
             else:
-                lost = self._registry.learn(as_iterable(replies[0]))
+                lost = self._registry.learn(replies.members_at(0))
                 if lost:
                     await self._executor.send([("SADD", registry, *lost)])
             pending = sorted(self._registry.known - queried)
@@ -225,7 +225,7 @@ class Reader:
 
     async def _run_with_kept(
         self, groups: list[Group], kept: list[str], probe: str | None = None
-    ) -> list[list[object]]:
+    ) -> list[Replies]:
         """Run a count's groups; if they fail midway, delete the temps kept between calls.
 
         A temp key that one script call keeps for a later one exists between the two calls
@@ -306,7 +306,7 @@ class Reader:
             results = await self._executor.run(
                 merge_groups(groups) if not self._executor.is_cluster else groups
             )
-            replies = [reply for result in results for reply in result]
+            replies = Replies.joined(results)
             answers += [
                 bool(
                     evaluate(
@@ -343,9 +343,8 @@ class Reader:
                 keys = [leaf.key(self._schema, shard) for leaf in leaves]
                 end = start + chunk - 1
                 commands: list[Command] = [("GETRANGE", key, start, end) for key in keys]
-                replies = [
-                    as_bytes(r) for r in await self._executor.send(commands, transaction=False)
-                ]
+                got = await self._executor.send(commands, transaction=False)
+                replies = got.each_bytes()
                 width = max(map(len, replies), default=0)
                 if width:
                     values: dict[KeyRef, int] = {
