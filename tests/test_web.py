@@ -76,6 +76,18 @@ async def test_middleware_marks_exactly_the_requests_it_should(
     assert await _members(redis_url, prefix) == {1, 2, 3, 6, 7, 8, 9}
 
 
+async def test_the_dashboards_bare_prefix_redirect_is_not_marked(
+    web: WebFramework, redis_url: str, prefix: str
+) -> None:
+    """A request to ``/bitlens`` (redirected to ``/bitlens/``) is the dashboard's: skipped."""
+    app = web.app(redis_url, prefix)
+    async with web.serving(app) as http:
+        answer = await http.get("/bitlens", headers={"x-user": "12"}, follow=False)
+    assert answer.status in (307, 308)
+    assert web.marker(app).stats() == MarkingStats(skipped=1)
+    assert await _members(redis_url, prefix) == set()
+
+
 async def test_bad_user_ids_never_fail_a_request(
     web: WebFramework, redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:

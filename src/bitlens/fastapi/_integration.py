@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
     from starlette.applications import Starlette
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
     from typing_extensions import Unpack
 
     from .._tracker import TrackerOptions
@@ -190,15 +190,25 @@ class BitlensMiddleware:
             await self.app(scope, receive, send)
             return
         app = scope.get("app")  # now: a mounted sub-application would replace it
-        try:
-            await self.app(scope, receive, send)
-        except Exception:
-            await self._mark(scope, app)
-            raise
-        await self._mark(scope, app)
+        status: list[int] = []
 
-    async def _mark(self, scope: Scope, app: object) -> None:
-        if scope.get(SKIP_MARK):
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            await self._mark(scope, app, status)
+            raise
+        await self._mark(scope, app, status)
+
+    async def _mark(self, scope: Scope, app: object, status: list[int]) -> None:
+        # The router's own redirect of a path to its twin with(out) a slash (``/bitlens``
+        # to the page at ``/bitlens/``) ran no endpoint: the redirected request is marked.
+        redirected = status[:1] in ([307], [308]) and scope.get("endpoint") is None
+        if scope.get(SKIP_MARK) or redirected:
             self.marker.skip()
             return
         # No receive channel: the body belongs to the app, which has read it already.
