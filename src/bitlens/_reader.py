@@ -269,10 +269,11 @@ class Reader:
     def _count_denied(self, error: PermissionDenied) -> PermissionDenied:
         """The error for a user that may not write the count script's temp keys."""
         pattern = self._schema.acl_pattern
+        needs = "+multi +exec" if self._executor.scripts == "none" else "+eval"
         return PermissionDenied(
             "BITOP, PEXPIRE and DEL on the count script's temp keys",
             f"{error.command}: {error.detail}",
-            f"counting on the server needs +eval +bitop +bitcount +pexpire +del and write "
+            f"counting on the server needs {needs} +bitop +bitcount +pexpire +del and write "
             f"access to the prefix (~{pattern}, not the read-only %R~{pattern}); a user "
             f"that may only read can count with Tracker(..., reads='client'), which only "
             "reads (GETRANGE); see https://bitlens.readthedocs.io/en/latest/access-control.html",

@@ -39,6 +39,8 @@ READER = (
     f"on >rpass resetkeys ~nolua:* -@all {COMMON} +multi +exec "
     "+bitop +bitcount +pexpire +del +smembers +scard +getrange +getbit -eval -evalsha"
 )
+# The reader above, without the BITOP the count's temps need.
+NO_BITOP = READER.replace("+bitop ", "").replace(">rpass", ">npass")
 SCRIPTED = f"on >spass resetkeys ~nolua:* -@all {COMMON} +multi +exec +eval +evalsha " + (
     "+bitop +bitcount +pexpire +del +smembers +scard +getrange +getbit"
 )
@@ -46,11 +48,16 @@ SCRIPTED = f"on >spass resetkeys ~nolua:* -@all {COMMON} +multi +exec +eval +eva
 
 @pytest.fixture
 def private(redis_binary: str) -> Iterator[EmbeddedRedis]:
-    """A private server holding a writer, a reader refused scripts, and one allowed them."""
+    """A private server: a writer, a reader refused scripts, one allowed them, one no BITOP."""
     with EmbeddedRedis(redis_binary) as server:
         admin = redis.Redis.from_url(server.url)
         fcall = " -fcall" if server.version >= (7, 0, 0) else ""  # FCALL is new in 7.0
-        users = (("writer", WRITER), ("reader", READER + fcall), ("scripted", SCRIPTED))
+        users = (
+            ("writer", WRITER),
+            ("reader", READER + fcall),
+            ("scripted", SCRIPTED),
+            ("nobitop", NO_BITOP),
+        )
         for name, rules in users:
             admin.execute_command("ACL", "SETUSER", name, "reset", *rules.split())  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
         admin.close()
@@ -153,3 +160,21 @@ async def test_stated_lua_raises_where_scripts_are_refused(private: EmbeddedRedi
         await check_invariants(private.url, PREFIX, ledger, writer)
     await client.aclose()
     await writer.aclose()
+
+
+async def test_a_user_without_bitop_is_told_what_a_script_free_count_needs(
+    private: EmbeddedRedis,
+) -> None:
+    """With scripts="none" the PermissionDenied remedy names MULTI/EXEC, not EVAL."""
+    ledger = Ledger()
+    writer = await _seed(private.url, ledger)
+    client = tracked_client(private.url.replace("redis://", "redis://nobitop:npass@"))
+    async with Tracker(client, prefix=PREFIX, scripts="none") as tracker:
+        with pytest.raises(PermissionDenied) as caught:
+            await tracker.count(DAY & EARLIER)
+        await check_invariants(private.url, PREFIX, ledger, writer)
+    await client.aclose()
+    await writer.aclose()
+    assert caught.value.remedy is not None
+    assert "needs +multi +exec +bitop" in caught.value.remedy
+    assert "+eval" not in caught.value.remedy
