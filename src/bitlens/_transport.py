@@ -726,6 +726,13 @@ class Transport:
             with observer.round_trip(wire, where) if observer else contextlib.nullcontext():
                 return _check(await pipe.execute(raise_on_error=False), check)
         cluster = cast("RedisCluster", self._client)
+        # The node as the client's map holds it now: a re-read by another call since this
+        # target was picked may have dropped it (a dead master), and a connection opened on
+        # a dropped node object would never be closed by the client.
+        current = cast("Node | None", cluster.get_node(node_name=target.name))
+        if current is None:
+            raise RedisConnectionError(f"{target.name} is no longer in the cluster's slot map")
+        target = current
         cpipe = cast("_PublicClusterPipeline", cluster.pipeline())
         for command in wire:
             # A cluster pipeline routes by a str name, so redis-py's callbacks run here:
