@@ -198,12 +198,15 @@ async def _busy(nodes: Sequence[EmbeddedClusterNode], milliseconds: int) -> Asyn
 def _wire_order() -> Iterator[list[tuple[str, str]]]:
     """Record every redis-py write (``"send"``) and reply batch read (``"reply"``) with its node.
 
-    Wraps ``AbstractConnection.send_packed_command`` and the transport's ``_read_all`` (which
-    reads a pipeline's replies from the connection's parser) for the block.
+    Wraps ``AbstractConnection.send_packed_command``, the transport's ``_read_all`` (which
+    reads a pipeline's replies from the connection's parser on the fast path) and
+    ``AbstractConnection.read_response`` (how redis-py's public pipeline reads each reply, the
+    transport's fallback) for the block.
     """
     events: list[tuple[str, str]] = []
     original_send = AbstractConnection.send_packed_command
     original_read = bitlens._transport._read_all
+    original_response = AbstractConnection.read_response
 
     async def send_packed_command(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
         """Write as redis-py would, then record the write."""
@@ -217,12 +220,21 @@ def _wire_order() -> Iterator[list[tuple[str, str]]]:
         events.append(("reply", f"{connection.host}:{connection.port}"))
         return replies
 
+    async def read_response(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        """Read one reply as redis-py would, then record it."""
+        reply = await original_response(self, *args, **kwargs)
+        connection: Any = self
+        events.append(("reply", f"{connection.host}:{connection.port}"))
+        return reply
+
     setattr(AbstractConnection, "send_packed_command", send_packed_command)  # noqa: B010
+    setattr(AbstractConnection, "read_response", read_response)  # noqa: B010
     setattr(bitlens._transport, "_read_all", read_all)  # noqa: B010
     try:
         yield events
     finally:
         setattr(AbstractConnection, "send_packed_command", original_send)  # noqa: B010
+        setattr(AbstractConnection, "read_response", original_response)  # noqa: B010
         setattr(bitlens._transport, "_read_all", original_read)  # noqa: B010
 
 

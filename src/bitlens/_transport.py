@@ -32,7 +32,16 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
 import anyio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    MovedError,
+    NoPermissionError,
+    NoScriptError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -380,6 +389,37 @@ def _any_refused(replies: list[object]) -> bool:
     return False
 
 
+@dataclass(slots=True)
+class _Topology:
+    """What the fallback knows of a cluster client's slot map (the fast path reads its own).
+
+    :param epoch: how many times the fallback made the client read the slot map again
+    :param stale: a round trip sent under the current ``epoch`` failed in a way that says
+        the map is wrong (a dead node, ``MOVED``, ``CLUSTERDOWN``): the next
+        :meth:`Transport.refresh` reads it again
+    :param lock: serializes those re-reads (made on first use, inside the event loop)
+    """
+
+    epoch: int = 0
+    stale: bool = False
+    lock: anyio.Lock | None = None
+
+
+_TOPOLOGY: weakref.WeakKeyDictionary[object, _Topology] = weakref.WeakKeyDictionary()
+"""Per cluster client: the fallback's view of its slot map."""
+
+_STALE_MAP = (RedisConnectionError, MovedError, ClusterDownError, SlotNotCoveredError)
+"""Replies of the fallback that say the slot map it routed by is out of date."""
+
+
+def _network_error(replies: list[object]) -> BaseException | None:
+    """The first reply that is a failure of the connection (not a server's error reply)."""
+    for reply in replies:
+        if isinstance(reply, (RedisConnectionError, RedisTimeoutError)):
+            return reply
+    return None
+
+
 Target: TypeAlias = "Node | None"
 
 
@@ -391,7 +431,16 @@ class Transport:
         public ``pipeline()``) or ``"pipeline"``; ``None`` reads ``BITLENS_TRANSPORT``
     """
 
-    __slots__ = ("_client", "_cluster", "_encoding", "_errors", "_fast", "_scripts", "owner")
+    __slots__ = (
+        "_client",
+        "_cluster",
+        "_encoding",
+        "_errors",
+        "_fast",
+        "_scripts",
+        "_topology",
+        "owner",
+    )
 
     def __init__(self, client: Redis | RedisCluster, mode: str | None = None) -> None:
         self._client = client
@@ -412,6 +461,10 @@ class Transport:
         if scripts is None:
             scripts = _SCRIPTS[owner] = _Scripts()
         self._scripts = scripts
+        topology = _TOPOLOGY.get(owner)
+        if topology is None:
+            topology = _TOPOLOGY[owner] = _Topology()
+        self._topology = topology
 
     @property
     def fast(self) -> bool:
@@ -465,14 +518,29 @@ class Transport:
             await cast("RedisCluster", self._client).initialize()
 
     async def refresh(self) -> None:
-        """Read the cluster's slot map again (after a redirection or a failed node)."""
+        """Read the cluster's slot map again (after a redirection or a failed node).
+
+        The fast path re-reads it in place. The fallback has only the public API, where
+        ``aclose()`` then ``initialize()`` is the one way to re-read it (what redis-py itself
+        does on ``CLUSTERDOWN``); ``aclose()`` also drops the connections other calls have
+        in flight, which then fail and retry, so the map is read again only when a round
+        trip sent under the latest map found it wrong (else just once for many callers
+        failing together, and never because of an earlier re-read's own closing).
+        """
         internals = self._internals()
         if internals is not None:
             await internals.nodes_manager.initialize()
-        else:
-            client = cast("RedisCluster", self._client)
-            if not client.get_nodes():
-                await client.initialize()
+            return
+        client = cast("RedisCluster", self._client)
+        topology = self._topology
+        if topology.lock is None:
+            topology.lock = anyio.Lock()
+        async with topology.lock:
+            if topology.stale:
+                topology.stale = False
+                topology.epoch += 1
+                await client.aclose()
+            await client.initialize()  # does nothing while the client holds a map
 
     def node_for(self, key: str) -> Node:
         """The node owning ``key``'s slot now.
@@ -658,6 +726,13 @@ class Transport:
             with observer.round_trip(wire, where) if observer else contextlib.nullcontext():
                 return _check(await pipe.execute(raise_on_error=False), check)
         cluster = cast("RedisCluster", self._client)
+        # The node as the client's map holds it now: a re-read by another call since this
+        # target was picked may have dropped it (a dead master), and a connection opened on
+        # a dropped node object would never be closed by the client.
+        current = cast("Node | None", cluster.get_node(node_name=target.name))
+        if current is None:
+            raise RedisConnectionError(f"{target.name} is no longer in the cluster's slot map")
+        target = current
         cpipe = cast("_PublicClusterPipeline", cluster.pipeline())
         for command in wire:
             # A cluster pipeline routes by a str name, so redis-py's callbacks run here:
@@ -666,8 +741,27 @@ class Transport:
             args[0] = str(command[0])
             cpipe.execute_command(*args, target_nodes=target)
         where = Endpoint(target.host, target.port)
+        topology = self._topology
+        epoch = topology.epoch
         with observer.round_trip(wire, where) if observer else contextlib.nullcontext():
-            replies = await cpipe.execute(raise_on_error=False, allow_redirections=False)
+            try:
+                replies = await cpipe.execute(raise_on_error=False, allow_redirections=False)
+            except _STALE_MAP:
+                topology.stale = topology.stale or epoch == topology.epoch
+                raise
+            except RedisClusterException as error:
+                # When the write itself fails, redis-py's pipeline closes the client, sleeps
+                # and sends once more, but by then it has dropped the commands' target_nodes,
+                # so MULTI/EXEC (no key) cannot be routed: the node was not reached.
+                topology.stale = topology.stale or epoch == topology.epoch
+                raise RedisConnectionError(f"pipeline to {target.name} failed: {error}") from error
+            # As on the fast path, a failed connection is raised (the executor retries the
+            # node's groups after a refresh), never returned as replies.
+            if epoch == topology.epoch and any(isinstance(r, _STALE_MAP) for r in replies):
+                topology.stale = True
+            failure = _network_error(replies)
+            if failure is not None:
+                raise failure
         return [
             list(cast("set[object]", r)) if isinstance(r, (set, frozenset)) else r for r in replies
         ]
