@@ -8,12 +8,16 @@ from typing import TYPE_CHECKING, Any, cast
 import redis.asyncio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from redis.asyncio.cluster import RedisCluster
 
+    AclUser = Callable[[str, str, str | list[str]], Awaitable[None]]
+    """``acl_user(url, name, rules)``, as the ``acl_user`` fixture yields it."""
+
 __all__ = [
     "as_script_calls",
+    "set_acl_user",
     "close_cluster_client",
     "connect",
     "connect_cluster",
@@ -63,6 +67,17 @@ async def ping(client: redis.asyncio.Redis) -> bool:
     """
     answer: bool = await client.ping()  # pyright: ignore[reportUnknownMemberType]
     return answer
+
+
+async def set_acl_user(client: redis.asyncio.Redis, name: str, rules: str | list[str]) -> None:
+    """Create ACL user ``name`` (or reset it) with exactly ``rules`` (``ACL SETUSER``).
+
+    :param client: a client allowed to run ``ACL SETUSER``
+    :param name: the user name
+    :param rules: the ACL rules, as one space-separated string or as a list
+    """
+    words = rules.split() if isinstance(rules, str) else rules
+    await client.execute_command("ACL", "SETUSER", name, "reset", *words)  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
 
 
 async def scan_keys(client: redis.asyncio.Redis | RedisCluster, prefix: str) -> set[bytes]:
