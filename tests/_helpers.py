@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from redis.asyncio.cluster import RedisCluster
+
+    from harness import EmbeddedClusterNode
 
     AclUser = Callable[[str, str, str | list[str]], Awaitable[None]]
     """``acl_user(url, name, rules)``, as the ``acl_user`` fixture yields it."""
@@ -21,6 +24,7 @@ __all__ = [
     "close_cluster_client",
     "connect",
     "connect_cluster",
+    "paused_node",
     "ping",
     "scan_keys",
 ]
@@ -56,6 +60,21 @@ async def close_cluster_client(connection: RedisCluster) -> None:
     await connection.aclose()
     await connection.nodes_manager.aclose()
     await connection.nodes_manager.aclose("startup_nodes")
+
+
+@contextmanager
+def paused_node(node: EmbeddedClusterNode, milliseconds: int, mode: str = "ALL") -> Iterator[None]:
+    """Hold ``CLIENT PAUSE`` on a cluster node for the block, and ``CLIENT UNPAUSE`` on leaving.
+
+    :param node: the node to pause (a master, usually)
+    :param milliseconds: the longest the pause lasts, should the block outlive it
+    :param mode: ``"ALL"`` or ``"WRITE"``
+    """
+    node.call("CLIENT", "PAUSE", milliseconds, mode)
+    try:
+        yield
+    finally:
+        node.call("CLIENT", "UNPAUSE")
 
 
 async def ping(client: redis.asyncio.Redis) -> bool:
