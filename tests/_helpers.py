@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio
@@ -25,6 +25,7 @@ __all__ = [
     "connect",
     "connect_cluster",
     "paused_node",
+    "paused_server",
     "ping",
     "scan_keys",
 ]
@@ -75,6 +76,26 @@ def paused_node(node: EmbeddedClusterNode, milliseconds: int, mode: str = "ALL")
         yield
     finally:
         node.call("CLIENT", "UNPAUSE")
+
+
+@asynccontextmanager
+async def paused_server(url: str, milliseconds: int, mode: str = "ALL") -> AsyncIterator[None]:
+    """Hold ``CLIENT PAUSE`` on the server at ``url`` for the block (from a client of its
+    own), and ``CLIENT UNPAUSE`` on leaving.
+
+    :param url: the server's URL
+    :param milliseconds: the longest the pause lasts, should the block outlive it
+    :param mode: ``"ALL"`` or ``"WRITE"``
+    """
+    admin = connect(url)
+    try:
+        await admin.execute_command("CLIENT", "PAUSE", milliseconds, mode)  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+        try:
+            yield
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+    finally:
+        await admin.aclose()
 
 
 async def ping(client: redis.asyncio.Redis) -> bool:

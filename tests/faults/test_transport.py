@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from _helpers import paused_server
 from bitlens import (
     AuthenticationFailed,
     DayEvents,
@@ -67,10 +68,9 @@ async def test_a_timeout_is_not_retried(private: EmbeddedRedis, prefix: str) -> 
         day = DayEvents("active", 2026, 11, 27)
         assert await tracker.count(day) == 1
         before = await _eval_calls(admin)
-        await admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
-        with pytest.raises(RedisTimeoutError):
-            await tracker.count(day)
-        await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+        async with paused_server(private.url, 1000, "ALL"):
+            with pytest.raises(RedisTimeoutError):
+                await tracker.count(day)
         assert await _eval_calls(admin) - before <= 1
         await check_invariants(private.url, prefix, ledger, tracker)
     await admin.aclose()
