@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import re
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from redis.asyncio.cluster import RedisCluster
 
+    from harness import EmbeddedClusterNode
+
+    AclUser = Callable[[str, str, str | list[str]], Awaitable[None]]
+    """``acl_user(url, name, rules)``, as the ``acl_user`` fixture yields it."""
+
 __all__ = [
     "as_script_calls",
+    "set_acl_user",
     "close_cluster_client",
     "connect",
     "connect_cluster",
+    "paused_node",
+    "paused_server",
     "ping",
     "scan_keys",
 ]
@@ -54,6 +63,41 @@ async def close_cluster_client(connection: RedisCluster) -> None:
     await connection.nodes_manager.aclose("startup_nodes")
 
 
+@contextmanager
+def paused_node(node: EmbeddedClusterNode, milliseconds: int, mode: str = "ALL") -> Iterator[None]:
+    """Hold ``CLIENT PAUSE`` on a cluster node for the block, and ``CLIENT UNPAUSE`` on leaving.
+
+    :param node: the node to pause (a master, usually)
+    :param milliseconds: the longest the pause lasts, should the block outlive it
+    :param mode: ``"ALL"`` or ``"WRITE"``
+    """
+    node.call("CLIENT", "PAUSE", milliseconds, mode)
+    try:
+        yield
+    finally:
+        node.call("CLIENT", "UNPAUSE")
+
+
+@asynccontextmanager
+async def paused_server(url: str, milliseconds: int, mode: str = "ALL") -> AsyncIterator[None]:
+    """Hold ``CLIENT PAUSE`` on the server at ``url`` for the block (from a client of its
+    own), and ``CLIENT UNPAUSE`` on leaving.
+
+    :param url: the server's URL
+    :param milliseconds: the longest the pause lasts, should the block outlive it
+    :param mode: ``"ALL"`` or ``"WRITE"``
+    """
+    admin = connect(url)
+    try:
+        await admin.execute_command("CLIENT", "PAUSE", milliseconds, mode)  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+        try:
+            yield
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+    finally:
+        await admin.aclose()
+
+
 async def ping(client: redis.asyncio.Redis) -> bool:
     """Send one ``PING`` and return whether the server answered.
 
@@ -63,6 +107,17 @@ async def ping(client: redis.asyncio.Redis) -> bool:
     """
     answer: bool = await client.ping()  # pyright: ignore[reportUnknownMemberType]
     return answer
+
+
+async def set_acl_user(client: redis.asyncio.Redis, name: str, rules: str | list[str]) -> None:
+    """Create ACL user ``name`` (or reset it) with exactly ``rules`` (``ACL SETUSER``).
+
+    :param client: a client allowed to run ``ACL SETUSER``
+    :param name: the user name
+    :param rules: the ACL rules, as one space-separated string or as a list
+    """
+    words = rules.split() if isinstance(rules, str) else rules
+    await client.execute_command("ACL", "SETUSER", name, "reset", *words)  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
 
 
 async def scan_keys(client: redis.asyncio.Redis | RedisCluster, prefix: str) -> set[bytes]:

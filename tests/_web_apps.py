@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeAlias, TypedDict, cast
 
 import httpx
 import redis.asyncio
@@ -82,6 +82,21 @@ class _CookieAuth(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+class _Options(TypedDict, total=False):
+    """The tracker options both apps' set-up passes beside the source."""
+
+    prefix: str
+    track_unique: bool
+
+
+def _options(prefix: str | None) -> _Options:
+    """No options with a ready tracker (``prefix`` None); else the prefix and unique marks.
+
+    :param prefix: the tracker's key prefix (``None`` with a ready tracker)
+    """
+    return {} if prefix is None else {"prefix": prefix, "track_unique": True}
+
+
 def fastapi_app(
     source: Source, prefix: str | None, *, drain_timeout: float = 10.0
 ) -> tuple[FastAPI, RequestMarker[Request]]:
@@ -91,12 +106,8 @@ def fastapi_app(
     :param prefix: the tracker's key prefix (``None`` with a ready tracker)
     :param drain_timeout: seconds the lifespan waits for queued marks at shutdown
     """
-    lifespan = (
-        bitlens.fastapi.bitlens_lifespan(source, drain_timeout=drain_timeout)
-        if prefix is None
-        else bitlens.fastapi.bitlens_lifespan(
-            source, drain_timeout=drain_timeout, prefix=prefix, track_unique=True
-        )
+    lifespan = bitlens.fastapi.bitlens_lifespan(
+        source, drain_timeout=drain_timeout, **_options(prefix)
     )
     app = FastAPI(lifespan=lifespan)
     marker = bitlens.fastapi.mark_requests(
@@ -210,12 +221,9 @@ def aiohttp_app(
     app.router.add_get("/fail", _fail)
     app.router.add_get("/signups", _signups)
     marker = bitlens.aiohttp.RequestMarker(aiohttp_user_of, event="request", exclude=["/health"])
-    if prefix is None:
-        bitlens.aiohttp.install(app, source, mark=marker, drain_timeout=drain_timeout)
-    else:
-        bitlens.aiohttp.install(
-            app, source, mark=marker, drain_timeout=drain_timeout, prefix=prefix, track_unique=True
-        )
+    bitlens.aiohttp.install(
+        app, source, mark=marker, drain_timeout=drain_timeout, **_options(prefix)
+    )
     return app, marker
 
 
@@ -389,23 +397,26 @@ class WebFramework(Protocol):
         ...
 
 
-@dataclass
-class _FastAPIFramework:
-    """:class:`WebFramework` for FastAPI: httpx's ASGI transport, the lifespan run by hand."""
+class _Framework:
+    """What both :class:`WebFramework` classes share: building an app, keeping its marker."""
 
-    name: str = "fastapi"
-
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
         self._markers: dict[int, RequestMarker[object]] = {}
 
-    def app(self, source: Source, prefix: str | None, *, drain_timeout: float = 10.0) -> object:
-        """Build :func:`fastapi_app`.
+    def _build(
+        self, source: Source, prefix: str | None, drain_timeout: float
+    ) -> tuple[object, object]:
+        """Return the framework's app and its request marker."""
+        raise NotImplementedError
 
-        :param source: what the lifespan opens
+    def app(self, source: Source, prefix: str | None, *, drain_timeout: float = 10.0) -> object:
+        """Build the framework's app (:func:`fastapi_app` or :func:`aiohttp_app`).
+
+        :param source: what the app's set-up opens
         :param prefix: the tracker's key prefix (``None`` with a ready tracker)
-        :param drain_timeout: seconds the lifespan waits for queued marks
+        :param drain_timeout: seconds the shutdown waits for queued marks
         """
-        app, marker = fastapi_app(source, prefix, drain_timeout=drain_timeout)
+        app, marker = self._build(source, prefix, drain_timeout)
         self._markers[id(app)] = cast("RequestMarker[object]", marker)
         return app
 
@@ -415,6 +426,17 @@ class _FastAPIFramework:
         :param app: the app
         """
         return self._markers[id(app)]
+
+
+class _FastAPIFramework(_Framework):
+    """:class:`WebFramework` for FastAPI: httpx's ASGI transport, the lifespan run by hand."""
+
+    name = "fastapi"
+
+    def _build(
+        self, source: Source, prefix: str | None, drain_timeout: float
+    ) -> tuple[object, object]:
+        return fastapi_app(source, prefix, drain_timeout=drain_timeout)
 
     @asynccontextmanager
     async def serving(self, app: object) -> AsyncIterator[Http]:
@@ -437,32 +459,15 @@ class _FastAPIFramework:
         return tracker
 
 
-@dataclass
-class _AiohttpFramework:
+class _AiohttpFramework(_Framework):
     """:class:`WebFramework` for aiohttp: its test server on a loopback port."""
 
-    name: str = "aiohttp"
+    name = "aiohttp"
 
-    def __post_init__(self) -> None:
-        self._markers: dict[int, RequestMarker[object]] = {}
-
-    def app(self, source: Source, prefix: str | None, *, drain_timeout: float = 10.0) -> object:
-        """Build :func:`aiohttp_app`.
-
-        :param source: what ``setup`` opens
-        :param prefix: the tracker's key prefix (``None`` with a ready tracker)
-        :param drain_timeout: seconds the cleanup waits for queued marks
-        """
-        app, marker = aiohttp_app(source, prefix, drain_timeout=drain_timeout)
-        self._markers[id(app)] = cast("RequestMarker[object]", marker)
-        return app
-
-    def marker(self, app: object) -> RequestMarker[object]:
-        """Return the app's request marker.
-
-        :param app: the app
-        """
-        return self._markers[id(app)]
+    def _build(
+        self, source: Source, prefix: str | None, drain_timeout: float
+    ) -> tuple[object, object]:
+        return aiohttp_app(source, prefix, drain_timeout=drain_timeout)
 
     @asynccontextmanager
     async def serving(self, app: object) -> AsyncIterator[Http]:

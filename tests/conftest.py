@@ -35,7 +35,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 import harness
 from _cluster_counter import ClusterProxies
-from _helpers import close_cluster_client, connect, ping
+from _helpers import close_cluster_client, connect, ping, set_acl_user
 from _proxy import RoundTripProxy
 from bitlens._transport import TRANSPORT_ENV
 from bitlens.embedded import EmbeddedRedis, RedisServerNotFound
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
     import redis.asyncio
+
+    from _helpers import AclUser
 
 REQUIRE_ENV = "BITLENS_REQUIRE_SERVERS"
 """The environment variable holding the minimum number of distinct server binaries."""
@@ -318,6 +320,34 @@ async def counted_client(proxy: RoundTripProxy) -> AsyncIterator[redis.asyncio.R
         yield connection
     finally:
         await connection.aclose()
+
+
+@pytest.fixture
+async def acl_user() -> AsyncIterator[AclUser]:
+    """Yield ``make(url, name, rules)``, which creates ACL user ``name`` with ``rules`` on
+    the server at ``url``; every user made is deleted after the test.
+
+    Request it after the fixture of a private server, so the users go before the server.
+    """
+    made: list[tuple[str, str]] = []
+
+    async def make(url: str, name: str, rules: str | list[str]) -> None:
+        admin = connect(url)
+        try:
+            await set_acl_user(admin, name, rules)
+        finally:
+            await admin.aclose()
+        made.append((url, name))
+
+    try:
+        yield make
+    finally:
+        for url, name in reversed(made):
+            admin = connect(url)
+            try:
+                await admin.execute_command("ACL", "DELUSER", name)  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+            finally:
+                await admin.aclose()
 
 
 @pytest.fixture(scope="session")

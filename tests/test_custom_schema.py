@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import pytest
 
@@ -50,7 +50,13 @@ USERS = [1, 300, 70_000]  # three shards of 2**8 ids
 _PERIOD = re.compile(
     r"(?P<y>[0-9]{4})-(?:W(?P<w>[0-9]{2})|(?P<m>[0-9]{2})(?:-(?P<d>[0-9]{2})(?:T(?P<h>[0-9]{2}))?)?)"
 )
-_NUMBER = re.compile(r"0|[1-9][0-9]*")
+
+
+def _digits(text: str) -> int:
+    """Read a number of ASCII digits (a shard, bucket or index); raise ValueError if not one."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
 
 
 def _period(text: str) -> tuple[Period | None] | None:
@@ -122,35 +128,36 @@ class SlashSchema(KeySchema):
         return f"{glob_escape(self.prefix)}/*"
 
     def parse(self, key: str) -> ParsedKey | None:
-        """Read a key of this layout back."""
+        """Read a key of this layout back: read its parts loosely, then keep only what
+        :meth:`build` gives back to the letter (as the schema promises)."""
+        try:
+            found = self._read(key)
+        except ValueError:  # a number that is none, month 13, ...
+            return None
+        return found if found is not None and self.build(found) == key else None
+
+    def _read(self, key: str) -> ParsedKey | None:
+        """What ``key`` would hold, if :meth:`build` gave it back; None if it cannot."""
         head = f"{self.prefix}/"
         if not key.startswith(head):
             return None
         rest = key[len(head) :]
         if rest == "~registry":
             return RegistryKey()
-        tag, sep, tail = rest.partition("}/")
-        if not sep or not tag.startswith("{"):
-            return None
+        tag, _, tail = rest.partition("}/")
         if tag.startswith("{~ids/"):
             name, _, bucket = tag[len("{~ids/") :].rpartition("/")
-            if not is_safe_name(name) or not _NUMBER.fullmatch(bucket):
-                return None
-            if tail not in ("forward", "reverse"):
-                return None
-            return IdMapKey(name, int(bucket), "forward" if tail == "forward" else "reverse")
-        if not _NUMBER.fullmatch(tag[1:]):
-            return None
-        shard = int(tag[1:])
+            side: Literal["forward", "reverse"] = "forward" if tail == "forward" else "reverse"
+            return IdMapKey(name, _digits(bucket), side) if is_safe_name(name) else None
+        shard = _digits(tag[1:])
         if tail == "~universe":
             return UniverseKey(shard)
         if tail.startswith("~temp/"):
-            token, sep, n = tail[len("~temp/") :].partition("/")
-            ok = sep and token and "/" not in n and _NUMBER.fullmatch(n)
-            return TempKey(shard, token, int(n)) if ok else None
-        text, sep, event = tail.partition("/")
+            token, _, n = tail[len("~temp/") :].partition("/")
+            return TempKey(shard, token, _digits(n)) if token else None
+        text, _, event = tail.partition("/")
         period = _period(text)
-        if not sep or period is None or event_name_problem(event) is not None:
+        if period is None or event_name_problem(event) is not None:
             return None
         return EventKey(event, period[0], shard)
 

@@ -150,6 +150,16 @@ def recorded() -> Iterator[Recorded]:
         meter_provider.shutdown()
 
 
+async def _nine_marks_in_five_batches(tracker: Tracker) -> None:
+    """Three lone marks, a mark_events chunk of 4 and a queued pair, then close ``tracker``."""
+    for uid in (1, 2, 3):
+        await tracker.mark_event("active", uid, AT)
+    await tracker.mark_events([("active", uid, AT) for uid in range(10, 14)])
+    tracker.mark_event_nowait("active", 20, AT)
+    tracker.mark_event_nowait("active", 21, AT)
+    await tracker.aclose()
+
+
 def _pythonpath(src: str) -> str:
     """``src`` first, then the test process's own ``PYTHONPATH`` (for a subprocess).
 
@@ -530,12 +540,7 @@ async def test_every_ingest_counter_is_exported_with_its_stats_value(
 ) -> None:
     """Each IngestStats field is a ``bitlens.ingest.<field>`` metric equal to stats()."""
     tracker = Tracker(client, prefix=prefix, telemetry=recorded.telemetry)
-    for uid in (1, 2, 3):
-        await tracker.mark_event("active", uid, AT)
-    await tracker.mark_events([("active", uid, AT) for uid in range(10, 14)])
-    tracker.mark_event_nowait("active", 20, AT)
-    tracker.mark_event_nowait("active", 21, AT)
-    await tracker.aclose()
+    await _nine_marks_in_five_batches(tracker)
     stats = tracker.stats()
     assert stats.marks_written == 9
     for field in dataclasses.fields(IngestStats):
@@ -569,12 +574,7 @@ async def test_batch_sizes_and_flush_latency_are_recorded_per_batch(
 ) -> None:
     """Three lone marks, a mark_events chunk of 4 and a queued pair make 5 batches of 9 marks."""
     tracker = Tracker(client, prefix=prefix, telemetry=recorded.telemetry)
-    for uid in (1, 2, 3):
-        await tracker.mark_event("active", uid, AT)
-    await tracker.mark_events([("active", uid, AT) for uid in range(10, 14)])
-    tracker.mark_event_nowait("active", 20, AT)
-    tracker.mark_event_nowait("active", 21, AT)
-    await tracker.aclose()
+    await _nine_marks_in_five_batches(tracker)
     (sizes,) = recorded.points("bitlens.ingest.batch.size")
     (latency,) = recorded.points("bitlens.ingest.flush.duration")
     assert isinstance(sizes, HistogramDataPoint)

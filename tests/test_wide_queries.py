@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
     from _cluster_counter import ClusterProxies
+    from _helpers import AclUser
     from _proxy import RoundTripProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("scripts")]  # scripts: conftest
@@ -45,17 +46,37 @@ async def _no_temp_keys(client: redis.asyncio.Redis, prefix: str) -> None:
     assert not [key for key in keys if b"~tmp" in key]
 
 
-async def _marked(tracker: Tracker, days: list[dt.date], ids: int = 40) -> dict[dt.date, set[int]]:
-    """Mark ids 0..ids-1 (several shards) on random days of ``days``; return who did what."""
+def _marks(days: list[dt.date], ids: int = 40) -> list[tuple[str, int, dt.datetime]]:
+    """Marks of ids 0, 37, 74, ... (``ids`` of them, several shards), each on 3 random days."""
     rng = random.Random(7)
-    who: dict[dt.date, set[int]] = {}
     marks: list[tuple[str, int, dt.datetime]] = []
     for uid in range(0, ids * 37, 37):
         for day in rng.sample(days, 3):
-            who.setdefault(day, set()).add(uid)
             marks.append(("a", uid, dt.datetime(day.year, day.month, day.day, 12, tzinfo=UTC)))
+    return marks
+
+
+def _days(first: dt.date, n: int) -> list[dt.date]:
+    """The ``n`` days from ``first`` on."""
+    return [first + dt.timedelta(days=k) for k in range(n)]
+
+
+async def _marked(tracker: Tracker, days: list[dt.date], ids: int = 40) -> dict[dt.date, set[int]]:
+    """Mark :func:`_marks` of ``days``; return who did what."""
+    marks = _marks(days, ids)
+    who: dict[dt.date, set[int]] = {}
+    for _, uid, at in marks:
+        who.setdefault(at.date(), set()).add(uid)
     await tracker.mark_events(marks)
     return who
+
+
+def _index(days: list[dt.date]) -> Index:
+    """The reference index of what :func:`_marked` marks on ``days``."""
+    index = Index(Day)
+    for event, uid, at in _marks(days):
+        index.add(event, uid, at)
+    return index
 
 
 async def test_count_many_of_nothing_sends_nothing(
@@ -126,7 +147,7 @@ async def test_an_or_of_eight_thousand_days_is_exact(
     """A BitOpOr of 8,200 days (sliced BITOPs) counts exactly and leaves no temp key."""
     tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
     first = dt.date(2004, 1, 1)
-    days = [first + dt.timedelta(days=n) for n in range(8_200)]
+    days = _days(first, 8_200)
     who = await _marked(tracker, days)
     expr = BitOpOr(*(DayEvents("a", d.year, d.month, d.day) for d in days))
     assert await tracker.count(expr) == len(set().union(*who.values()))
@@ -139,7 +160,7 @@ async def test_events_between_over_thirty_years_is_exact(
     """EventsBetween over 30 years, and the OR of its 10,957 days, count exactly."""
     tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
     first = dt.date(1996, 3, 3)
-    days = [first + dt.timedelta(days=n) for n in range(10_957)]
+    days = _days(first, 10_957)
     who = await _marked(tracker, [*days, dt.date(1996, 3, 2)])
     expected = set().union(*(who.get(d, set()) for d in days))
     between = EventsBetween("a", first, days[-1] + dt.timedelta(days=1))
@@ -154,7 +175,7 @@ async def test_count_many_of_nine_thousand_questions_is_exact(
     """9,000 composite questions in one round trip of bounded calls, exact, no temp key."""
     tracker = Tracker(counted_client, prefix=prefix, shard_bits=SHARD_BITS)
     first = dt.date(2026, 1, 1)
-    days = [first + dt.timedelta(days=n) for n in range(300)]
+    days = _days(first, 300)
     who = await _marked(tracker, days)
     await tracker.count(DayEvents("a", 2026, 1, 1))
     rng = random.Random(3)
@@ -178,13 +199,9 @@ async def test_first_time_retention_with_an_early_history_start_is_exact(
     """First-time retention looking back 25 years matches the set reference, no temp key."""
     tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
     first = dt.date(2025, 10, 1)
-    days = [first + dt.timedelta(days=n) for n in range(60)]
+    days = _days(first, 60)
     await _marked(tracker, days)
-    index = Index(Day)
-    rng = random.Random(7)
-    for uid in range(0, 40 * 37, 37):
-        for day in rng.sample(days, 3):
-            index.add("a", uid, dt.datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+    index = _index(days)
     now = dt.datetime(2025, 12, 1, tzinfo=UTC)
     history = dt.date(2001, 1, 1)
     table = await tracker.retention(
@@ -211,13 +228,9 @@ async def test_the_dashboards_largest_retention_is_exact(
     """The dashboard's maximum table (120 cohorts x 120 buckets) matches the reference."""
     tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
     first = dt.date(2026, 1, 1)
-    days = [first + dt.timedelta(days=n) for n in range(240)]
+    days = _days(first, 240)
     await _marked(tracker, days)
-    index = Index(Day)
-    rng = random.Random(7)
-    for uid in range(0, 40 * 37, 37):
-        for day in rng.sample(days, 3):
-            index.add("a", uid, dt.datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+    index = _index(days)
     end = first + dt.timedelta(days=MAX_COHORTS - 1)
     reply = await _api.retention(
         tracker, "a", period="day", cohorts=MAX_COHORTS, buckets=MAX_BUCKETS, end=end
@@ -257,7 +270,12 @@ async def test_contains_many_of_300000_ids_is_chunked(
 
 @pytest.mark.parametrize("refused", ["del", "pexpire"])
 async def test_a_refused_cleanup_raises_and_leaves_no_key(
-    redis_url: str, client: redis.asyncio.Redis, prefix: str, refused: str, scripts: str
+    redis_url: str,
+    client: redis.asyncio.Redis,
+    prefix: str,
+    refused: str,
+    scripts: str,
+    acl_user: AclUser,
 ) -> None:
     """A user without +del (or +pexpire) gets a typed error, and no temp key survives.
 
@@ -267,9 +285,7 @@ async def test_a_refused_cleanup_raises_and_leaves_no_key(
     writer = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
     await _marked(writer, [dt.date(2026, 1, d) for d in range(1, 20)])
     user = f"u{prefix}"
-    await client.execute_command(  # type: ignore[no-untyped-call]
-        "ACL", "SETUSER", user, "on", ">pw", f"~{prefix}*", "+@all", f"-{refused}"
-    )
+    await acl_user(redis_url, user, ["on", ">pw", f"~{prefix}*", "+@all", f"-{refused}"])
     limited = connect(redis_url.replace("redis://", f"redis://{user}:pw@"))
     try:
         reader = Tracker(limited, prefix=prefix, shard_bits=SHARD_BITS)
@@ -290,4 +306,3 @@ async def test_a_refused_cleanup_raises_and_leaves_no_key(
         await _no_temp_keys(client, prefix)
     finally:
         await limited.aclose()
-        await client.execute_command("ACL", "DELUSER", user)  # type: ignore[no-untyped-call]

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ._exceptions import RedisServerNotFound
 
@@ -54,6 +54,7 @@ _PROCESS_ID_RE = re.compile(rb"\r\nprocess_id:(\d+)\r\n")
 _VERSION_RE = re.compile(rb"\bv=(\d+)\.(\d+)\.(\d+)")
 _LOG_TAIL_LINES = 20
 _PORT_ATTEMPTS = 5
+_T = TypeVar("_T")
 
 
 def _is_executable(path: str) -> bool:
@@ -134,6 +135,25 @@ def _free_port(host: str) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _on_a_free_port(attempt: Callable[[int], _T], attempts: int = _PORT_ATTEMPTS) -> _T:
+    """Call ``attempt(0)``, ``attempt(1)``, ... until one does not raise :class:`_PortInUseError`.
+
+    Package-internal, shared with the test harness's cluster builder: a port found free can
+    be taken by another process before the server binds it, so ``attempt`` picks a port (a
+    fresh one on every retry), starts a server on it and returns what it started.
+
+    :param attempt: one try, given its number (0 for the first)
+    :param attempts: how many tries at most
+    :raises _PortInUseError: the last try's, if every try found its port taken
+    """
+    for number in range(attempts - 1):
+        try:
+            return attempt(number)
+        except _PortInUseError:
+            continue
+    return attempt(attempts - 1)
 
 
 def _probe(host: str, port: int) -> int | None:
@@ -318,17 +338,15 @@ class EmbeddedRedis:
             return
         if self._tempdir is None:
             self._tempdir = tempfile.mkdtemp(prefix="bitlens-redis-")
-        attempts = 1 if self._port_fixed or self._started_once else _PORT_ATTEMPTS
-        for attempt in range(attempts):
-            try:
-                self._spawn_and_wait(self._tempdir)
-            except _PortInUseError:
-                if attempt + 1 == attempts:
-                    raise
+        directory = self._tempdir
+
+        def attempt(number: int) -> None:
+            if number:
                 self._port = _free_port(self.host)
-            else:
-                self._started_once = True
-                return
+            self._spawn_and_wait(directory)
+
+        _on_a_free_port(attempt, 1 if self._port_fixed or self._started_once else _PORT_ATTEMPTS)
+        self._started_once = True
 
     def _spawn_and_wait(self, directory: str) -> None:
         """Spawn the server in ``directory`` and block until it answers ``PING``.

@@ -9,20 +9,22 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import pickle
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio
 import redis.exceptions
 
-from _helpers import connect, ping
+from _helpers import connect, ping, set_acl_user
 from bitlens import Capabilities, DayEvents, PermissionDenied, Tracker
 from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants, tracked_client
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
+    from _helpers import AclUser
     from _proxy import RoundTripProxy
 
 pytestmark = pytest.mark.anyio
@@ -46,30 +48,39 @@ COUNTER = f"on >cpass resetkeys ~acl:* -@all {COMMON} +eval +bitcount +smembers 
 
 
 @pytest.fixture
-def private(redis_binary: str) -> Iterator[EmbeddedRedis]:
-    """A private server holding the three users."""
+async def private(redis_binary: str) -> AsyncIterator[EmbeddedRedis]:
+    """A private server holding the four users (they go with it)."""
     with EmbeddedRedis(redis_binary) as server:
-        admin = redis.Redis.from_url(server.url)
+        admin = connect(server.url)
         users = (("writer", WRITER), ("reader", READER), ("admin", ADMIN), ("counter", COUNTER))
         for name, rules in users:
-            admin.acl_setuser(name, reset=True)
-            admin.execute_command("ACL", "SETUSER", name, *rules.split())  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
-        admin.close()
+            await set_acl_user(admin, name, rules)
+        await admin.aclose()
         yield server
+
+
+@asynccontextmanager
+async def _as_users(
+    url: str, writer_user: str, reader_user: str
+) -> AsyncIterator[tuple[Tracker, Tracker, redis.asyncio.Redis]]:
+    """Open a tracker logged in as ``writer_user`` and one as ``reader_user`` (``name:pass``);
+    yield both and the reader's client, and close them after."""
+    writer_client = tracked_client(url.replace("redis://", f"redis://{writer_user}@"))
+    client = tracked_client(url.replace("redis://", f"redis://{reader_user}@"))
+    async with (
+        Tracker(writer_client, prefix=PREFIX) as writer,
+        Tracker(client, prefix=PREFIX) as reader,
+    ):
+        yield writer, reader, client
+    await writer_client.aclose()
+    await client.aclose()
 
 
 @pytest.mark.parametrize("reader_user", ["reader:rpass", "admin:apass"])
 async def test_least_privilege_users_work(private: EmbeddedRedis, reader_user: str) -> None:
     """The writer marks; the reader (and admin) count, list members and run retention."""
     ledger = Ledger()
-    writer_url = private.url.replace("redis://", "redis://writer:wpass@")
-    reader_url = private.url.replace("redis://", f"redis://{reader_user}@")
-    writer_client = tracked_client(writer_url)
-    client = tracked_client(reader_url)
-    async with (
-        Tracker(writer_client, prefix=PREFIX) as writer,
-        Tracker(client, prefix=PREFIX) as reader,
-    ):
+    async with _as_users(private.url, "writer:wpass", reader_user) as (writer, reader, _):
         for uid in (1, 2, 3_000_000):
             await writer.mark_event("active", uid, AT)
             ledger.ack("active", uid, AT)
@@ -83,8 +94,6 @@ async def test_least_privilege_users_work(private: EmbeddedRedis, reader_user: s
         table = await reader.retention("active", period="day", cohorts=2, end=AT.date())
         assert table is not None
         await check_invariants(private.url, PREFIX, ledger, writer)
-    await writer_client.aclose()
-    await client.aclose()
 
 
 async def _probed_by_default_user(url: str) -> Capabilities | None:
@@ -104,12 +113,7 @@ async def test_a_user_without_info_learns_capabilities_by_probing(
 ) -> None:
     """A user refused INFO counts exactly and learns what the default user's probe learns."""
     ledger = Ledger()
-    writer_client = tracked_client(private.url.replace("redis://", "redis://writer:wpass@"))
-    client = tracked_client(private.url.replace("redis://", f"redis://{reader_user}@"))
-    async with (
-        Tracker(writer_client, prefix=PREFIX) as writer,
-        Tracker(client, prefix=PREFIX) as reader,
-    ):
+    async with _as_users(private.url, "writer:wpass", reader_user) as (writer, reader, client):
         with pytest.raises(redis.exceptions.NoPermissionError):
             await client.info("server")
         for uid in (1, 2, 3_000_000):
@@ -120,27 +124,18 @@ async def test_a_user_without_info_learns_capabilities_by_probing(
         assert reader.capabilities is not None
         assert reader.capabilities == await _probed_by_default_user(private.url)
         await check_invariants(private.url, PREFIX, ledger, writer)
-    await writer_client.aclose()
-    await client.aclose()
 
 
 async def test_a_user_without_bitop_counts_single_bitmaps(private: EmbeddedRedis) -> None:
     """A user refused BITOP gets the probe's NOPERM as "no extensions" and counts a bitmap."""
     ledger = Ledger()
-    writer_client = tracked_client(private.url.replace("redis://", "redis://writer:wpass@"))
-    client = tracked_client(private.url.replace("redis://", "redis://counter:cpass@"))
-    async with (
-        Tracker(writer_client, prefix=PREFIX) as writer,
-        Tracker(client, prefix=PREFIX) as counter,
-    ):
+    async with _as_users(private.url, "writer:wpass", "counter:cpass") as (writer, counter, _):
         for uid in (5, 6, 2_000_000):
             await writer.mark_event("active", uid, AT)
             ledger.ack("active", uid, AT)
         assert await counter.count(DayEvents("active", 2026, 11, 27)) == 3
         assert counter.capabilities == Capabilities()
         await check_invariants(private.url, PREFIX, ledger, writer)
-    await writer_client.aclose()
-    await client.aclose()
 
 
 def _read_only_rules(prefix: str, version: tuple[int, int, int]) -> list[str]:
@@ -154,17 +149,11 @@ READ_ONLY = "+smembers +scard +getrange +getbit"
 
 
 @pytest.fixture
-async def read_only(
-    redis_server: EmbeddedRedis, client: redis.asyncio.Redis, prefix: str
-) -> AsyncIterator[str]:
-    """Create a user that may only read ``prefix``'s keys; yield its name."""
+async def read_only(redis_server: EmbeddedRedis, prefix: str, acl_user: AclUser) -> str:
+    """Create a user that may only read ``prefix``'s keys (deleted after); return its name."""
     user = f"ro-{prefix}"
-    rules = _read_only_rules(prefix, redis_server.version)
-    await client.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
-    try:
-        yield user
-    finally:
-        await client.execute_command("ACL", "DELUSER", user)  # type: ignore[no-untyped-call]
+    await acl_user(redis_server.url, user, _read_only_rules(prefix, redis_server.version))
+    return user
 
 
 async def _seeded_writer(url: str, prefix: str, ledger: Ledger) -> Tracker:
@@ -178,15 +167,23 @@ async def _seeded_writer(url: str, prefix: str, ledger: Ledger) -> Tracker:
     return writer
 
 
+async def _read_only_pair(
+    url: str, proxy: RoundTripProxy, user: str, prefix: str, ledger: Ledger
+) -> tuple[Tracker, redis.asyncio.Redis]:
+    """Return a seeded writer and a connected client of ``user`` through ``proxy``."""
+    writer = await _seeded_writer(url, prefix, ledger)
+    reader_client = connect(proxy.url.replace("redis://", f"redis://{user}:ropass@"))
+    await ping(reader_client)
+    return writer, reader_client
+
+
 async def test_a_read_only_user_gets_a_clear_error_from_server_side_counting(
     redis_url: str, proxy: RoundTripProxy, read_only: str, prefix: str
 ) -> None:
     """A read-only user counting on the server gets PermissionDenied naming reads='client'."""
     ledger = Ledger()
-    writer = await _seeded_writer(redis_url, prefix, ledger)
-    reader_client = connect(proxy.url.replace("redis://", f"redis://{read_only}:ropass@"))
+    writer, reader_client = await _read_only_pair(redis_url, proxy, read_only, prefix, ledger)
     try:
-        await ping(reader_client)
         reader = Tracker(reader_client, prefix=prefix)
         day = DayEvents("active", 2026, 11, 27)
         with pytest.raises(PermissionDenied) as caught:
@@ -207,10 +204,8 @@ async def test_a_read_only_user_counts_exactly_on_the_client_path(
 ) -> None:
     """A read-only user with reads='client' counts, lists and reports in exact round trips."""
     ledger = Ledger()
-    writer = await _seeded_writer(redis_url, prefix, ledger)
-    reader_client = connect(proxy.url.replace("redis://", f"redis://{read_only}:ropass@"))
+    writer, reader_client = await _read_only_pair(redis_url, proxy, read_only, prefix, ledger)
     try:
-        await ping(reader_client)
         proxy.reset()
         reader = Tracker(reader_client, prefix=prefix, reads="client")
         day, other = DayEvents("active", 2026, 11, 27), DayEvents("other", 2026, 11, 27)

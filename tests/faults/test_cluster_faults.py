@@ -7,17 +7,21 @@ loses none; every write re-asserts its shards, so none hides from a fresh reader
 from __future__ import annotations
 
 import functools
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from _helpers import close_cluster_client, connect_cluster
+from _helpers import close_cluster_client, connect_cluster, paused_node
 from bitlens import Coalesce, MonthEvents, Tracker
 from faults._invariants import Ledger, check_invariants
 from faults._load import AT, Load, WritePath, run_writer
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from harness import EmbeddedCluster, EmbeddedClusterNode
 
 pytestmark = pytest.mark.anyio
@@ -184,79 +188,93 @@ def _shards_on(cluster: EmbeddedCluster, tracker: Tracker, master: str, count: i
     return found[:count]
 
 
+@dataclass
+class _Split:
+    """A tracker of a private cluster, and the shards of one master to pause and one to keep.
+
+    :param tracker: the tracker under test
+    :param paused: the master to pause (not the registry's)
+    :param stuck: 20 shards ``paused`` serves
+    :param free: a shard of another master (not the registry's either)
+    """
+
+    tracker: Tracker
+    paused: EmbeddedClusterNode
+    stuck: list[int]
+    free: int
+    ledger: Ledger = field(default_factory=Ledger)
+    finished: list[int] = field(default_factory=list)
+    """The ids whose ``mark_event`` returned, in the order they did."""
+
+    async def mark(self, uid: int) -> None:
+        """Mark ``uid`` (recorded in :attr:`ledger` and :attr:`finished`)."""
+        self.ledger.attempt("active", uid, AT)
+        await self.tracker.mark_event("active", uid, AT)
+        self.ledger.ack("active", uid, AT)
+        self.finished.append(uid)
+
+
+@asynccontextmanager
+async def _split(
+    cluster: EmbeddedCluster, prefix: str, coalesce: Coalesce | bool = False
+) -> AsyncIterator[_Split]:
+    """Yield a :class:`_Split` whose tracker has sent once (slot map warm); close it after."""
+    client = connect_cluster(cluster.url)
+    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS, coalesce=coalesce)
+    registry = cluster.node_for_slot(cluster.keyslot(tracker.schema.registry_key))
+    paused, healthy = [node for node in cluster.masters() if node.name != registry.name][:2]
+    stuck = _shards_on(cluster, tracker, paused.name, 20)
+    [free] = _shards_on(cluster, tracker, healthy.name, 1)
+    try:
+        await tracker.count(MonthEvents.from_date("active", AT))  # warm the slot map
+        yield _Split(tracker, paused, stuck, free)
+    finally:
+        await tracker.aclose()
+        await close_cluster_client(client)
+
+
 async def test_one_paused_master_delays_only_the_marks_that_need_it(
     own_cluster: EmbeddedCluster, prefix: str
 ) -> None:
     """20 marks stuck on a paused master leave a mark into a healthy master free to finish."""
-    client = connect_cluster(own_cluster.url)
-    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS)
-    registry = own_cluster.node_for_slot(own_cluster.keyslot(tracker.schema.registry_key))
-    paused, healthy = [node for node in own_cluster.masters() if node.name != registry.name][:2]
-    stuck = _shards_on(own_cluster, tracker, paused.name, 20)
-    [free] = _shards_on(own_cluster, tracker, healthy.name, 1)
-    ledger = Ledger()
-    finished: list[int] = []
-
-    async def mark(uid: int) -> None:
-        ledger.attempt("active", uid, AT)
-        await tracker.mark_event("active", uid, AT)
-        ledger.ack("active", uid, AT)
-        finished.append(uid)
-
-    try:
-        await tracker.count(MonthEvents.from_date("active", AT))  # warm the slot map
-        paused.call("CLIENT", "PAUSE", 1500, "ALL")
+    async with _split(own_cluster, prefix) as split:
         async with anyio.create_task_group() as tg:
-            for shard in stuck:
-                tg.start_soon(mark, shard << SHARD_BITS)
-            await anyio.wait_all_tasks_blocked()  # all 20 are waiting on the paused master
-            await mark(free << SHARD_BITS)
-            assert finished == [free << SHARD_BITS]  # none of the paused ones came first
-        assert sorted(finished[1:]) == [shard << SHARD_BITS for shard in stuck]
+            with paused_node(split.paused, 1500, "ALL"):
+                for shard in split.stuck:
+                    tg.start_soon(split.mark, shard << SHARD_BITS)
+                await anyio.wait_all_tasks_blocked()  # all 20 are waiting on the paused master
+                await split.mark(split.free << SHARD_BITS)
+                assert split.finished == [split.free << SHARD_BITS]  # no paused one came first
+        assert sorted(split.finished[1:]) == [shard << SHARD_BITS for shard in split.stuck]
         await check_invariants(
-            own_cluster.url, prefix, ledger, tracker, shard_bits=SHARD_BITS, cluster=True
+            own_cluster.url,
+            prefix,
+            split.ledger,
+            split.tracker,
+            shard_bits=SHARD_BITS,
+            cluster=True,
         )
-    finally:
-        await tracker.aclose()
-        await close_cluster_client(client)
 
 
 async def test_a_coalesced_mark_waits_only_for_its_own_master(
     own_cluster: EmbeddedCluster, prefix: str
 ) -> None:
     """Coalesced marks for a paused and a healthy master, together: the healthy one returns."""
-    client = connect_cluster(own_cluster.url)
-    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS, coalesce=Coalesce(delay=0.01))
-    registry = own_cluster.node_for_slot(own_cluster.keyslot(tracker.schema.registry_key))
-    paused, healthy = [node for node in own_cluster.masters() if node.name != registry.name][:2]
-    stuck = _shards_on(own_cluster, tracker, paused.name, 20)
-    [free] = _shards_on(own_cluster, tracker, healthy.name, 1)
-    ledger = Ledger()
-    finished: list[int] = []
-
-    async def mark(uid: int) -> None:
-        ledger.attempt("active", uid, AT)
-        await tracker.mark_event("active", uid, AT)
-        ledger.ack("active", uid, AT)
-        finished.append(uid)
-
-    try:
-        await tracker.count(MonthEvents.from_date("active", AT))  # warm the slot map
-        # Paused far longer than any socket timeout: only unpausing lets those marks land.
-        paused.call("CLIENT", "PAUSE", 60_000, "WRITE")
+    async with _split(own_cluster, prefix, Coalesce(delay=0.01)) as split:
         async with anyio.create_task_group() as tg:
-            for shard in stuck:
-                tg.start_soon(mark, shard << SHARD_BITS)
-            try:
-                await mark(free << SHARD_BITS)  # within the same coalescing window
-            finally:
-                paused.call("CLIENT", "UNPAUSE")
-            assert finished == [free << SHARD_BITS]
-        assert sorted(finished[1:]) == [shard << SHARD_BITS for shard in stuck]
-        assert tracker.stats().coalesced_batches == 2  # one batch per master
+            # Paused far longer than any socket timeout: only unpausing lets those marks land.
+            with paused_node(split.paused, 60_000, "WRITE"):
+                for shard in split.stuck:
+                    tg.start_soon(split.mark, shard << SHARD_BITS)
+                await split.mark(split.free << SHARD_BITS)  # within the same coalescing window
+            assert split.finished == [split.free << SHARD_BITS]
+        assert sorted(split.finished[1:]) == [shard << SHARD_BITS for shard in split.stuck]
+        assert split.tracker.stats().coalesced_batches == 2  # one batch per master
         await check_invariants(
-            own_cluster.url, prefix, ledger, tracker, shard_bits=SHARD_BITS, cluster=True
+            own_cluster.url,
+            prefix,
+            split.ledger,
+            split.tracker,
+            shard_bits=SHARD_BITS,
+            cluster=True,
         )
-    finally:
-        await tracker.aclose()
-        await close_cluster_client(client)

@@ -16,6 +16,7 @@ import pytest
 from _helpers import connect
 from bitlens import Coalesce, Tracker
 from faults._invariants import Ledger, check_invariants, tracked_client
+from faults._setup import spin
 
 pytestmark = pytest.mark.anyio
 
@@ -26,11 +27,6 @@ AT = dt.datetime(2026, 11, 27, 12, tzinfo=dt.timezone.utc)
 def anyio_backend() -> str:
     """These scenarios cancel plain asyncio tasks."""
     return "asyncio"
-
-
-async def _spin(turns: int) -> None:
-    for _ in range(turns):
-        await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize("victim", [0, 1, 25, 49])
@@ -50,7 +46,7 @@ async def test_a_cancelled_coalesced_caller_costs_no_other_caller_its_mark(
 
     try:
         tasks = [asyncio.ensure_future(mark(uid)) for uid in range(50)]
-        await _spin(turns)
+        await spin(turns)
         tasks[victim].cancel()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         others = [outcome for uid, outcome in enumerate(outcomes) if uid != victim]

@@ -8,13 +8,17 @@ are cancelled the same way in ``test_coalesce_cancel.py``.)
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import pytest
 
 from bitlens import Limits, Tracker
 from faults._invariants import Ledger, check_invariants, tracked_client
+from faults._setup import cancel_at_every_turn
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
 
 pytestmark = pytest.mark.anyio
 
@@ -29,11 +33,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _spin(turns: int) -> None:
-    for _ in range(turns):
-        await asyncio.sleep(0)
-
-
 @pytest.mark.parametrize("expire", [False, True], ids=["lone", "expiring"])
 async def test_a_plain_mark_cancelled_at_every_await_point(
     redis_url: str, prefix: str, expire: bool
@@ -43,24 +42,19 @@ async def test_a_plain_mark_cancelled_at_every_await_point(
     client = tracked_client(redis_url)
     options = {"expire_after": {"day": dt.timedelta(days=400)}} if expire else {}
     tracker = Tracker(client, prefix=prefix, **options)  # type: ignore[arg-type]
+
+    def start(turns: int) -> Coroutine[object, object, object]:
+        ledger.attempt("active", turns, AT)
+        return tracker.mark_event("active", turns, AT)
+
+    async def after(turns: int, finished: bool) -> None:
+        if finished:
+            ledger.ack("active", turns, AT)
+
     try:
-        cancelled = streak = 0
-        for turns in range(MAX_TURNS):
-            ledger.attempt("active", turns, AT)
-            task = asyncio.ensure_future(tracker.mark_event("active", turns, AT))
-            await _spin(turns)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                cancelled, streak = cancelled + 1, 0
-            else:
-                ledger.ack("active", turns, AT)
-                streak += 1
-                if streak == 3:
-                    break
-        assert cancelled > 0  # cut before, inside and after the round trip
-        assert streak == 3
+        sweep = await cancel_at_every_turn(start, MAX_TURNS, after)
+        assert sweep.cancelled > 0  # cut before, inside and after the round trip
+        assert sweep.streak == 3
         await check_invariants(redis_url, prefix, ledger, tracker, connection_bound=2)
     finally:
         await tracker.aclose()
@@ -72,28 +66,24 @@ async def test_mark_events_cancelled_at_every_await_point(redis_url: str, prefix
     ledger = Ledger()
     client = tracked_client(redis_url)
     tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=100))
+
+    def items(turns: int) -> list[tuple[str, int, dt.datetime]]:
+        return [(f"e{turns}", uid, AT) for uid in range(0, 3000, 10)]
+
+    def start(turns: int) -> Coroutine[object, object, object]:
+        for event, uid, at in items(turns):
+            ledger.attempt(event, uid, at)
+        return tracker.mark_events(items(turns))
+
+    async def after(turns: int, finished: bool) -> None:
+        if finished:
+            for event, uid, at in items(turns):
+                ledger.ack(event, uid, at)
+
     try:
-        cancelled = streak = 0
-        for turns in range(MAX_TURNS):
-            event = f"e{turns}"
-            items = [(event, uid, AT) for uid in range(0, 3000, 10)]
-            for _, uid, at in items:
-                ledger.attempt(event, uid, at)
-            task = asyncio.ensure_future(tracker.mark_events(items))
-            await _spin(turns)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                cancelled, streak = cancelled + 1, 0
-            else:
-                for _, uid, at in items:
-                    ledger.ack(event, uid, at)
-                streak += 1
-                if streak == 3:
-                    break
-        assert cancelled > 0
-        assert streak == 3
+        sweep = await cancel_at_every_turn(start, MAX_TURNS, after)
+        assert sweep.cancelled > 0
+        assert sweep.streak == 3
         await check_invariants(redis_url, prefix, ledger, tracker, connection_bound=2)
     finally:
         await tracker.aclose()
@@ -106,35 +96,31 @@ async def test_aclose_cancelled_at_every_await_point_accounts_for_every_queued_m
     """aclose() cancelled after 0, 1, ... turns: every queued mark is written or counted dropped."""
     ledger = Ledger()
     client = tracked_client(redis_url)
-    try:
-        cancelled = streak = 0
-        for turns in range(MAX_TURNS):
-            event = f"q{turns}"
-            tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=20))
+    trackers: list[Tracker] = []
+
+    def start(turns: int) -> Coroutine[object, object, object]:
+        tracker = Tracker(client, prefix=prefix, limits=Limits(mark_chunk_size=20))
+        trackers.append(tracker)
+        for uid in range(100):
+            ledger.attempt(f"q{turns}", uid, AT)
+            assert tracker.mark_event_nowait(f"q{turns}", uid, AT)
+        return tracker.aclose()
+
+    async def after(turns: int, finished: bool) -> None:
+        tracker = trackers[-1]
+        if not tracker.closed:  # cancelled before aclose() began: still open, so close
+            await tracker.aclose()
+        stats = tracker.stats()
+        if stats.nowait_written == 100:
             for uid in range(100):
-                ledger.attempt(event, uid, AT)
-                assert tracker.mark_event_nowait(event, uid, AT)
-            closing = asyncio.ensure_future(tracker.aclose())
-            await _spin(turns)
-            closing.cancel()
-            try:
-                await closing
-            except asyncio.CancelledError:
-                cancelled, streak = cancelled + 1, 0
-            else:
-                streak += 1
-            if not tracker.closed:  # cancelled before aclose() began: still open, so close
-                await tracker.aclose()
-            stats = tracker.stats()
-            if stats.nowait_written == 100:
-                for uid in range(100):
-                    ledger.ack(event, uid, AT)
-            assert stats.nowait_written + stats.nowait_dropped == 100
-            assert stats.nowait_pending == 0
-            if streak == 3:
-                break
-        assert cancelled > 0
-        assert streak == 3
+                ledger.ack(f"q{turns}", uid, AT)
+        assert stats.nowait_written + stats.nowait_dropped == 100
+        assert stats.nowait_pending == 0
+
+    try:
+        sweep = await cancel_at_every_turn(start, MAX_TURNS, after)
+        assert sweep.cancelled > 0
+        assert sweep.streak == 3
         probe = Tracker(client, prefix=prefix)
         await check_invariants(redis_url, prefix, ledger, probe, connection_bound=2)
         await probe.aclose()

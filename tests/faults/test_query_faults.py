@@ -9,7 +9,7 @@ from typing import Any, TypeAlias
 
 import pytest
 
-from _helpers import connect
+from _helpers import paused_server
 from bitlens import DayEvents, MonthEvents, Tracker
 from faults._invariants import Ledger, check_invariants, tracked_client
 
@@ -113,17 +113,13 @@ async def test_timed_out_under_client_pause_leaves_nothing(
     """A query timed out by wait_for while the server is paused leaves no key behind."""
     tracker, ledger, client = await _seeded(redis_url, prefix)
     await tracker.count(MONTH)  # warm: the paused round trip is the query itself
-    admin = connect(redis_url)
     try:
-        await admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")  # type: ignore[no-untyped-call]
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(query(tracker), 0.05)
-        await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
+        async with paused_server(redis_url, 3000, "ALL"):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(query(tracker), 0.05)
         await check_invariants(
             redis_url, prefix, ledger, tracker, shard_bits=SHARD_BITS, connection_bound=4
         )
     finally:
-        await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
-        await admin.aclose()
         await tracker.aclose()
         await client.aclose()  # type: ignore[attr-defined]

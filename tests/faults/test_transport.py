@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from _helpers import paused_server
 from bitlens import (
     AuthenticationFailed,
     DayEvents,
@@ -24,6 +25,8 @@ from faults._invariants import Ledger, check_invariants
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from _helpers import AclUser
 
 pytestmark = pytest.mark.anyio
 
@@ -65,10 +68,9 @@ async def test_a_timeout_is_not_retried(private: EmbeddedRedis, prefix: str) -> 
         day = DayEvents("active", 2026, 11, 27)
         assert await tracker.count(day) == 1
         before = await _eval_calls(admin)
-        await admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
-        with pytest.raises(RedisTimeoutError):
-            await tracker.count(day)
-        await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
+        async with paused_server(private.url, 1000, "ALL"):
+            with pytest.raises(RedisTimeoutError):
+                await tracker.count(day)
         assert await _eval_calls(admin) - before <= 1
         await check_invariants(private.url, prefix, ledger, tracker)
     await admin.aclose()
@@ -102,33 +104,29 @@ async def test_out_of_memory_is_typed(redis_binary: str, prefix: str) -> None:
         await admin.aclose()
 
 
-async def test_a_refused_command_is_named(private: EmbeddedRedis, prefix: str) -> None:
+async def test_a_refused_command_is_named(
+    private: EmbeddedRedis, prefix: str, acl_user: AclUser
+) -> None:
     """A user without SETBIT gets PermissionDenied naming SETBIT."""
-    admin = redis.asyncio.Redis.from_url(private.url)
-    await admin.execute_command(  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
-        "ACL", "SETUSER", "nosetbit", "on", ">pw", f"~{prefix}*", "+@all", "-setbit"
-    )
+    await acl_user(private.url, "nosetbit", ["on", ">pw", f"~{prefix}*", "+@all", "-setbit"])
     url = private.url.replace("redis://", "redis://nosetbit:pw@")
     async with Tracker(url, prefix=prefix) as tracker:
         with pytest.raises(PermissionDenied) as caught:
             await tracker.mark_event("active", 1, AT)
     assert "SETBIT" in caught.value.command
-    await admin.aclose()
 
 
-async def test_counting_needs_no_info(private: EmbeddedRedis, prefix: str) -> None:
+async def test_counting_needs_no_info(
+    private: EmbeddedRedis, prefix: str, acl_user: AclUser
+) -> None:
     """A user with +@all -info counts correctly."""
-    admin = redis.asyncio.Redis.from_url(private.url)
-    await admin.execute_command(  # type: ignore[no-untyped-call]  # pyright: ignore[reportUnknownMemberType]
-        "ACL", "SETUSER", "noinfo", "on", ">pw", f"~{prefix}*", "+@all", "-info"
-    )
+    await acl_user(private.url, "noinfo", ["on", ">pw", f"~{prefix}*", "+@all", "-info"])
     url = private.url.replace("redis://", "redis://noinfo:pw@")
     async with Tracker(url, prefix=prefix) as tracker:
         for uid in (1, 2, 70_000):
             await tracker.mark_event("active", uid, AT)
         assert await tracker.count(DayEvents("active", 2026, 11, 27)) == 3
         assert await tracker.count(DayEvents("active", 2026, 11, 27)) == 3
-    await admin.aclose()
 
 
 def test_replication_timeout_survives_copy_and_pickle() -> None:

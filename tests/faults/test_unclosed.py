@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from _helpers import connect
+from _helpers import paused_server
 
 pytestmark = pytest.mark.anyio
 
@@ -40,13 +40,8 @@ def _run(url: str, prefix: str, script: str = SCRIPT) -> subprocess.CompletedPro
 
 async def test_ending_the_loop_with_queued_marks_warns(redis_url: str, prefix: str) -> None:
     """asyncio.run() ends while marks wait (writes paused): a ResourceWarning names them."""
-    admin = connect(redis_url)
-    try:
-        await admin.client_pause(3000, all=False)  # pyright: ignore[reportUnknownMemberType]
+    async with paused_server(redis_url, 3000, "WRITE"):
         done = _run(redis_url, prefix)
-        await admin.client_unpause()  # pyright: ignore[reportUnknownMemberType]
-    finally:
-        await admin.aclose()
     assert "ResourceWarning" in done.stderr
     assert "3 marks queued with mark_event_nowait() were never sent" in done.stderr
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bitlens.embedded import EmbeddedRedis, _PortInUseError, find_redis_server, server_version
+from bitlens.embedded import EmbeddedRedis, _on_a_free_port, find_redis_server, server_version
 
 from .resp import AdminClient, ReplyError
 from .servers import check_cpu, tail
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddedCluster", "EmbeddedClusterNode", "NodeRole"]
 
-_PORT_ATTEMPTS = 5
 _CLUSTER_SLOTS = 16384
 _BUS_PORT_OFFSET = 10000
 """A cluster node's bus port is its port plus this (the Redis default)."""
@@ -599,17 +598,19 @@ class EmbeddedCluster:
         :param used: ports already handed out; the new pair is added
         :raises RuntimeError: if the server does not start
         """
-        for _ in range(_PORT_ATTEMPTS):
+
+        def attempt(_: int) -> EmbeddedRedis:
             port = _free_cluster_port(self.host, used)
             used.update((port, port + _BUS_PORT_OFFSET))
             server = EmbeddedRedis(self.binary, port=port, cpu=self._cpu, args=self._server_args())
             try:
                 server.start()
-            except _PortInUseError:  # the one private name the harness uses
+            except RuntimeError:  # its port taken meanwhile (retried), or it failed to start
                 server.stop()
-                continue
+                raise
             return server
-        raise RuntimeError(f"no cluster node could bind a port after {_PORT_ATTEMPTS} attempts")
+
+        return _on_a_free_port(attempt)
 
     def _build(self) -> None:
         """Assign slots, join the nodes, attach the replicas and wait for a healthy cluster."""
