@@ -114,7 +114,6 @@ PIPELINE_TESTS = [
     "tests/test_queries.py",
     "tests/test_round_trips.py",
     "tests/test_transport.py",
-    "tests/faults/test_cluster_faults.py",
 ]
 """What the newest Python runs once more through redis-py's public ``pipeline()`` (the
 transport's fallback when the internals of its fast path are missing), on one server."""
