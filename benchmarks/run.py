@@ -186,9 +186,10 @@ class SendCounter:
 # EXEC's usec includes the commands it ran (checked on 6.2 and 7.0), which have their own
 # rows: leave it out. CONFIG/INFO are the measurement itself. EVAL's usec likewise includes
 # the commands its script ran, plus the script's own interpretation: when a query ran a
-# script, count EVAL and leave out the bitmap commands nested in it.
+# script (EVAL, or EVALSHA once the server holds it), count the script call and leave out
+# the bitmap commands nested in it.
 _NOT_QUERY_WORK = ("exec", "config", "info")
-_NESTED_IN_SCRIPT = ("bitop", "bitcount", "del")
+_NESTED_IN_SCRIPT = ("bitop", "bitcount", "del", "pexpire")
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,8 @@ class ServerStats:
         return cls(calls, usec)
 
     def _skipped(self) -> tuple[str, ...]:
-        nested = _NESTED_IN_SCRIPT if "eval" in self.calls else ()
+        scripted = "eval" in self.calls or "evalsha" in self.calls
+        nested = _NESTED_IN_SCRIPT if scripted else ()
         return (*_NOT_QUERY_WORK, *nested)
 
     @property
@@ -683,9 +685,10 @@ def _expressions_section(
     )
     section.notes.append(
         "bitlens sends a query as one round trip of two commands: `SCARD` of the shard "
-        "registry and one `EVAL` of its count script, which runs per shard the `BITOP`s into "
-        "temp keys, the `BITCOUNT`, and a `DEL` of the temp keys (the nested commands are "
-        "listed in the breakdown; their time is inside EVAL's). `~a` is `universe XOR a` and "
+        "registry and one `EVALSHA` of its count script (`EVAL` the first time), which runs "
+        "per shard the `BITOP`s into temp keys, the `BITCOUNT`, and a `DEL` of the temp keys "
+        "(the nested commands are listed in the breakdown; their time is inside the script "
+        "call's). `~a` is `universe XOR a` and "
         "`a - b` is `a AND (universe XOR b)`, exact because every bitmap is inside the "
         "universe (no `BITOP DIFF` before Redis 8.2). "
         f"Temp keys left after the run: {len(bitlens_leftover)}."
@@ -1058,7 +1061,7 @@ def _cohort_section(
         "bitmapist asks each number on its own: per row one `BITCOUNT` of the cohort, then per "
         "cell a `BITCOUNT` (has anything been marked?), a `BITOP AND` and a `BITCOUNT`, one round "
         "trip each, and a `DEL` of its result keys at the end. bitlens sends the whole table as "
-        "one `EVAL` of its count script (plus the registry `SCARD`): 403 cells and 31 sizes, "
+        "count-script calls (`EVALSHA`, plus the registry `SCARD`): 403 cells and 31 sizes, "
         "equal subtrees computed once."
     )
     return section
