@@ -55,6 +55,12 @@ _log = logging.getLogger("bitlens")
 CONTAINS_CHUNK_COMMANDS = 10_000
 """The most GETBITs one ``contains_many`` pipeline carries (ids times bitmaps of the tree)."""
 
+PLAN_CACHE_SIZE = 256
+"""How many compiled batches of questions a tracker keeps (all are dropped when full)."""
+
+_ProgramKey = tuple[tuple[Node, ...], Capabilities | None]
+_Programs = list[tuple[CountPlan, list[ScriptCall]]]
+
 
 class Reader:
     """Everything a tracker does to answer questions.
@@ -92,6 +98,7 @@ class Reader:
         # Temps of cut-off counts still to delete, and the one task deleting them.
         self._unkept: list[str] = []
         self._cleanup: asyncio.Task[None] | None = None
+        self._programs: dict[_ProgramKey, _Programs] = {}
 
     def resolve(self, expr: Expr) -> Node:
         """Resolve an expression against this tracker's zone and settings.
@@ -138,9 +145,8 @@ class Reader:
                 self._executor, self._schema, self._registry, nodes, self.refresh_shards
             )
         totals = [0] * len(nodes)
-        plans = plan_counts(nodes, self._executor.capabilities)  # before any I/O
-        shard_bytes = max(1, (1 << self._schema.shard_bits) // 8)
-        programs = [(plan, plan.calls(shard_bytes)) for plan in plans]
+        programs = self.compiled(tuple(nodes))  # before any I/O
+        plans = [plan for plan, _ in programs]
         registry = self._schema.registry_key
         schema = self._schema
         queried: set[int] = set()
@@ -222,6 +228,26 @@ class Reader:
             pending = sorted(self._registry.known - queried)
             if not pending:
                 return totals
+
+    def compiled(self, nodes: tuple[Node, ...]) -> _Programs:
+        """The plans of ``nodes`` and their script calls, compiled once per tree shape.
+
+        A web handler asks the same few questions again and again: their plans (pure
+        values that depend only on the trees, the server's capabilities and the shard
+        size) are kept in a bounded cache, so a repeated count skips the planner.
+
+        :raises QueryTooLarge: for a question too large for one call, before any I/O
+        """
+        key = (nodes, self._executor.capabilities)
+        found = self._programs.get(key)
+        if found is None:
+            shard_bytes = max(1, (1 << self._schema.shard_bits) // 8)
+            plans = plan_counts(nodes, self._executor.capabilities)
+            found = [(plan, plan.calls(shard_bytes)) for plan in plans]
+            if len(self._programs) >= PLAN_CACHE_SIZE:
+                self._programs.clear()
+            self._programs[key] = found
+        return found
 
     async def _run_with_kept(
         self, groups: list[Group], kept: list[str], probe: str | None = None
