@@ -284,6 +284,25 @@ async def test_count_costs_one_round_trip_on_each_master_holding_shards(
     assert cluster_proxies.per_node() == dict.fromkeys(masters, 1)
 
 
+async def test_members_reads_the_shards_of_every_master_at_once(
+    counted_cluster_client: RedisCluster,
+    cluster_proxies: ClusterProxies,
+    redis_cluster: EmbeddedCluster,
+    prefix: str,
+) -> None:
+    """members() over 3 shards on each of 3 masters: one GETRANGE round trip per master."""
+    tracker = Tracker(counted_cluster_client, prefix=prefix, shard_bits=SHARD_BITS)
+    registry = _owner(redis_cluster, tracker.schema.registry_key)
+    masters = sorted(node.name for node in redis_cluster.masters())
+    shards = _pick_shards(_shard_owners(redis_cluster, range(64)), masters, per_master=3)
+    await _warm(tracker, shards)
+    cluster_proxies.reset()
+    assert len(await _members(tracker, MONTH)) == len(shards)
+    expected = dict.fromkeys(masters, 1)
+    expected[registry] += 1  # the registry's SMEMBERS, before the windows are read
+    assert cluster_proxies.per_node() == expected
+
+
 async def test_registry_on_another_master_costs_it_one_round_trip(
     counted_cluster_client: RedisCluster,
     cluster_proxies: ClusterProxies,

@@ -8,6 +8,7 @@ into ints. ``contains`` and ``members`` read bits and evaluate the tree here.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import secrets
 from typing import TYPE_CHECKING
@@ -54,6 +55,9 @@ _log = logging.getLogger("bitlens")
 
 CONTAINS_CHUNK_COMMANDS = 10_000
 """The most GETBITs one ``contains_many`` pipeline carries (ids times bitmaps of the tree)."""
+
+MEMBERS_FAN_OUT = 16
+"""How many shards' windows ``members()`` reads at once on a cluster (one per shard)."""
 
 PLAN_CACHE_SIZE = 256
 """How many compiled batches of questions a tracker keeps (all are dropped when full)."""
@@ -353,7 +357,10 @@ class Reader:
 
         Each round trip reads ``limits.members_chunk_bytes`` of every bitmap in the tree for one
         shard (``GETRANGE``) and evaluates the tree client-side, so memory stays bounded
-        and no temp key is made.
+        and no temp key is made. On a cluster the windows of the next
+        :data:`MEMBERS_FAN_OUT` shards are read at once (one pipeline per master holding
+        any of them, all masters in parallel) and yielded in order: at most that many
+        windows are held at a time.
 
         :param expr: any bitlens expression
         :raises TrackerClosed: after ``aclose()``
@@ -363,29 +370,40 @@ class Reader:
         leaves = leaves_of(node)
         await self.refresh_shards()
         chunk = self._members_chunk
-        for shard in self._registry.sorted():
-            start = 0
-            while True:
-                self._state.check_open()
+        fan_out = MEMBERS_FAN_OUT if self._executor.is_cluster else 1
+        pending = [(shard, 0) for shard in self._registry.sorted()]  # a heap, kept sorted
+        ready: dict[tuple[int, int], tuple[int, int]] = {}  # window -> (bits, width)
+        while pending:
+            self._state.check_open()
+            batch = [heapq.heappop(pending) for _ in range(min(fan_out, len(pending)))]
+            groups: list[Group] = []
+            for shard, start in batch:
                 keys = [leaf.key(self._schema, shard) for leaf in leaves]
                 end = start + chunk - 1
-                commands: list[Command] = [("GETRANGE", key, start, end) for key in keys]
-                got = await self._executor.send(commands, transaction=False)
+                groups.append(Group(keys[0], [("GETRANGE", key, start, end) for key in keys]))
+            results = await self._executor.run(groups)
+            for (shard, start), got in zip(batch, results, strict=True):
                 replies = got.each_bytes()
                 width = max(map(len, replies), default=0)
+                result = 0
                 if width:
                     values: dict[KeyRef, int] = {
                         leaf: int.from_bytes(reply.ljust(width, b"\0"), "big")
                         for leaf, reply in zip(leaves, replies, strict=False)
                     }
                     result = evaluate(node, values)
-                    if result:
-                        base = self._schema.user_id(shard, start * 8)
-                        for bit in iter_set_bits(result.to_bytes(width, "big")):
-                            yield base + bit
-                if width < chunk:
+                ready[shard, start] = (result, width)
+                if width == chunk:  # the shard goes on: read its next window
+                    heapq.heappush(pending, (shard, start + chunk))
+            # Yield every window read that no window still to read comes before.
+            for window in sorted(ready):
+                if pending and pending[0] < window:
                     break
-                start += chunk
+                result, width = ready.pop(window)
+                if result:
+                    base = self._schema.user_id(window[0], window[1] * 8)
+                    for bit in iter_set_bits(result.to_bytes(width, "big")):
+                        yield base + bit
 
 
 def _count_refused(
