@@ -319,17 +319,23 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and print the tables of docs/benchmarks.md (server, client on own CPUs).
 
+    ``benchmarks/run.py`` writes ``benchmarks/RESULTS.md`` (posargs go to it), then
+    ``benchmarks/single_bench.py`` writes ``benchmarks/SINGLE.md`` (single operations beside
+    bitmapist and a minimal asyncio client).
+
     bitmapist 3.119 needs redis-py < 6, so it runs from a venv of its own beside this one,
     ``.nox/bench-bitmapist``, which ``benchmarks/run.py`` creates on first use.
     """
     session.install("-e", ".[embedded]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/single_bench.py", "--output", "benchmarks/SINGLE.md")
 
 
 BENCH_SMOKE: list[tuple[list[str], bool]] = [
     (["benchmarks/run.py", "--quick"], True),
     (["benchmarks/ingest_bench.py", "--quick"], True),
     (["benchmarks/cluster_bench.py", "--quick"], False),
+    (["benchmarks/single_bench.py", "--quick"], True),
     (["benchmarks/soak.py", "--quick"], False),
 ]
 """Every benchmark's ``--quick`` run as ``bench_smoke`` runs it, and whether it has a

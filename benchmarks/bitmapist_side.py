@@ -15,6 +15,7 @@ The workload names and trees mirror ``WORKLOADS`` in ``run.py``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import json
 import os
@@ -65,7 +66,29 @@ def ping() -> int:
     return 0
 
 
+_NEXT = [0]
+"""The counter the single-operation workloads draw their ids from."""
+
+AT = dt.datetime(2026, 11, 15, 12, tzinfo=dt.timezone.utc)
+"""When the single marks happen (the same moment as ``single_bench.py``'s)."""
+
+
+def contains() -> int:
+    """``uid in MonthEvents(...)``: one GETBIT (the ids cycle through the first million)."""
+    _NEXT[0] += 1
+    return int(_NEXT[0] * 13 % 1_000_000 in _month("active", 11))
+
+
+def mark() -> int:
+    """One ``mark_event`` (MULTI/EXEC of its SETBITs), ids cycling through a million."""
+    _NEXT[0] += 1
+    bitmapist.mark_event("single", _NEXT[0] * 17 % 1_000_000, system=SYSTEM, now=AT)
+    return 0
+
+
 WORKLOADS: dict[str, Callable[[], int]] = {
+    "contains": contains,
+    "mark_event": mark,
     "PING (round-trip floor)": ping,
     "M1 & M2": and2,
     "depth-3 tree": tree3,

@@ -1,19 +1,22 @@
 """What every benchmark shares: servers, CPU pinning, timing, medians, tables, bitmapist.
 
-``run.py``, ``ingest_bench.py``, ``cluster_bench.py`` and ``soak.py`` import this module
-(it sits beside them); the ``bitmapist_*_side.py`` scripts do not: they run in bitmapist's
-own venv, without bitlens.
+``run.py``, ``ingest_bench.py``, ``cluster_bench.py``, ``single_bench.py`` and ``soak.py``
+import this module (it sits beside them); the ``bitmapist_*_side.py`` scripts do not: they
+run in bitmapist's own venv, without bitlens.
 
 It is also the one seam between the benchmarks and bitlens' internals: the grouping
 variants of the ingest benchmark (:func:`send_bit_commands`) send commands they build
-themselves through bitlens' executor, to compare only how bits become commands. That one
-package-internal name is imported here and nowhere else, so a change inside bitlens breaks
-one function, in one place; everything else the benchmarks do goes through the public API.
+themselves through bitlens' executor, to compare only how bits become commands; the
+single-operation benchmark captures the commands a tracker sends (:func:`executor_of`) to
+replay them on its minimal asyncio client. Those package-internal names are imported here
+and nowhere else, so a change inside bitlens breaks one function, in one place; everything
+else the benchmarks do goes through the public API.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -29,6 +32,8 @@ from bitmapist_env import BITMAPIST_VERSION, ensure_bitmapist_venv  # beside thi
 
 from bitlens import Day
 from bitlens._execute import Executor  # the seam (see the module docstring)
+from bitlens._plan import COUNT_SCRIPT
+from bitlens._tracker import parts
 from bitlens.embedded import EmbeddedRedis, find_redis_server, server_version
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
-    from bitlens import KeySchema, Period
+    from bitlens import KeySchema, Period, Tracker
 
 __all__ = [
     "BITMAPIST_VERSION",
@@ -56,8 +61,11 @@ __all__ = [
     "EmbeddedCluster",
     "EmbeddedRedis",
     "command",
+    "count_script",
+    "count_script_sha",
     "cpu_model",
     "dist_version",
+    "executor_of",
     "ensure_bitmapist_venv",
     "find_redis_server",
     "find_redis_servers",
@@ -68,6 +76,7 @@ __all__ = [
     "pinned",
     "run_side",
     "send_bit_commands",
+    "server_version",
     "spread",
     "start_server",
     "table",
@@ -181,6 +190,24 @@ def start_server(binary: str, pin: bool, args: Sequence[str] = ()) -> EmbeddedRe
 
 
 # -- statistics and tables -------------------------------------------------------------------
+
+
+def executor_of(tracker: Tracker) -> Executor:
+    """The executor a tracker sends through (to watch its round trips).
+
+    :param tracker: a tracker
+    """
+    return parts(tracker).executor
+
+
+def count_script_sha() -> str:
+    """The SHA1 a server knows bitlens' count script by (for ``EVALSHA``)."""
+    return hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
+
+
+def count_script() -> str:
+    """The source of bitlens' count script (what an ``EVAL`` of it carries)."""
+    return COUNT_SCRIPT
 
 
 def median(values: Sequence[float]) -> float:
