@@ -185,18 +185,6 @@ class _Connection(Protocol):
     async def disconnect(self, nowait: bool = False) -> None: ...
 
 
-class _WriteTransport(Protocol):
-    def get_write_buffer_size(self) -> int: ...
-
-
-class _Writer(Protocol):
-    """The connection's ``asyncio.StreamWriter`` (``Connection._writer``)."""
-
-    transport: _WriteTransport
-
-    def write(self, data: bytes) -> None: ...
-
-
 class _Pool(Protocol):
     connection_kwargs: dict[str, object]
     max_connections: int
@@ -698,10 +686,10 @@ class Transport:
         conn = node.acquire_connection()
         try:
             if observer is None:
-                await _write(conn, packed)
+                await conn.send_packed_command(packed, check_health=False)
                 return await _read_all(conn, len(wire))
             with observer.round_trip(wire, conn):
-                await _write(conn, packed)
+                await conn.send_packed_command(packed, check_health=False)
                 return await _read_all(conn, len(wire))
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -779,26 +767,6 @@ class Transport:
         ]
 
 
-async def _write(conn: _Connection, packed: bytes) -> None:
-    """Write ``packed`` on ``conn``: straight to its socket when it takes it all at once.
-
-    redis-py's ``send_packed_command`` runs the write under ``asyncio.wait_for`` when the
-    connection has a socket timeout (a task per write on Python < 3.12) and always awaits
-    ``drain()``; a request that the socket accepts whole (any request of a few KiB) needs
-    neither. Only when bytes are left in the transport's buffer (a large request, a slow
-    reader) does the write go through ``send_packed_command``, which drains them under the
-    client's timeout and turns a failure into redis-py's own errors. A connection that is
-    closed or lost fails on the read that follows, as a ``ConnectionError``.
-    """
-    writer = cast("_Writer | None", getattr(conn, "_writer", None))
-    if writer is None or not getattr(conn, "is_connected", False):
-        await conn.send_packed_command(packed, check_health=False)
-        return
-    writer.write(packed)
-    if writer.transport.get_write_buffer_size():
-        await conn.send_packed_command(b"", check_health=False)  # drain under the timeout
-
-
 def _check(replies: list[object], check: int | None) -> list[object]:
     """Raise the first error reply after the first ``check`` (unless a ``NOSCRIPT`` is
     among them: the transport sends those again first); return ``replies``."""
@@ -824,7 +792,7 @@ async def _attempts(conn: _Connection, packed: bytes, count: int) -> list[object
     failures = 0
     while True:
         try:
-            await _write(conn, packed)
+            await conn.send_packed_command(packed, check_health=False)
             return await _read_all(conn, count)
         except RedisConnectionError as error:
             await conn.disconnect()
