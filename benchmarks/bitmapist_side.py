@@ -25,7 +25,13 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import bitmapist  # pyright: ignore[reportMissingImports]
-from bitmapist import BitOpAnd, BitOpNot, BitOpOr, MonthEvents  # pyright: ignore[reportMissingImports]
+from bitmapist import (  # pyright: ignore[reportMissingImports]
+    BitOpAnd,
+    BitOpNot,
+    BitOpOr,
+    DayEvents,
+    MonthEvents,
+)
 from redis.connection import AbstractConnection
 
 if TYPE_CHECKING:
@@ -86,6 +92,21 @@ def mark() -> int:
     return 0
 
 
+REFRESH_EVENT = "visit"
+REFRESH_FIRST_DAY = dt.date(2026, 8, 17)
+REFRESH_DAYS = 90
+"""The dashboard refresh's days (``datasets.py`` writes them; the same constants there)."""
+
+
+def refresh() -> int:
+    """A dashboard refresh: ``len(DayEvents(...))`` of each of 90 days, one BITCOUNT each."""
+    total = 0
+    for i in range(REFRESH_DAYS):
+        day = REFRESH_FIRST_DAY + dt.timedelta(days=i)
+        total += len(DayEvents(REFRESH_EVENT, day.year, day.month, day.day, system=SYSTEM))
+    return total
+
+
 WORKLOADS: dict[str, Callable[[], int]] = {
     "contains": contains,
     "mark_event": mark,
@@ -93,6 +114,7 @@ WORKLOADS: dict[str, Callable[[], int]] = {
     "M1 & M2": and2,
     "depth-3 tree": tree3,
     "~M4": not1,
+    "90 daily counts": refresh,
 }
 
 

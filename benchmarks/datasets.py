@@ -40,6 +40,11 @@ __all__ = [
     "cohort_fill",
     "fill",
     "random_bitmap",
+    "REFRESH_DAYS",
+    "REFRESH_EVENT",
+    "REFRESH_FIRST_DAY",
+    "refresh_days",
+    "refresh_fill",
 ]
 
 # -- month bitmaps: the expression workloads ------------------------------------------------
@@ -105,6 +110,44 @@ async def fill(client: Redis, schema: ShardedSchema, ids: int) -> dict[str, floa
                 pipe.execute_command("SET", key, data[s * step : (s + 1) * step])
             await pipe.execute()
     return densities
+
+
+# -- daily bitmaps: a dashboard refresh ------------------------------------------------------
+
+REFRESH_EVENT = "visit"
+REFRESH_FIRST_DAY = dt.date(2026, 8, 17)
+REFRESH_DAYS = 90
+"""A dashboard's 90 daily counts (``bitmapist_side.py``'s ``90 daily counts`` reads them)."""
+
+
+def refresh_days() -> list[dt.date]:
+    """The refresh's days, oldest first."""
+    return [REFRESH_FIRST_DAY + dt.timedelta(days=i) for i in range(REFRESH_DAYS)]
+
+
+async def refresh_fill(client: Redis, schema: ShardedSchema, ids: int) -> int:
+    """Write a random day bitmap of ids 0..ids-1 per refresh day in both layouts (no flush).
+
+    bitlens: ``{prefix}:{shard}:visit:D2026-08-17`` per shard (the universe and registry
+    come from :func:`fill`, which must run first: every id here is below its ``ids``);
+    bitmapist: ``trackist_visit_2026-8-17``. Returns the sum of the 90 daily counts.
+    """
+    rng = random.Random(SEED + 1)
+    step = 1 << (schema.shard_bits - 3)
+    shards = range((ids - 1 >> schema.shard_bits) + 1)
+    total = 0
+    for day in refresh_days():
+        data, _ = random_bitmap(rng, ids)
+        total += int.from_bytes(data, "big").bit_count()
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command(
+            "SET", f"trackist_{REFRESH_EVENT}_{day.year}-{day.month}-{day.day}", data
+        )
+        for s in shards:
+            key = schema.event_key(REFRESH_EVENT, Day(day.year, day.month, day.day), s)
+            pipe.execute_command("SET", key, data[s * step : (s + 1) * step])
+        await pipe.execute()
+    return total
 
 
 # -- daily bitmaps: the cohort table ------------------------------------------------------
