@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 import bitlens
 from _helpers import scan_keys
 from bitlens import (
+    Day,
     DayEvents,
     HourEvents,
     InvalidBulkInput,
     InvalidUserId,
     Limits,
+    Month,
     MonthEvents,
     OptionalDependencyMissing,
     Tracker,
@@ -339,3 +341,27 @@ async def test_bulk_on_a_cluster_matches_the_set_model(
         assert [u async for u in tracker.members(some)] == sorted(model[some])
     finally:
         await _delete(cluster_client, prefix)
+
+
+async def test_bulk_keys_get_their_expiry_deadline(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """With expire_after, each day key mark_bulk writes gets EXPIREAT end of day + ttl."""
+    tracker = Tracker(client, prefix=prefix, expire_after={"day": dt.timedelta(days=30)})
+    ids = np.arange(0, 500, dtype=np.int64)  # many bits: the key is written as an image
+    await tracker.mark_bulk("active", ids, np.full(500, np.datetime64("2026-11-27T10:00")))
+    day_key = tracker.schema.event_key("active", Day(2026, 11, 27), 0)
+    month_key = tracker.schema.event_key("active", Month(2026, 11), 0)
+    deadline = dt.datetime(2026, 12, 28, tzinfo=UTC).timestamp()
+    assert await client.expiretime(day_key) == int(deadline)
+    assert await client.expiretime(month_key) == -1
+
+
+async def test_numpy_scalars_in_a_list_are_ids_and_times(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """A plain list of numpy integers (ids) and numpy floats (epoch seconds) is accepted."""
+    tracker = Tracker(client, prefix=prefix)
+    at = dt.datetime(2026, 11, 27, 10, tzinfo=UTC).timestamp()
+    await tracker.mark_bulk("active", [np.int64(4), np.uint16(9)], [np.float64(at), at])
+    assert [u async for u in tracker.members(DayEvents("active", 2026, 11, 27))] == [4, 9]

@@ -93,7 +93,7 @@ def _values(column: object) -> tuple[NDArray[np.generic], bool]:
     convert: object = getattr(column, "to_numpy", None)
     if callable(convert):
         return np.asarray(convert()), aware
-    if isinstance(column, Sequence):
+    if isinstance(column, Sequence) and not isinstance(column, (str, bytes)):
         items = list(column)
         return np.array(items, dtype=object), False
     raise InvalidBulkInput(
@@ -109,7 +109,11 @@ def _ids(values: NDArray[np.generic], limit: int) -> NDArray[np.int64]:
     kind = values.dtype.kind
     if kind == "O":
         for item in values:
-            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= limit:
+            if (
+                isinstance(item, (bool, np.bool_))
+                or not isinstance(item, (int, np.integer))
+                or not 0 <= item <= limit
+            ):
                 raise InvalidUserId(item, limit)
         return values.astype(np.int64)
     if kind not in "iu":
@@ -148,23 +152,30 @@ def _offsets_of(instants: NDArray[np.int64], tz: _dt.tzinfo) -> NDArray[np.int64
 def _object_times(values: NDArray[np.generic], offset: int, tz: _dt.tzinfo) -> NDArray[np.int64]:
     """Wall seconds of a column of Python objects: datetimes, dates or epoch numbers."""
     out = np.empty(len(values), dtype=np.int64)
+    instants: list[int] = []  # rows holding epoch seconds: converted together below
     for index, item in enumerate(values):
         if isinstance(item, (_dt.datetime, _dt.date)):
             local = to_local(item, tz).replace(tzinfo=None)
             out[index] = (local - _EPOCH) // _dt.timedelta(seconds=1)
-        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+        elif isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(
+            item, (bool, np.bool_)
+        ):
             if not math.isfinite(item):
                 raise InvalidBulkInput("times", offset + index, item, _NOT_A_TIME)
             seconds = math.floor(item)
             if not _INSTANT_MIN <= seconds <= _INSTANT_MAX:
                 raise InvalidBulkInput("times", offset + index, item, _OUTSIDE)
-            out[index] = seconds + _offsets_of(np.array([seconds], dtype=np.int64), tz)[0]
+            out[index] = seconds
+            instants.append(index)
         elif item is None:
             raise InvalidBulkInput("times", offset + index, item, _NOT_A_TIME)
         else:
             raise InvalidBulkInput(
                 "times", offset + index, item, "expected a datetime, a date or epoch seconds"
             )
+    if instants:
+        rows = np.array(instants, dtype=np.intp)
+        out[rows] += _offsets_of(out[rows], tz)
     return out
 
 

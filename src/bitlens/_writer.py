@@ -421,11 +421,15 @@ class Writer:
                 in_flight = None
                 if progress is not None:
                     progress(done, total)
-        except BaseException:
-            if in_flight is not None:  # cancelled or failed: so is the chunk in flight
-                in_flight[0].cancel()
-                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
-                    await in_flight[0]
+        except BaseException as exc:
+            if in_flight is not None:
+                if isinstance(exc, Exception):  # the chunk in flight is still written
+                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                        await in_flight[0]
+                else:  # cancelled: so is the chunk in flight (marks are idempotent)
+                    in_flight[0].cancel()
+                    with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                        await in_flight[0]
             raise
         return done
 
