@@ -26,10 +26,13 @@ from bitlens import (
     Month,
     MonthEvents,
     OptionalDependencyMissing,
+    ShardedSchema,
     Tracker,
     UniqueEvents,
     WeekEvents,
 )
+from bitlens._bulk import Planner
+from bitlens._writes import WriteBatch
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -365,3 +368,14 @@ async def test_numpy_scalars_in_a_list_are_ids_and_times(
     at = dt.datetime(2026, 11, 27, 10, tzinfo=UTC).timestamp()
     await tracker.mark_bulk("active", [np.int64(4), np.uint16(9)], [np.float64(at), at])
     assert [u async for u in tracker.members(DayEvents("active", 2026, 11, 27))] == [4, 9]
+
+
+def test_a_dense_key_is_one_image_with_bit_zero_as_the_high_bit() -> None:
+    """30 ids of one key become SETRANGE of bytes whose most significant bit is the lowest id."""
+    schema = ShardedSchema(prefix="p", shard_bits=SHARD_BITS)  # an image from 24 bits on
+    planner = Planner(schema, "active", False, lambda moment: (Day(2026, 11, 27),))
+    ids = np.arange(8, 38, dtype=np.int64)  # bits 8..37: bytes 1..4
+    wall = np.full(len(ids), int(dt.datetime(2026, 11, 27, 12, tzinfo=UTC).timestamp()))
+    commands = planner.batch(WriteBatch(schema), ids, wall).commands("t", set())
+    images = [c[2:] for c in commands if c[0] == "SETRANGE"]
+    assert images == [(1, b"\xff\xff\xff\xfc"), (1, b"\xff\xff\xff\xfc")]  # day, universe

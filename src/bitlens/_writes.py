@@ -11,6 +11,10 @@ Every mark sets one bit in each of its period bitmaps and in its shard's univers
   tmp``, ``DEL tmp`` — three commands however many bits (the temp key carries the shard's
   hash tag and lives inside the same MULTI/EXEC).
 
+Bits grouped outside the batch — a vectorized backfill's (:mod:`bitlens._bulk`) — come in
+as :class:`PreparedBits` per key, already offsets or a byte image, and are emitted the
+same way.
+
 The executor sends a batch as one MULTI/EXEC per node, so each shard's marks are atomic.
 Bit values follow the order of the calls: marking then unmarking a bit in one batch
 leaves it clear.
