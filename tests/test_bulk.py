@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from bitlens import (
     DayEvents,
     HourEvents,
     InvalidBulkInput,
+    InvalidOption,
     InvalidUserId,
     Limits,
     Month,
@@ -379,3 +381,32 @@ def test_a_dense_key_is_one_image_with_bit_zero_as_the_high_bit() -> None:
     commands = planner.batch(WriteBatch(schema), ids, wall).commands("t", set())
     images = [c[2:] for c in commands if c[0] == "SETRANGE"]
     assert images == [(1, b"\xff\xff\xff\xfc"), (1, b"\xff\xff\xff\xfc")]  # day, universe
+
+
+@dataclass(frozen=True, slots=True)
+class _OwnLayout(ShardedSchema):
+    """A schema subclass: its shards and bits are asked of the schema, id by id."""
+
+
+async def test_a_custom_schema_gets_the_bytes_mark_events_writes(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """With a schema subclass (no inlined shard arithmetic) the keys still equal mark_events'."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 6 * 2**SHARD_BITS, 800)
+    seconds = rng.integers(START, STOP, 800)
+    schemas = [_OwnLayout(prefix=f"{prefix}-b", shard_bits=SHARD_BITS)]
+    schemas.append(_OwnLayout(prefix=f"{prefix}-r", shard_bits=SHARD_BITS))
+    bulk, rows = (Tracker(client, schema=s, tz=BERLIN, track_hourly=True) for s in schemas)
+    await bulk.mark_bulk("active", ids, seconds)
+    moments = [dt.datetime.fromtimestamp(s, UTC) for s in seconds.tolist()]
+    await rows.mark_events([("active", u, m) for u, m in zip(ids.tolist(), moments, strict=True)])
+    assert await _dump(client, f"{prefix}-b") == await _dump(client, f"{prefix}-r")
+
+
+async def test_bad_chunk_size_is_refused(client: redis.asyncio.Redis, prefix: str) -> None:
+    """chunk_size=0 raises InvalidOption before anything is sent."""
+    tracker = Tracker(client, prefix=prefix)
+    with pytest.raises(InvalidOption):
+        await tracker.mark_bulk("active", [1], [0], chunk_size=0)
+    assert await scan_keys(client, prefix) == set()
