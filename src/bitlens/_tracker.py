@@ -33,6 +33,7 @@ from ._writer import Mark, Writer
 from ._writes import Granularity  # noqa: TC001
 
 if TYPE_CHECKING:
+    from collections.abc import Sized
     from types import TracebackType
 
     from typing_extensions import Self
@@ -460,6 +461,58 @@ class Tracker:
         self._state.check_open()
         return await self._writer.mark_events(
             marks, track_hourly=track_hourly, track_unique=track_unique, progress=progress
+        )
+
+    async def mark_bulk(
+        self,
+        event: str,
+        user_ids: Sized,
+        times: Sized,
+        *,
+        hourly: bool | None = None,
+        unique: bool | None = None,
+        chunk_size: int | None = None,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> int:
+        """Mark ``event`` for columns of ids and times: a vectorized backfill (needs numpy).
+
+        ``user_ids`` and ``times`` are columns of equal length: numpy arrays, pandas or
+        polars Series, pyarrow arrays or plain sequences. Times are epoch seconds or
+        timezone-aware timestamps (instants, converted to the tracker's zone), or naive
+        ``datetime64`` / ``datetime`` values (wall-clock times in the tracker's zone, like
+        a naive ``at``). Rows are grouped per key with numpy and written as byte images
+        OR'ed into each key (bits already set stay set), with the universe and the shard
+        registry like every mark, in chunks of ``chunk_size`` rows (default
+        ``100_000``): one round trip per chunk (per node on a cluster). The same bits as
+        :meth:`mark_events` of the same rows. Every row is checked before anything is
+        sent.
+
+        :param event: the event name
+        :param user_ids: the ids, ints from 0 to the tracker's ``max_user_id``
+        :param times: when each happened, one per id
+        :param hourly: also set hour bits (default: the tracker's setting)
+        :param unique: also set UniqueEvents bits (default: the tracker's setting)
+        :param chunk_size: rows per chunk (default ``100_000``)
+        :param progress: called with ``(rows written, rows in all)`` after each chunk
+        :returns: the number of rows marked
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises InvalidBulkInput: for columns of different lengths, a missing time (NaT,
+            NaN, None) or one outside years 1..9999, before anything is sent
+        :raises InvalidEventName: for a bad event name, before anything is sent
+        :raises InvalidPeriod: for an expiry deadline that cannot exist
+        :raises OptionalDependencyMissing: when numpy is not installed
+            (``pip install 'bitlens[bulk]'``)
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        return await self._writer.mark_bulk(
+            event,
+            user_ids,
+            times,
+            track_hourly=hourly,
+            track_unique=unique,
+            chunk_size=chunk_size,
+            progress=progress,
         )
 
     def stats(self) -> IngestStats:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
 
-from ._exceptions import InvalidOption, MarkRejected
+from ._exceptions import InvalidOption, MarkRejected, OptionalDependencyMissing
 from ._execute import Executor, Group
 from ._ingest import Coalescer, FireAndForget, IngestStats, Rejections, is_permanent
 from ._keys import KeySchema, validate_event_name, validate_user_id
@@ -26,7 +26,7 @@ from ._periods import Day, Hour, Period, to_local
 from ._writes import Granularity, WriteBatch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sized
 
     from ._plan import Command
     from ._state import Lifecycle, ShardRegistry
@@ -362,6 +362,90 @@ class Writer:
             if progress is not None:
                 progress(sent)
         return sent
+
+    async def mark_bulk(
+        self,
+        event: str,
+        user_ids: Sized,
+        times: Sized,
+        *,
+        track_hourly: bool | None,
+        track_unique: bool | None,
+        chunk_size: int | None,
+        progress: Callable[[int, int], object] | None,
+    ) -> int:
+        """Mark one event for columns of ids and times, vectorized, chunk by chunk.
+
+        Every chunk is checked before the first one is sent; then each chunk is one
+        write batch (one round trip per node), one chunk in flight while the next is
+        grouped.
+
+        :returns: the number of rows marked
+        """
+        try:
+            from . import _bulk  # numpy: only for mark_bulk
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "numpy":
+                raise
+            raise OptionalDependencyMissing("Tracker.mark_bulk()", "numpy", "bulk") from None
+        event = validate_event_name(event)
+        hourly, unique = self._flags(track_hourly, track_unique)
+        size = _bulk.BULK_CHUNK_SIZE if chunk_size is None else chunk_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidOption("chunk_size", chunk_size, "an int >= 1 or None")
+        columns = _bulk.load_columns(user_ids, times, self._tz, self._limits.max_user_id)
+        planner = _bulk.Planner(
+            self._schema, event, hourly, lambda moment: self.periods(moment, hourly, unique)
+        )
+        total = len(columns)
+        bounds = [(start, min(start + size, total)) for start in range(0, total, size)]
+        for start, stop in bounds:  # everything is checked before anything is sent
+            planner.periods(planner.slots(columns.chunk(start, stop)[1])[0])
+        done = 0
+        in_flight: tuple[asyncio.Task[None], int] | None = None
+        try:
+            for start, stop in bounds:
+                writes = planner.batch(self.new_writes(), *columns.chunk(start, stop))
+                if in_flight is not None:
+                    await in_flight[0]
+                    done += in_flight[1]
+                    in_flight = None
+                    if progress is not None:
+                        progress(done, total)
+                task = asyncio.get_running_loop().create_task(self.flush(writes))
+                in_flight = (task, stop - start)
+                await asyncio.sleep(0)  # let it pack and write its request
+            if in_flight is not None:
+                await in_flight[0]
+                done += in_flight[1]
+                in_flight = None
+                if progress is not None:
+                    progress(done, total)
+        except BaseException as exc:
+            if in_flight is not None:
+                if isinstance(exc, Exception):  # the chunk in flight is still written
+                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                        await in_flight[0]
+                else:  # cancelled: so is the chunk in flight (marks are idempotent)
+                    in_flight[0].cancel()
+                    with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                        await in_flight[0]
+            raise
+        return done
+
+    def _flags(self, track_hourly: bool | None, track_unique: bool | None) -> tuple[bool, bool]:
+        """The hourly and unique flags of a mark (``None``: the tracker's settings).
+
+        :raises InvalidOption: for a flag that is not a bool or None
+        """
+        if track_hourly is not None and not isinstance(track_hourly, bool):
+            raise InvalidOption("track_hourly", track_hourly, "True, False or None")
+        if track_unique is not None and not isinstance(track_unique, bool):
+            raise InvalidOption("track_unique", track_unique, "True, False or None")
+        return (
+            self._hourly if track_hourly is None else track_hourly,
+            self._unique if track_unique is None else track_unique,
+        )
 
     def stats(self) -> IngestStats:
         """A snapshot of the write counters."""

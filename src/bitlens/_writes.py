@@ -11,6 +11,10 @@ Every mark sets one bit in each of its period bitmaps and in its shard's univers
   tmp``, ``DEL tmp`` — three commands however many bits (the temp key carries the shard's
   hash tag and lives inside the same MULTI/EXEC).
 
+Bits grouped outside the batch — a vectorized backfill's (:mod:`bitlens._bulk`) — come in
+as :class:`PreparedBits` per key, already offsets or a byte image, and are emitted the
+same way.
+
 The executor sends a batch as one MULTI/EXEC per node, so each shard's marks are atomic.
 Bit values follow the order of the calls: marking then unmarking a bit in one batch
 leaves it clear.
@@ -34,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 
-__all__ = ["BitfieldSets", "Command", "Granularity", "WriteBatch"]
+__all__ = ["BitfieldSets", "Command", "Granularity", "PreparedBits", "WriteBatch"]
 
 Granularity: TypeAlias = Literal["hour", "day", "week", "month"]
 Command: TypeAlias = "tuple[str | int | bytes | BitfieldSets, ...]"
@@ -90,6 +94,7 @@ class WriteBatch:
     _pending: dict[tuple[str, int], tuple[Sequence[Period | None], list[int]]] = field(
         default_factory=dict
     )
+    _prepared: list[tuple[str, int, Period | None, PreparedBits]] = field(default_factory=list)
     marks: int = 0
     _shift: int = -1
 
@@ -104,7 +109,46 @@ class WriteBatch:
     def shards(self) -> set[int]:
         """The shards this batch writes to."""
         self._settle()
-        return {bits.shard for bits in self._keys.values()} | set(self._universe)
+        found = {bits.shard for bits in self._keys.values()} | set(self._universe)
+        found.update(shard for _, shard, _, _ in self._prepared)
+        return found
+
+    @property
+    def image_bits(self) -> int:
+        """The fewest bits of one key for which a byte image costs Redis less than BITFIELD."""
+        key_bytes = 1 << max(self.schema.shard_bits - 3, 0)  # a shard key's longest length
+        return max(_IMAGE_MIN_BITS, -(-key_bytes // IMAGE_BYTES_PER_BIT))
+
+    def add_prepared(
+        self, event: str, period: Period | None, shard: int, bits: PreparedBits
+    ) -> None:
+        """Add bits to set in one event key, already grouped (e.g. by a vectorized backfill).
+
+        The bits are OR'ed in: bits already set in the key stay set. Add the ids to the
+        shard's universe with :meth:`add_prepared_universe` and count the marks they stand
+        for with :meth:`add_marks`.
+
+        :param event: a validated event name
+        :param period: the period of the key (``None``: UniqueEvents)
+        :param shard: the shard of the key
+        :param bits: the bits, as offsets or as a byte image
+        """
+        self._prepared.append((self.schema.event_key(event, period, shard), shard, period, bits))
+
+    def add_prepared_universe(self, shard: int, bits: PreparedBits) -> None:
+        """Add bits to set in a shard's universe, already grouped.
+
+        :param shard: the shard
+        :param bits: the bits, as offsets or as a byte image
+        """
+        self._prepared.append((self.schema.universe_key(shard), shard, None, bits))
+
+    def add_marks(self, count: int) -> None:
+        """Count ``count`` marks written by :meth:`add_prepared` bits.
+
+        :param count: how many marks the prepared bits stand for
+        """
+        self.marks += count
 
     def add(self, event: str, user_id: int, periods: Sequence[Period | None], value: int) -> None:
         """Add one validated mark (``value`` 1) or unmark (``value`` 0).
@@ -199,9 +243,7 @@ class WriteBatch:
         self._settle()
         out: dict[int, list[Command]] = {}
         temp = _TempNames(self.schema, token)
-        # The fewest bits for which a byte image costs Redis less than BITFIELD.
-        key_bytes = 1 << max(self.schema.shard_bits - 3, 0)  # a shard key's longest length
-        image_bits = max(_IMAGE_MIN_BITS, -(-key_bytes // IMAGE_BYTES_PER_BIT))
+        image_bits = self.image_bits
         for key, bits in self._keys.items():
             commands = out.setdefault(bits.shard, [])
             if bits.ones:
@@ -212,6 +254,10 @@ class WriteBatch:
         for shard, offsets in self._universe.items():
             universe = self.schema.universe_key(shard)
             _emit(out.setdefault(shard, []), universe, offsets, 1, shard, temp, image_bits)
+        for key, shard, period, prepared in self._prepared:
+            commands = out.setdefault(shard, [])
+            prepared.emit(commands, key, temp(shard) if prepared.image else "")
+            self._expire(commands, key, period)
         return out
 
     def _expire(self, out: list[Command], key: str, period: Period | None) -> None:
@@ -286,3 +332,38 @@ class BitfieldSets:
     def arguments(self) -> tuple[str | int, ...]:
         """Return the arguments one by one: ``("SET", "u1", o1, v, "SET", "u1", o2, v, ...)``."""
         return tuple(a for o in self.offsets for a in ("SET", "u1", o, self.value))
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBits:
+    """Bits to set in one key, grouped outside a :class:`WriteBatch` (e.g. vectorized).
+
+    Either ``offsets`` (ascending, each once: sent as ``SETBIT`` or one ``BITFIELD``) or a
+    byte ``image`` whose first byte is byte ``lo`` of the key (bit 0 of a byte is its most
+    significant bit, as in ``SETBIT``): sent as ``SETRANGE tmp lo image``, ``BITOP OR key
+    key tmp``, ``DEL tmp`` in the same transaction. Either way the bits are OR'ed in.
+
+    :param offsets: the bit offsets (empty when ``image`` is given)
+    :param lo: the byte offset of the image's first byte
+    :param image: the byte image (empty when ``offsets`` are given)
+    """
+
+    offsets: tuple[int, ...] = ()
+    lo: int = 0
+    image: bytes = b""
+
+    def emit(self, out: list[Command], key: str, temp: str) -> None:
+        """Append the commands that OR these bits into ``key``.
+
+        :param out: the commands of the key's shard
+        :param key: the key
+        :param temp: a temp key name of the shard (used for an image only)
+        """
+        if self.image:
+            out.append(("SETRANGE", temp, self.lo, self.image))
+            out.append(("BITOP", "OR", key, key, temp))
+            out.append(("DEL", temp))
+        elif len(self.offsets) == 1:
+            out.append(("SETBIT", key, self.offsets[0], 1))
+        elif self.offsets:
+            out.append(("BITFIELD", key, BitfieldSets(self.offsets, 1)))

@@ -63,6 +63,7 @@ async def tracker_marking(tracker: Tracker) -> None:
     assert_type(await tracker.unmark_unique("signed_up", 1), None)
     marks: list[bitlens.Mark] = [("active", 1), ("active", 2, at), ("buy", 3, None)]
     assert_type(await tracker.mark_events(marks), int)
+    assert_type(await tracker.mark_bulk("active", [1, 2], [at, at], hourly=True), int)
 
 
 async def expressions() -> None:

@@ -20,6 +20,7 @@ The tree (a class drawn under another is its subclass)::
     │   ├── ExpiryPastCalendar                     a mark whose expiry deadline is past 9999
     │   └── InvalidTimeZone                        a time zone name that is not known
     ├── InvalidMoment          (also TypeError)   an ``at`` that is not a datetime or date
+    ├── InvalidBulkInput       (also ValueError)  a ``mark_bulk`` column that cannot be marked
     ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
     ├── InvalidRetentionQuery  (also ValueError)  retention arguments that make no table
     ├── InvalidParameter       (also ValueError)  a bad query parameter of the web JSON API
@@ -46,6 +47,7 @@ The tree (a class drawn under another is its subclass)::
     ├── PermissionDenied                           the Redis user lacks a command or key
     ├── ServerOutOfMemory                          Redis' ``maxmemory`` refused a write
     ├── RedisServerNotFound    (also RuntimeError) no redis-server binary for ``bitlens.embedded``
+    ├── OptionalDependencyMissing (also ImportError) a feature's optional package is missing
     └── ReplicationTimeout     (also TimeoutError) too few replicas acknowledged a write
 
 Each class fixes its own message from typed fields, kept as attributes; raise sites stay
@@ -62,6 +64,7 @@ from ._runtime import (
     AuthenticationFailed,
     CleanupFailed,
     MarkRejected,
+    OptionalDependencyMissing,
     PermissionDenied,
     QueryRejected,
     RedisServerNotFound,
@@ -77,6 +80,7 @@ from ._usage import (
     HourlyRangeNotTracked,
     HourlyWindowNotTracked,
     IdMapMismatch,
+    InvalidBulkInput,
     InvalidEventName,
     InvalidExpression,
     InvalidExternalId,
@@ -116,6 +120,7 @@ __all__ = [
     "HourlyRangeNotTracked",
     "HourlyWindowNotTracked",
     "IdMapMismatch",
+    "InvalidBulkInput",
     "InvalidEventName",
     "InvalidExpression",
     "InvalidExternalId",
@@ -135,6 +140,7 @@ __all__ = [
     "NoPeriod",
     "NoUtcOffset",
     "NotAPeriod",
+    "OptionalDependencyMissing",
     "OutsideCalendar",
     "PermissionDenied",
     "QueryRejected",

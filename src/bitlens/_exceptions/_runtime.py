@@ -13,6 +13,7 @@ __all__ = [
     "AuthenticationFailed",
     "CleanupFailed",
     "MarkRejected",
+    "OptionalDependencyMissing",
     "PermissionDenied",
     "QueryRejected",
     "RedisServerNotFound",
@@ -166,3 +167,20 @@ class ReplicationTimeout(BitlensError, TimeoutError):
     def __reduce__(self) -> tuple[type[ReplicationTimeout], tuple[int, int]]:
         """Rebuild from ``wanted`` and ``got`` (for ``copy`` and ``pickle``)."""
         return (type(self), (self.wanted, self.got))
+
+
+class OptionalDependencyMissing(BitlensError, ImportError):
+    """A feature needs a package that is not installed (e.g. numpy for ``mark_bulk``).
+
+    :param feature: the feature, e.g. ``"Tracker.mark_bulk()"``
+    :param package: the missing package, e.g. ``"numpy"``
+    :param extra: the bitlens extra that installs it, e.g. ``"bulk"``
+    """
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        self.feature = feature
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: pip install 'bitlens[{extra}]'"
+        )

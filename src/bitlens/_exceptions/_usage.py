@@ -16,6 +16,7 @@ __all__ = [
     "HourlyRangeNotTracked",
     "HourlyWindowNotTracked",
     "IdMapMismatch",
+    "InvalidBulkInput",
     "InvalidEventName",
     "InvalidExpression",
     "InvalidExternalId",
@@ -627,3 +628,24 @@ class ParseError(BitlensError, ValueError):
         """Return the message, then the expression and a caret under the position."""
         shown = "".join(" " if char.isspace() else char for char in self.text)
         return f"{self.message}\n  {shown}\n  {' ' * self.position}^"
+
+
+class InvalidBulkInput(BitlensError, ValueError):
+    """A column given to :meth:`~bitlens.Tracker.mark_bulk` that cannot be marked.
+
+    For example ``times`` shorter than ``user_ids``, a ``NaT``/``NaN``/``None`` time, a
+    time outside years 1..9999, or a column of a type that holds neither ids nor times.
+
+    :param column: the argument, e.g. ``"times"``
+    :param index: the position of the first offending value (``None``: the whole column)
+    :param value: the offending value (or the column's length or type)
+    :param reason: what is wrong with it
+    """
+
+    def __init__(self, column: str, index: int | None, value: object, reason: str) -> None:
+        self.column = column
+        self.index = index
+        self.value = value
+        self.reason = reason
+        where = column if index is None else f"{column}[{index}]"
+        super().__init__(f"invalid {where} = {value!r}: {reason}")
