@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import redis.asyncio
 
 from _helpers import close_cluster_client, connect, connect_cluster, scan_keys
@@ -27,6 +28,7 @@ from bitlens import DayEvents, MonthEvents, Tracker, WeekEvents
 from bitlens._periods import Day, to_local
 
 if TYPE_CHECKING:
+    from bitlens import Expr
     from bitlens._periods import Period
 
 __all__ = ["FAULT_CLIENT_NAME", "Ledger", "check_invariants", "tracked_client"]
@@ -100,6 +102,28 @@ def _leftovers(keys: set[bytes], prefix: str) -> set[bytes]:
     return {key for key in keys if allowed.fullmatch(key) is None}
 
 
+async def _settled(reader: Tracker, expr: Expr, *, rounds: int = 40) -> tuple[set[int], int]:
+    """Read ``expr``'s members and count until two reads agree (or ``rounds`` run out).
+
+    A coalesced batch whose callers were cancelled is still sent, and retried after an
+    outage, so marks that were attempted but never acknowledged may land while the
+    invariants are read; the members and the count are compared once they stop changing.
+
+    :param reader: a fresh tracker
+    :param expr: the expression to read
+    :param rounds: how many reads to try, 50 ms apart
+    """
+    found = {uid async for uid in reader.members(expr)}
+    counted = await reader.count(expr)
+    for _ in range(rounds):
+        again = {uid async for uid in reader.members(expr)}
+        if again == found and counted == len(found):
+            break
+        found, counted = again, await reader.count(expr)
+        await anyio.sleep(0.05)
+    return found, counted
+
+
 async def check_invariants(
     url: str,
     prefix: str,
@@ -133,12 +157,12 @@ async def check_invariants(
             for kind, make in (("day", DayEvents), ("week", WeekEvents), ("month", MonthEvents)):
                 for (event, period), (acked, attempted) in ledger.grouped(kind).items():
                     expr = make.from_date(event, period.start, tz=ledger.tz)
-                    found = {uid async for uid in reader.members(expr)}
+                    found, counted = await _settled(reader, expr)
                     missing = acked - found
                     assert not missing, f"{len(missing)} acked marks missing from {expr!r}"
                     extra = found - attempted
                     assert not extra, f"{len(extra)} never-attempted ids in {expr!r}"
-                    assert await reader.count(expr) == len(found), f"count of {expr!r}"
+                    assert counted == len(found), f"count of {expr!r}: {counted} != {len(found)}"
             # 2. no temp key (or anything foreign) outlived its query
             left = _leftovers(await scan_keys(admin, prefix), prefix)
             assert not left, f"keys left behind: {sorted(left)[:5]} ({len(left)} in all)"

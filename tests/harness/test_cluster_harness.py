@@ -33,6 +33,8 @@ import pytest
 import redis.exceptions
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 import harness
 from _cluster_counter import ClusterProxies, count_writes
@@ -48,6 +50,14 @@ AT = datetime(2026, 11, 27, 13, 5, tzinfo=timezone.utc)
 
 TAGS = ("{a}", "{b}", "{c}")
 """Hash tags whose slots (15495, 3300, 7365) fall to three different masters."""
+
+
+def _no_retry_client(url: str) -> RedisCluster:
+    """A ``RedisCluster`` of ``url`` that sends each command once, never retrying it.
+
+    :param url: a node's URL
+    """
+    return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0))
 
 
 async def _close(client: RedisCluster) -> None:
@@ -311,8 +321,9 @@ async def test_client_reads_acknowledged_write_after_failover(
 async def test_command_right_after_master_dies_fails_fast(
     own_cluster: EmbeddedCluster, prefix: str
 ) -> None:
-    """A GET sent right after its master dies raises ConnectionError: retries do not wait."""
-    client = RedisCluster.from_url(own_cluster.url)
+    """Without client retries, a GET sent right after its master dies raises ConnectionError."""
+    # redis-py's default retries back off with jitter and can outlast the 1 s failover
+    client = _no_retry_client(own_cluster.url)
     key = f"{{{prefix}}}:k"
     try:
         await client.initialize()
@@ -327,11 +338,18 @@ async def test_aclose_after_connection_error_keeps_connections_open(
     own_cluster: EmbeddedCluster, prefix: str
 ) -> None:
     """After a ConnectionError, RedisCluster.aclose() closes nothing (hence _close)."""
-    client = RedisCluster.from_url(own_cluster.url)
+    client = _no_retry_client(own_cluster.url)
     key = f"{{{prefix}}}:k"
+    owner = _owner(own_cluster, key)
+    other = next(
+        f"{{{prefix}-{n}}}:k"
+        for n in range(100)
+        if _owner(own_cluster, f"{{{prefix}-{n}}}:k") != owner
+    )
     try:
         await client.initialize()
-        own_cluster.kill(_owner(own_cluster, key))
+        await client.get(other)  # a connection to a master that stays up
+        own_cluster.kill(owner)
         with pytest.raises(redis.exceptions.ConnectionError):
             await client.get(key)
         await client.aclose()
