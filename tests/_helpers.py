@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import anyio
 import redis.asyncio
 
 if TYPE_CHECKING:
@@ -19,7 +23,9 @@ if TYPE_CHECKING:
     """``acl_user(url, name, rules)``, as the ``acl_user`` fixture yields it."""
 
 __all__ = [
+    "Ran",
     "as_script_calls",
+    "run_cli",
     "set_acl_user",
     "close_cluster_client",
     "connect",
@@ -29,6 +35,29 @@ __all__ = [
     "ping",
     "scan_keys",
 ]
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a finished ``bitlens`` process left: exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def run_cli(*args: str, stdin: str = "") -> Ran:
+    """Run ``python -m bitlens ARGS`` to the end (no REDIS_URL, no BITLENS_DEBUG).
+
+    :param args: the command-line arguments
+    :param stdin: what the process reads on its standard input
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BITLENS_DEBUG")}
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "bitlens", *args], input=stdin.encode(), env=env, check=False
+        )
+    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 def connect(url: str) -> redis.asyncio.Redis:

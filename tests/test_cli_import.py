@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import anyio
 import pytest
 
-from _helpers import scan_keys
+from _helpers import run_cli, scan_keys
 from bitlens import DayEvents, HourEvents, MonthEvents, Tracker
 
 if TYPE_CHECKING:
@@ -31,32 +27,13 @@ signed_up,1,2026-11-01T09:00:00
 """Three ``active`` rows (the third is 2026-11-28T00:00Z in epoch seconds), one signup."""
 
 
-@dataclass(frozen=True)
-class Ran:
-    """What a finished ``bitlens`` process left: exit code, stdout and stderr."""
-
-    code: int
-    out: str
-    err: str
-
-
-async def _bitlens(*args: str) -> Ran:
-    """Run ``python -m bitlens ARGS`` to the end (without REDIS_URL) and return what it left."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BITLENS_DEBUG")}
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "bitlens", *args], env=env, check=False
-        )
-    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
-
-
 async def test_csv_import_marks_every_row(
     client: redis.asyncio.Redis, redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
     """A CSV file's rows land in their day and month bitmaps; stdout counts them per event."""
     path = tmp_path / "events.csv"
     path.write_text(CSV, encoding="utf-8")
-    ran = await _bitlens("import", str(path), "--url", redis_url, "--prefix", prefix)
+    ran = await run_cli("import", str(path), "--url", redis_url, "--prefix", prefix)
     assert ran.code == 0, ran.err
     assert ran.out.splitlines()[-1] == "4 rows of 2 events marked"
     tracker = Tracker(client, prefix=prefix)
@@ -80,7 +57,7 @@ async def test_jsonl_import_reads_its_columns_in_the_zone_given(
         {"name": "active", "uid": 8, "ts": 1795822200},  # 2026-11-27T23:30Z = 00:30 Berlin
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    ran = await _bitlens(
+    ran = await run_cli(
         "import",
         str(path),
         "--event-column",
@@ -111,7 +88,7 @@ async def test_dry_run_checks_the_file_and_sends_nothing(
     """--dry-run prints the counts per event and writes no key."""
     path = tmp_path / "events.csv"
     path.write_text(CSV, encoding="utf-8")
-    ran = await _bitlens("import", str(path), "--dry-run", "--url", redis_url, "--prefix", prefix)
+    ran = await run_cli("import", str(path), "--dry-run", "--url", redis_url, "--prefix", prefix)
     assert ran.code == 0, ran.err
     assert ran.out.splitlines() == [
         f"{'active':<9}  {3:>10}",
@@ -127,7 +104,7 @@ async def test_a_bad_row_exits_2_naming_its_line(
     """A row whose timestamp cannot be read stops the import with exit 2 and its line."""
     path = tmp_path / "events.csv"
     path.write_text(CSV + "active,4,yesterday\n", encoding="utf-8")
-    ran = await _bitlens("import", str(path), "--url", redis_url, "--prefix", prefix)
+    ran = await run_cli("import", str(path), "--url", redis_url, "--prefix", prefix)
     assert ran.code == 2
     assert "line 6: timestamp 'yesterday' is not ISO 8601" in ran.err
     assert await scan_keys(client, prefix) == set()
@@ -139,7 +116,7 @@ async def test_progress_goes_to_stderr_once_per_chunk_at_most(
     """Off a terminal, progress is plain lines on stderr ending in the total; stdout is clean."""
     path = tmp_path / "events.csv"
     path.write_text(CSV, encoding="utf-8")
-    ran = await _bitlens(
+    ran = await run_cli(
         "import", str(path), "--chunk-rows", "1", "--url", redis_url, "--prefix", prefix
     )
     assert ran.code == 0, ran.err

@@ -27,6 +27,7 @@ EXPORTED = [
     "DayEvents",
     "EmptyDifference",
     "EmptyRange",
+    "Erasure",
     "EventKey",
     "EventTemplate",
     "EventsBetween",

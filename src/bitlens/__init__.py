@@ -96,6 +96,7 @@ from ._keys import (
     TempKey,
     UniverseKey,
 )
+from ._manage import Erasure
 from ._options import Coalesce, Limits
 from ._periods import Day, Hour, Month, Period, Week, Year
 from ._plan import Capabilities
@@ -119,6 +120,7 @@ __all__ = [
     "DayEvents",
     "EmptyDifference",
     "EmptyRange",
+    "Erasure",
     "EventKey",
     "EventTemplate",
     "EventsBetween",

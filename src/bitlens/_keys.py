@@ -381,6 +381,36 @@ class KeySchema(ABC):
         """
         return self.scan_pattern
 
+    def events_pattern(self, starting_with: str = "") -> str:
+        """A SCAN MATCH pattern that finds a key of every event whose name starts so.
+
+        It may match other keys too (:meth:`parse` tells them apart). By default
+        :attr:`event_scan_pattern`.
+
+        :param starting_with: the start of the names wanted (``""``: every event)
+        """
+        return self.event_scan_pattern
+
+    def event_pattern(self, event: str) -> str:
+        """A SCAN MATCH pattern that finds every bitmap of ``event`` (all periods, shards).
+
+        It may match other keys too (:meth:`parse` tells them apart). By default
+        :attr:`scan_pattern`.
+
+        :param event: a validated event name
+        """
+        return self.scan_pattern
+
+    def shard_pattern(self, shard: int) -> str:
+        """A SCAN MATCH pattern that finds every bitmap and the universe of ``shard``.
+
+        It may match other keys too (:meth:`parse` tells them apart). By default
+        :attr:`scan_pattern`.
+
+        :param shard: a shard number
+        """
+        return self.scan_pattern
+
     @property
     @abstractmethod
     def acl_pattern(self) -> str:
@@ -590,6 +620,18 @@ class ShardedSchema(KeySchema):
         # Month and Unique bitmaps (a period suffix starting M or U): every mark_event
         # sets a month bit and every mark_unique the unique bit, so every event has one.
         return f"{self.scan_pattern}:[MU]*"
+
+    def events_pattern(self, starting_with: str = "") -> str:
+        if not starting_with:
+            return self.event_scan_pattern
+        # "bl:{*}:act*": the hash tag, then the name's start (escaped: names may hold '*').
+        return f"{glob_escape(self.prefix)}:{{*}}:{glob_escape(starting_with)}*"
+
+    def event_pattern(self, event: str) -> str:
+        return f"{glob_escape(self.prefix)}:{{*}}:{glob_escape(event)}:*"
+
+    def shard_pattern(self, shard: int) -> str:
+        return f"{glob_escape(self.prefix)}:{{{shard}}}:*"
 
     @property
     def acl_pattern(self) -> str:

@@ -21,8 +21,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ._exceptions import InvalidOption
 from ._execute import Executor
 from ._ingest import Batch, IngestStats
-from ._keys import KeySchema, ShardedSchema
+from ._keys import KeySchema, ShardedSchema, validate_event_name, validate_user_id
 from ._lower import ScriptMode, script_mode
+from ._manage import Erasure, Manager, check_name_prefix
 from ._options import CLIENT_READ_BYTES, Coalesce, Limits, Reads, check_options
 from ._periods import TzLike  # noqa: TC001
 from ._plan import Capabilities, ResolveContext
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ._expr import Expr
+    from ._periods import Period
     from .cohort import Criterion, Mode, PeriodName, RetentionTable
     from .otel import Telemetry
 
@@ -215,6 +217,7 @@ class Tracker:
             max_user_id=limits.max_user_id,
             members_chunk=limits.members_chunk_bytes,
         )
+        self._manager = Manager(self._executor, self._client, key_schema, self._registry)
         if instrument is not None:
             instrument(self, parts(self))
 
@@ -663,6 +666,90 @@ class Tracker:
         :raises TrackerClosed: after ``aclose()``
         """
         return self._reader.members(expr)
+
+    # -- managing the data --------------------------------------------------------------------
+
+    async def event_names(self, *, starting_with: str = "") -> list[str]:
+        """Return the sorted names of the events stored under this tracker's prefix.
+
+        Walks the keyspace with ``SCAN`` (never ``KEYS``; on a cluster, every master) and
+        keeps only keys the schema parses, so other prefixes' keys never show.
+
+        Example::
+
+            await tracker.event_names(starting_with="checkout:")
+            # ['checkout:paid', 'checkout:started']
+
+        :param starting_with: only names starting with this text (``""``: every name)
+        :raises InvalidOption: for a ``starting_with`` no event name can start with
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        return await self._manager.event_names(check_name_prefix(starting_with))
+
+    async def event_periods(self, event: str) -> list[Period | None]:
+        """Return the periods ``event`` has bitmaps for (``None`` stands for UniqueEvents).
+
+        Months first, then ISO weeks, days, hours and the Unique bitmap, each in time order.
+
+        :param event: the event name
+        :raises InvalidEventName: for a bad name, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        return await self._manager.event_periods(validate_event_name(event))
+
+    async def delete_event(
+        self, event: str, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Delete every bitmap of ``event`` (all periods, all shards); return the keys removed.
+
+        ``SCAN`` finds the keys and ``UNLINK`` removes them in batches of 500 (on a cluster
+        grouped by slot, one round trip per node per batch). Other events, the universe
+        and other prefixes are not touched. Deleting an event that has no keys returns 0.
+
+        :param event: the event name
+        :param progress: called with the number of keys removed so far after each batch
+        :raises InvalidEventName: for a bad name, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        return await self._manager.delete_event(validate_event_name(event), progress=progress)
+
+    async def delete_all(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Delete every key under this tracker's prefix; return how many were removed.
+
+        Event bitmaps, universes, id maps and the shard registry: every key the schema
+        parses, found with ``SCAN`` and removed with ``UNLINK`` in batches of 500. The
+        match never reaches another prefix (deleting ``bl`` leaves ``bl:x`` alone) and
+        keys under the prefix that the schema would never build are left as they are.
+
+        :param progress: called with the number of keys removed so far after each batch
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        return await self._manager.delete_all(progress=progress)
+
+    async def erase_user(self, user_id: int) -> Erasure:
+        """Clear ``user_id`` from every bitmap under this prefix (e.g. for a GDPR request).
+
+        Only the keys of the id's own shard are read or written (on a cluster, only the
+        node holding that shard is scanned); every other id's bits stay as they are, even
+        while they are being marked. Idempotent: a second call clears nothing and returns
+        an empty :class:`Erasure`. A mark of this same id sent while the erase runs may
+        survive it; erase after the id's marks have stopped.
+
+        Example::
+
+            erased = await tracker.erase_user(123)
+            print(len(erased), [(k.event, k.period) for k in erased.cleared])
+
+        :param user_id: the id to erase
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        return await self._manager.erase_user(validate_user_id(user_id, self.limits.max_user_id))
 
 
 class Parts(NamedTuple):

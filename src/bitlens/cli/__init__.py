@@ -10,6 +10,8 @@ Subcommands:
 * ``bitlens retention START [RETURNING]``: a cohort retention table;
 * ``bitlens events``: the event names under a prefix, found with SCAN;
 * ``bitlens import FILE``: backfill marks from a CSV, JSON lines or Parquet file;
+* ``bitlens delete-event EVENT``, ``bitlens delete-all``, ``bitlens erase-user ID``:
+  delete an event, everything under a prefix, or one user's bits (asking first);
 * ``bitlens serve``: the web dashboard on localhost (needs ``bitlens[aiohttp]``).
 
 Exit status: 0 on success, 1 when Redis (or the command) fails, 2 for bad arguments,
@@ -33,6 +35,7 @@ from ._count import add_count_parser
 from ._demo import add_demo_parser
 from ._events import add_events_parser
 from ._import import add_import_parser
+from ._manage import add_manage_parsers
 from ._retention import add_retention_parser
 from ._serve import add_serve_parser
 
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_retention_parser(sub)
     add_events_parser(sub)
     add_import_parser(sub)
+    add_manage_parsers(sub)
     add_serve_parser(sub)
     return parser
 
