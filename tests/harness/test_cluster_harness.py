@@ -334,10 +334,12 @@ async def test_command_right_after_master_dies_fails_fast(
         await _close(client)
 
 
-async def test_aclose_after_connection_error_keeps_connections_open(
+async def test_close_after_connection_error_leaves_no_connection_open(
     own_cluster: EmbeddedCluster, prefix: str
 ) -> None:
-    """After a ConnectionError, RedisCluster.aclose() closes nothing (hence _close)."""
+    """After a ConnectionError, _close (aclose, then every node) leaves no socket open."""
+    # redis-py's aclose() alone may do nothing once a ConnectionError has marked the client
+    # for re-initialization (it depends on the version and on timing), hence _close.
     client = _no_retry_client(own_cluster.url)
     key = f"{{{prefix}}}:k"
     owner = _owner(own_cluster, key)
@@ -349,12 +351,14 @@ async def test_aclose_after_connection_error_keeps_connections_open(
         own_cluster.kill(owner)
         with pytest.raises(redis.exceptions.ConnectionError):
             await client.get(key)
-        await client.aclose()
-        nodes = client.nodes_manager.nodes_cache.values()
-        state = {node.name: [c.is_connected for c in node._connections] for node in nodes}
-        assert any(conn.is_connected for node in nodes for conn in node._connections), state
     finally:
         await _close(client)
+    nodes = [
+        *client.nodes_manager.nodes_cache.values(),
+        *client.nodes_manager.startup_nodes.values(),
+    ]
+    state = {node.name: [c.is_connected for c in node._connections] for node in nodes}
+    assert not any(connected for flags in state.values() for connected in flags), state
 
 
 def test_restarted_master_rejoins_as_replica_of_its_successor(
