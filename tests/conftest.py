@@ -25,8 +25,12 @@ Tests never share keys: each gets a unique :func:`prefix`.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
@@ -36,6 +40,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 import harness
 from _cluster_counter import ClusterProxies
 from _helpers import close_cluster_client, connect, ping, set_acl_user
+from _optional import REQUIRE_BITMAPIST, missing
 from _proxy import RoundTripProxy
 from bitlens._transport import TRANSPORT_ENV
 from bitlens.embedded import EmbeddedRedis, RedisServerNotFound
@@ -441,3 +446,43 @@ def scripts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     mode = str(request.param)
     monkeypatch.setenv("BITLENS_SCRIPTS", mode)
     return mode
+
+
+# -- bitmapist 3.119, in a venv of its own (it needs redis-py < 6) ---------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+BITMAPIST_VENVS = (ROOT / ".bench" / "bitmapist-venv", ROOT / ".nox" / "bench-bitmapist")
+"""Where the benchmarks and the tests find (or make, the last one) bitmapist's venv."""
+
+
+def _bitmapist_python() -> Path | None:
+    """Return a python with bitmapist 3.119, creating ``.nox/bench-bitmapist`` if needed."""
+    check = "from importlib.metadata import version; assert version('bitmapist') == '3.119'"
+    for venv in BITMAPIST_VENVS:
+        python = venv / "bin" / "python"
+        if python.exists() and subprocess.run([python, "-c", check], check=False).returncode == 0:
+            return python
+    venv = BITMAPIST_VENVS[-1]
+    python = venv / "bin" / "python"
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [str(python), "-m", "pip", "install", "-q", "bitmapist==3.119", "redis<6"],
+        [str(python), "-c", check],
+    ]
+    for step in steps:
+        if subprocess.run(step, capture_output=True, check=False, timeout=600).returncode != 0:
+            return None
+    return python
+
+
+@pytest.fixture(scope="session")
+def bitmapist_python() -> Path:
+    """The python of a venv holding bitmapist 3.119 (the test skips if none can be made)."""
+    lock = BITMAPIST_VENVS[-1].parent / "bitmapist-venv.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as held:  # test workers make the venv one at a time
+        fcntl.flock(held, fcntl.LOCK_EX)
+        python = _bitmapist_python()
+    if python is None:
+        missing(REQUIRE_BITMAPIST, "bitmapist 3.119 could not be installed in a venv of its own")
+    return python

@@ -27,9 +27,9 @@ import pytest
 
 import bitlens
 from _helpers import connect
-from _optional import REQUIRE_BITMAPIST, missing
 from _retention_reference import Index, PeriodType, reference_table
 from bitlens import (
+    BitmapistSchema,
     Day,
     EventTemplate,
     Expr,
@@ -69,7 +69,6 @@ SHARD_BITS = 8  # 256 ids per shard: ~12 shards
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDE_SCRIPT = ROOT / "benchmarks" / "bitmapist_cohort_side.py"
-BITMAPIST_VENVS = (ROOT / ".bench" / "bitmapist-venv", ROOT / ".nox" / "bench-bitmapist")
 
 
 @cache
@@ -496,35 +495,6 @@ async def test_get_dates_data_uses_the_default_tracker(tracker: Tracker) -> None
 # -- bitmapist parity ----------------------------------------------------------------------------
 
 
-def _bitmapist_python() -> Path | None:
-    """Return a python with bitmapist 3.119, creating ``.nox/bench-bitmapist`` if needed."""
-    check = "from importlib.metadata import version; assert version('bitmapist') == '3.119'"
-    for venv in BITMAPIST_VENVS:
-        python = venv / "bin" / "python"
-        if python.exists() and subprocess.run([python, "-c", check], check=False).returncode == 0:
-            return python
-    venv = BITMAPIST_VENVS[-1]
-    python = venv / "bin" / "python"
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [str(python), "-m", "pip", "install", "-q", "bitmapist==3.119", "redis<6"],
-        [str(python), "-c", check],
-    ]
-    for step in steps:
-        if subprocess.run(step, capture_output=True, check=False, timeout=600).returncode != 0:
-            return None
-    return python
-
-
-@pytest.fixture(scope="session")
-def bitmapist_python() -> Path:
-    """The python of a venv holding bitmapist 3.119 (the test skips if none can be made)."""
-    python = _bitmapist_python()
-    if python is None:
-        missing(REQUIRE_BITMAPIST, "bitmapist 3.119 could not be installed in a venv of its own")
-    return python
-
-
 def _parity_tables(a: str, i: str) -> dict[str, dict[str, Any]]:
     return {
         "days": {"select1": a, "select2": a, "time_group": "days", "start_date": "2026-12-20"},
@@ -611,6 +581,56 @@ async def test_get_dates_data_equals_bitmapist(
     rows = await get_dates_data(**parity.tables[name], tracker=tracker)
     ours = [[_iso(row[0]), *row[1:]] for row in rows]
     assert json.dumps(ours) == json.dumps(parity.answers[name])
+
+
+@pytest.mark.parametrize("name", list(_parity_tables("a", "i")))
+async def test_get_dates_data_reads_bitmapists_keys_in_place(
+    parity: Parity, client: redis.asyncio.Redis, name: str
+) -> None:
+    """On the keys bitmapist itself wrote, bitlens' rows equal bitmapist's, cell for cell."""
+    tracker = Tracker(client, schema=BitmapistSchema())
+    rows = await get_dates_data(**parity.tables[name], tracker=tracker)
+    ours = [[_iso(row[0]), *row[1:]] for row in rows]
+    assert json.dumps(ours) == json.dumps(parity.answers[name])
+
+
+@pytest.fixture(scope="module")
+async def written_by_bitlens(
+    redis_server: EmbeddedRedis, redis_url: str, bitmapist_python: Path
+) -> AsyncIterator[dict[str, list[list[Any]]]]:
+    """bitlens writes :func:`activity` in bitmapist's layout; bitmapist computes the tables."""
+    tag = f"blparity{random.randrange(10**9)}"
+    names = {"active": f"{tag}.active", "ios": f"{tag}.ios"}
+    connection = connect(redis_url)
+    async with Tracker(connection, schema=BitmapistSchema()) as tracker:
+        await tracker.mark_events([(names[event], uid, at) for event, uid, at in activity()])
+    job = {"tables": _parity_tables(names["active"], names["ios"])}
+    done = await anyio.run_process(
+        [
+            str(bitmapist_python),
+            str(SIDE_SCRIPT),
+            "--host",
+            redis_server.host,
+            "--port",
+            str(redis_server.port),
+        ],
+        input=json.dumps(job).encode(),
+    )
+    report = json.loads(done.stdout)
+    assert report["bitmapist"] == "3.119"
+    yield report["tables"]
+    keys = [k async for k in connection.scan_iter(match=f"trackist_{tag}*", count=1000)]
+    if keys:
+        await connection.delete(*keys)
+    await connection.aclose()
+
+
+@pytest.mark.parametrize("name", list(_parity_tables("a", "i")))
+async def test_bitmapist_reads_the_tables_of_bitlens_writes(
+    parity: Parity, written_by_bitlens: dict[str, list[list[Any]]], name: str
+) -> None:
+    """bitmapist's get_dates_data on keys bitlens wrote gives the rows of its own marks."""
+    assert json.dumps(written_by_bitlens[name]) == json.dumps(parity.answers[name])
 
 
 def _iso(date: object) -> str:

@@ -147,6 +147,11 @@ CASES: dict[str, tuple[Callable[[], BitlensError], dict[str, object], tuple[str,
         {"base": bitlens.UniqueEvents("login")},
         ("BitOpDiff needs", "at least one set to subtract", "'login'"),
     ),
+    "UniverseUnavailable": (
+        lambda: exc.UniverseUnavailable("BitmapistSchema(prefix='trackist_')"),
+        {"schema": "BitmapistSchema(prefix='trackist_')"},
+        ("keeps no universe", "BitOpNot(x, universe=", "BitmapistSchema(universe="),
+    ),
     "QueryTooLarge": (
         lambda: exc.QueryTooLarge(900, 500),
         {"work": 900, "limit": 500},

@@ -20,6 +20,7 @@ EXPORTED = [
     "BitOpOr",
     "BitOpXor",
     "BitlensError",
+    "BitmapistSchema",
     "Capabilities",
     "CleanupFailed",
     "Coalesce",
@@ -88,6 +89,8 @@ EXPORTED = [
     "UniqueEvents",
     "Universe",
     "UniverseKey",
+    "UniverseKind",
+    "UniverseUnavailable",
     "UnsupportedOperation",
     "Week",
     "WeekEvents",
@@ -158,6 +161,7 @@ def test_the_pinned_classes_are_the_expected_ones() -> None:
         "MAX_USER_ID",
         "Mark",
         "ParsedKey",
+        "UniverseKind",
         "__version__",
     ]
 

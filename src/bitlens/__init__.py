@@ -61,6 +61,7 @@ from ._exceptions import (
     ServerOutOfMemory,
     TrackerClosed,
     UnboundTemplate,
+    UniverseUnavailable,
     UnsupportedOperation,
 )
 from ._expr import (
@@ -87,6 +88,7 @@ from ._idmap import IdMap
 from ._ingest import Batch, IngestStats
 from ._keys import (
     MAX_USER_ID,
+    BitmapistSchema,
     EventKey,
     IdMapKey,
     KeySchema,
@@ -95,6 +97,7 @@ from ._keys import (
     ShardedSchema,
     TempKey,
     UniverseKey,
+    UniverseKind,
 )
 from ._manage import Erasure
 from ._options import Coalesce, Limits
@@ -113,6 +116,7 @@ __all__ = [
     "BitOpOr",
     "BitOpXor",
     "BitlensError",
+    "BitmapistSchema",
     "Capabilities",
     "CleanupFailed",
     "Coalesce",
@@ -181,6 +185,8 @@ __all__ = [
     "UniqueEvents",
     "Universe",
     "UniverseKey",
+    "UniverseKind",
+    "UniverseUnavailable",
     "UnsupportedOperation",
     "Week",
     "WeekEvents",

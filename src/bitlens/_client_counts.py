@@ -49,8 +49,12 @@ async def count_on_client(
     pending = registry.sorted()
     while True:
         loaded = registry.loaded
-        check: Command = ("SCARD" if loaded else "SMEMBERS", schema.registry_key)
+        check: Command | None = ("SCARD" if loaded else "SMEMBERS", schema.registry_key)
+        if registry.fixed:  # the layout's shards: no registry to check
+            check = None
         reply = await _read_counts(executor, schema, nodes, leaves, pending, check, totals)
+        if check is None:
+            return totals
         queried.update(pending)
         if loaded and as_int(reply) == len(queried):
             return totals
@@ -69,14 +73,14 @@ async def _read_counts(
     nodes: Sequence[Node],
     leaves: Sequence[KeyRef],
     shards: Sequence[int],
-    check: Command,
+    check: Command | None,
     totals: list[int],
 ) -> object:
     """Read ``shards`` window by window, adding each tree's count to ``totals``.
 
-    :returns: the reply to ``check``, which rides along with the first round trip
+    :returns: the reply to ``check`` (if any), which rides along with the first round trip
     """
-    shard_bytes = max(1, (1 << schema.shard_bits) // 8)
+    shard_bytes = schema.bitmap_bytes
     width = max(1, len(leaves))
     window = min(shard_bytes, max(_MIN_WINDOW, CLIENT_READ_BYTES // width))
     per_trip = max(1, CLIENT_READ_BYTES // (width * window))
@@ -85,7 +89,9 @@ async def _read_counts(
     first = True
     while first or work:
         batch, work = work[:per_trip], work[per_trip:]
-        groups: list[Group] = [Group(schema.registry_key, [check])] if first else []
+        groups: list[Group] = (
+            [Group(schema.registry_key, [check])] if first and check is not None else []
+        )
         for shard, start in batch:
             keys = [leaf.key(schema, shard) for leaf in leaves]
             end = start + window - 1
@@ -96,9 +102,9 @@ async def _read_counts(
             merged = await executor.run(merge_groups(groups))
             flat = iter(merged[0])
             results = [Replies(next(flat) for _ in group.commands) for group in groups]
-        if first:
+        if first and check is not None:
             checked = results.pop(0)[0]
-            first = False
+        first = False
         for (shard, start), result in zip(batch, results, strict=True):
             replies = result.each_bytes()
             size = max(map(len, replies), default=0)

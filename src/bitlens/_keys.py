@@ -26,11 +26,13 @@ from ._exceptions import (
     InvalidPeriod,
     InvalidPrefix,
     InvalidUserId,
+    UniverseUnavailable,
 )
 from ._periods import Day, Hour, Month, Period, Week, Year
 
 __all__ = [
     "MAX_USER_ID",
+    "BitmapistSchema",
     "EventKey",
     "IdMapKey",
     "KeySchema",
@@ -39,6 +41,7 @@ __all__ = [
     "ShardedSchema",
     "TempKey",
     "UniverseKey",
+    "UniverseKind",
     "describe_char",
     "event_name_problem",
     "glob_escape",
@@ -224,6 +227,15 @@ class IdMapKey:
 ParsedKey: TypeAlias = EventKey | UniverseKey | TempKey | RegistryKey | IdMapKey
 """What :meth:`KeySchema.parse` finds in a key name: one of the kinds of key a schema builds."""
 
+UniverseKind: TypeAlias = Literal["complete", "partial", "absent"]
+"""What a layout's universe bitmap holds (:attr:`KeySchema.universe`).
+
+``"complete"``: every id of every bitmap (each mark sets it in the same transaction), so
+``~x`` is one exact XOR. ``"partial"``: a bitmap the caller named, which other writers may
+not keep up to date: complements stay inside it, and no algebra assumes it holds every
+bitmap. ``"absent"``: the layout has none; ``~x`` and ``Universe()`` are refused.
+"""
+
 
 # -- the schema interface --------------------------------------------------------------------
 
@@ -311,7 +323,35 @@ class KeySchema(ABC):
     @property
     @abstractmethod
     def registry_key(self) -> str:
-        """The key of the set of shard numbers that hold data."""
+        """The key of the set of shard numbers that hold data (unused if :attr:`shards`)."""
+
+    # -- what the layout has --------------------------------------------------------------
+
+    @property
+    def max_user_id(self) -> int:
+        """The largest user id this layout can hold (by default :data:`MAX_USER_ID`)."""
+        return MAX_USER_ID
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        """The fixed shards of a layout without a shard registry; ``None`` (the default):
+        the registry at :attr:`registry_key` lists them."""
+        return None
+
+    @property
+    def universe(self) -> UniverseKind:
+        """What :meth:`universe_key` holds (see :data:`UniverseKind`; by default complete)."""
+        return "complete"
+
+    @property
+    def cluster_safe(self) -> bool:
+        """Whether all keys of one shard share a hash slot, as a Redis Cluster needs."""
+        return True
+
+    @property
+    def bitmap_bytes(self) -> int:
+        """The longest one bitmap of one shard can be, in bytes (the planner's budgets)."""
+        return max(1, (1 << self.shard_bits) // 8)
 
     def build(self, key: ParsedKey) -> str:
         """Return the key name of ``key`` (the inverse of :meth:`parse`).
@@ -649,3 +689,222 @@ def _parse_idmap(tag: str, tail: str) -> IdMapKey | None:
     if tail == "rev":
         return IdMapKey(name, bucket, "reverse")
     return None
+
+
+# -- bitmapist's layout ----------------------------------------------------------------------
+
+
+def bitmapist_suffix(period: Period | None) -> str:
+    """Return the key suffix bitmapist gives a period: unpadded numbers, ``u`` for Unique.
+
+    :param period: an Hour, Day, Week or Month; ``None`` for UniqueEvents
+    :raises TypeError: for a Year or an unknown period type
+    """
+    if period is None:
+        return "u"
+    if isinstance(period, Month):
+        return f"{period.year}-{period.month}"
+    if isinstance(period, Week):
+        return f"W{period.iso_year}-{period.week}"
+    if isinstance(period, Day):
+        return f"{period.year}-{period.month}-{period.day}"
+    if isinstance(period, Hour):
+        return f"{period.year}-{period.month}-{period.day}-{period.hour}"
+    if isinstance(period, Year):
+        raise TypeError("Year has no bitmap of its own; it is the OR of its months")
+    raise TypeError(f"unknown period type {type(period).__name__}")
+
+
+_N = "(0|[1-9][0-9]*)"
+_BITMAPIST_DATE = re.compile(f"{_N}-{_N}(?:-{_N}(?:-{_N})?)?")
+_BITMAPIST_WEEK = re.compile(f"W{_N}-{_N}")
+_BITMAPIST_TEMPS = "bitop_"
+"""Where bitmapist's layout keeps temp keys: its ``BitOp*`` results are ``bitop_...``."""
+_BITLENS_TEMPS = "bitop_bitlens_"
+
+
+def _bitmapist_period(suffix: str) -> tuple[Period | None] | None:
+    """Read a suffix :func:`bitmapist_suffix` made: ``(period,)``, ``(None,)``, else None."""
+    if suffix == "u":
+        return (None,)
+    try:
+        week = _BITMAPIST_WEEK.fullmatch(suffix)
+        if week is not None:
+            return (Week(int(week[1]), int(week[2])),)
+        date = _BITMAPIST_DATE.fullmatch(suffix)
+        if date is None:
+            return None
+        y, m, d, h = date.groups()
+        if d is None:
+            return (Month(int(y), int(m)),)
+        if h is None:
+            return (Day(int(y), int(m), int(d)),)
+        return (Hour(int(y), int(m), int(d), int(h)),)
+    except InvalidPeriod:  # month 13, February 30, hour 24, year 0...
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class BitmapistSchema(KeySchema):
+    """bitmapist's layout: one bitmap per event and period, the user id as the bit offset.
+
+    Reads and writes exactly the keys of bitmapist 3.x (prefix ``trackist_``) and of
+    bitmapist4 (``Bitmapist(key_prefix=...)``, ``bitmapist_`` by default), so a bitlens
+    tracker and bitmapist code can share one dataset::
+
+        trackist_active_2026-11        month (numbers unpadded)
+        trackist_active_W2026-7        ISO week 7 of ISO year 2026
+        trackist_active_2026-1-5       a day
+        trackist_active_2026-1-5-13    an hour (only with hourly tracking)
+        trackist_active_u              UniqueEvents
+        trackist_bitop_bitlens_<token>_<n>  a query's temp key (bitmapist's BitOp keys
+                                       are ``trackist_bitop_...`` too)
+
+    What the layout lacks, and what bitlens does about it:
+
+    * **No shards**: one bitmap per event and period, so ids are limited to
+      ``2**shard_bits`` (at most ``2**32``: Redis' last bit offset is ``2**32 - 1``; a larger
+      id raises :class:`~bitlens.InvalidUserId` before anything is sent). Lower
+      ``shard_bits`` to what the ids need and the planner budgets each query by that size.
+    * **No hash tags**: two events' keys may live on different Redis Cluster nodes, so a
+      tracker refuses this schema on a cluster.
+    * **No shard registry**: there is nothing to read; the one bitmap is always there.
+    * **No universe of marked ids**: ``~x`` and ``Universe()`` have no exact meaning and
+      raise :class:`~bitlens.UniverseUnavailable`, unless ``universe`` names an event whose
+      UniqueEvents bitmap holds every id (bitlens sets it on each mark; mark it in
+      bitmapist code too). ``a - b`` and ``BitOpNot(x, universe=v)`` need no universe.
+    * **Prefixes nest**: ``trackist_`` also covers a prefix ``trackist_x_`` (the key
+      ``trackist_x_a_2026-1`` is event ``x_a`` to one and ``a`` to the other), so choose
+      prefixes that are not the start of another.
+
+    Example::
+
+        schema = BitmapistSchema()  # bitmapist 3.x
+        schema.event_key("active", Week(2026, 7), 0)  # 'trackist_active_W2026-7'
+        BitmapistSchema(prefix="bitmapist_", universe="all")  # bitmapist4, a universe
+
+    :param prefix: the start of every key (``trackist_`` for bitmapist 3.x); 1-64
+        characters without whitespace, control or format characters, ``{`` or ``}``
+    :param universe: an event whose UniqueEvents bitmap is the universe of ``~x``, or
+        ``None`` (``~x`` is refused)
+    :param shard_bits: ids are below ``2**shard_bits`` (8 to 32)
+    :raises InvalidPrefix: for an unsafe prefix
+    :raises InvalidEventName: for a ``universe`` that is no valid event name
+    :raises InvalidOption: for a ``shard_bits`` that is not an int from 8 to 32
+    """
+
+    prefix: str = "trackist_"
+    universe_event: str | None = None
+    shard_bits: int = 32
+
+    def __init__(
+        self, prefix: str = "trackist_", universe: str | None = None, shard_bits: int = 32
+    ) -> None:
+        if not is_safe_name(prefix):
+            raise InvalidPrefix(prefix)
+        if universe is not None:
+            validate_event_name(universe)
+            if universe.startswith(_BITMAPIST_TEMPS):
+                raise InvalidEventName(universe, "names starting 'bitop_' are bitmapist's temps")
+        if isinstance(shard_bits, bool) or not isinstance(shard_bits, int):
+            raise InvalidOption("shard_bits", shard_bits, "an int from 8 to 32")
+        if not 8 <= shard_bits <= 32:
+            raise InvalidOption("shard_bits", shard_bits, "an int from 8 to 32")
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "universe_event", universe)
+        object.__setattr__(self, "shard_bits", shard_bits)
+
+    def shard_of(self, user_id: int) -> int:
+        return 0
+
+    def bit_of(self, user_id: int) -> int:
+        return user_id
+
+    def user_id(self, shard: int, bit: int) -> int:
+        return bit
+
+    def event_key(self, event: str, period: Period | None, shard: int) -> str:
+        if event.startswith(_BITMAPIST_TEMPS):
+            raise InvalidEventName(event, "names starting 'bitop_' are bitmapist's temp keys")
+        return f"{self.prefix}{event}_{bitmapist_suffix(period)}"
+
+    def universe_key(self, shard: int) -> str:
+        if self.universe_event is None:
+            raise UniverseUnavailable(repr(self))
+        return self.event_key(self.universe_event, None, shard)
+
+    def temp_key(self, shard: int, token: str, n: int) -> str:
+        return f"{self.prefix}{_BITLENS_TEMPS}{token}_{n}"
+
+    def idmap_keys(self, name: str, bucket: int) -> tuple[str, str]:
+        tag = f"{self.prefix}~idmap:{name}:{bucket}"
+        return f"{tag}:fwd", f"{tag}:rev"
+
+    @property
+    def registry_key(self) -> str:
+        return f"{self.prefix}~shards"
+
+    @property
+    def max_user_id(self) -> int:
+        return (1 << self.shard_bits) - 1
+
+    @property
+    def shards(self) -> tuple[int, ...]:
+        return (0,)
+
+    @property
+    def universe(self) -> UniverseKind:
+        return "absent" if self.universe_event is None else "partial"
+
+    @property
+    def cluster_safe(self) -> bool:
+        return False
+
+    def parse(self, key: str) -> ParsedKey | None:
+        if not key.startswith(self.prefix):
+            return None
+        rest = key[len(self.prefix) :]
+        if rest == "~shards":
+            return RegistryKey()
+        if rest.startswith("~idmap:"):
+            tag, sep, tail = rest[len("~idmap:") :].rpartition(":")
+            return _parse_idmap(tag, tail) if sep else None
+        if rest.startswith(_BITMAPIST_TEMPS):
+            if not rest.startswith(_BITLENS_TEMPS):
+                return None  # one of bitmapist's own BitOp results
+            token, sep, n = rest[len(_BITLENS_TEMPS) :].rpartition("_")
+            index = _number(n)
+            if not sep or index is None or not token or unsafe_char(token) is not None:
+                return None
+            return TempKey(0, token, index)
+        event, sep, suffix = rest.rpartition("_")
+        period = _bitmapist_period(suffix)
+        if not sep or period is None or event_name_problem(event) is not None:
+            return None
+        return EventKey(event, period[0], 0)
+
+    @property
+    def scan_pattern(self) -> str:
+        return f"{glob_escape(self.prefix)}*"
+
+    @property
+    def scan_patterns(self) -> tuple[str, ...]:
+        return (self.scan_pattern,)  # no registry key: nothing else to find
+
+    def events_pattern(self, starting_with: str = "") -> str:
+        return f"{glob_escape(self.prefix)}{glob_escape(starting_with)}*"
+
+    def event_pattern(self, event: str) -> str:
+        return f"{glob_escape(self.prefix)}{glob_escape(event)}_*"
+
+    @property
+    def acl_pattern(self) -> str:
+        return f"{glob_escape(self.prefix)}*"
+
+    def __repr__(self) -> str:
+        args = [f"prefix={self.prefix!r}"]
+        if self.universe_event is not None:
+            args.append(f"universe={self.universe_event!r}")
+        if self.shard_bits != 32:
+            args.append(f"shard_bits={self.shard_bits}")
+        return f"BitmapistSchema({', '.join(args)})"

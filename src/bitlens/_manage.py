@@ -188,8 +188,7 @@ class Manager:
                         yield key.decode()  # parse_scanned confirmed it is UTF-8
 
         removed = await self._unlink_all(confirmed(), progress)
-        self._registry.known.clear()
-        self._registry.loaded = False
+        self._registry.forget()
         return removed
 
     async def _unlink_all(

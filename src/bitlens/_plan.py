@@ -43,6 +43,7 @@ from ._exceptions import (
     InvalidExpression,
     QueryTooLarge,
     UnboundTemplate,
+    UniverseUnavailable,
 )
 from ._expr import (
     BitOpAnd,
@@ -70,7 +71,7 @@ from ._script import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-    from ._keys import KeySchema
+    from ._keys import KeySchema, UniverseKind
 
 __all__ = [
     "BITOP_SLICE",
@@ -225,11 +226,18 @@ class ResolveContext:
     :param tz: the tracker's time zone
     :param hourly: whether hour bitmaps are written by default
     :param now: the current time for rolling windows (default: the clock, in ``tz``)
+    :param universe: what the key layout's universe holds (see
+        :data:`~bitlens.UniverseKind`): with ``"complete"`` a complement is one XOR with
+        it; with ``"partial"`` complements stay inside it and differences use no universe;
+        with ``"absent"`` ``~x`` and ``Universe()`` raise :class:`UniverseUnavailable`
+    :param layout: the key layout's repr, for that error
     """
 
     tz: _dt.tzinfo = UTC
     hourly: bool = False
     now: _dt.datetime | None = None
+    universe: UniverseKind = "complete"
+    layout: str = "ShardedSchema()"
 
 
 _DEFAULT_CONTEXT = ResolveContext()
@@ -256,6 +264,8 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
             return _nary("OR", (KeyRef(expr.event, m) for m in period.months()))
         return KeyRef(expr.event, period)
     if isinstance(expr, Universe):
+        if ctx.universe == "absent":
+            raise UniverseUnavailable(ctx.layout)
         return UNIVERSE
     if isinstance(expr, EventsBetween):
         hourly = ctx.hourly if expr.hourly is None else expr.hourly
@@ -288,10 +298,22 @@ def _resolve_op(
         return _nary("XOR", map(sub, expr.operands))
     if isinstance(expr, BitOpDiff):
         gone = _nary("OR", map(sub, expr.subtract))
-        return _nary("AND", (sub(expr.base), complement(gone)))
-    if isinstance(expr.universe, Universe):
+        return _without(sub(expr.base), gone, ctx)
+    if isinstance(expr.universe, Universe) and ctx.universe == "complete":
         return complement(sub(expr.operand))
-    return _nary("AND", (sub(expr.universe), complement(sub(expr.operand))))
+    return _without(sub(expr.universe), sub(expr.operand), ctx)
+
+
+def _without(base: Node, gone: Node, ctx: ResolveContext) -> Node:
+    """``base - gone``: with a complete universe ``base & (U ^ gone)``, the complement one
+    XOR that the planner can fold into a ``BITOP DIFF`` or an AND chain; else the exact
+    ``base ^ (base & gone)``, or ``U & (U ^ gone)`` for a partial universe itself (every
+    bitmap the planner then sees complemented lies inside that universe)."""
+    if ctx.universe == "complete":
+        return _nary("AND", (base, complement(gone)))
+    if base == UNIVERSE:
+        return Op("AND", (UNIVERSE, complement(gone)))
+    return Op("XOR", (base, _nary("AND", (base, gone))))
 
 
 def complement(node: Node) -> Node:

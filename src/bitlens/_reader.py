@@ -117,6 +117,8 @@ class Reader:
         With ``reads="client"`` (a user that may only read) nothing is re-registered: the
         shards this tracker knows are still read, and its own next write re-asserts them.
         """
+        if self._registry.fixed:
+            return
         registry = self._schema.registry_key
         reply = await self._executor.send([("SMEMBERS", registry)])
         lost = self._registry.learn(reply.members_at(0))
@@ -153,6 +155,7 @@ class Reader:
         plans = [plan for plan, _ in programs]
         registry = self._schema.registry_key
         schema = self._schema
+        fixed = self._registry.fixed  # no registry to check: the shards are the layout's
         queried: set[int] = set()
         pending = self._registry.sorted()
         while True:
@@ -162,7 +165,7 @@ class Reader:
             # (plan, call) of each script call, in send order
             calls: list[tuple[CountPlan, ScriptCall]] = []
             if self._executor.is_cluster:  # scripts need one slot: calls per shard
-                groups = [Group(registry, [check])]
+                groups = [] if fixed else [Group(registry, [check])]
                 for shard in pending:
                     commands: list[Command] = []
                     for plan, program in programs:
@@ -172,7 +175,7 @@ class Reader:
                             calls.append((plan, call))
                     groups.append(Group(schema.universe_key(shard), commands))
             else:  # every shard of the server, in bounded calls, in one pipeline
-                commands = [check]
+                commands = [] if fixed else [check]
                 for plan, program in programs:
                     for call in program:
                         step = call.shards_per_call()
@@ -217,9 +220,11 @@ class Reader:
                     raise
                 raise self._count_denied(exc) from exc
             replies = Replies.joined(results)
-            for (plan, call), reply in zip(calls, replies[1:], strict=True):
+            for (plan, call), reply in zip(calls, replies[0 if fixed else 1 :], strict=True):
                 for q, value in zip(call.questions, as_list(reply), strict=True):
                     totals[plan.indexes[q]] += as_int(value)
+            if fixed:
+                return totals
             queried.update(pending)
             if loaded and replies.int_at(0) == len(queried):
                 return totals
@@ -245,7 +250,7 @@ class Reader:
         key = (nodes, self._executor.capabilities)
         found = self._programs.get(key)
         if found is None:
-            shard_bytes = max(1, (1 << self._schema.shard_bits) // 8)
+            shard_bytes = self._schema.bitmap_bytes
             plans = plan_counts(nodes, self._executor.capabilities)
             found = [(plan, plan.calls(shard_bytes)) for plan in plans]
             if len(self._programs) >= PLAN_CACHE_SIZE:

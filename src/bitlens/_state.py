@@ -44,14 +44,25 @@ class ShardRegistry:
     """The shards a tracker knows to hold data, and whether it has read the registry.
 
     Shards are only ever added: every write re-asserts its shards in the server's
-    registry set, and every count checks that set's size against what it covered.
+    registry set, and every count checks that set's size against what it covered. A
+    layout with fixed shards (:attr:`KeySchema.shards <bitlens.KeySchema.shards>`) has no
+    registry: they are known from the start, and nothing is read or written for them.
+
+    :param fixed: the layout's fixed shards, or ``None`` to read the registry
     """
 
-    __slots__ = ("known", "loaded")
+    __slots__ = ("fixed", "known", "loaded")
 
-    def __init__(self) -> None:
-        self.known: set[int] = set()
-        self.loaded = False
+    def __init__(self, fixed: Iterable[int] | None = None) -> None:
+        self.fixed = fixed is not None
+        self.known: set[int] = set(fixed or ())
+        self.loaded = self.fixed
+
+    def forget(self) -> None:
+        """Forget every shard read from the registry (its keys were deleted)."""
+        if not self.fixed:
+            self.known.clear()
+            self.loaded = False
 
     def note(self, shards: Iterable[int]) -> None:
         """Record shards this tracker has written to.

@@ -7,6 +7,7 @@ which share one :class:`~bitlens._execute.Executor`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt  # noqa: TC003 (TrackerOptions is read at runtime)
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -21,7 +22,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ._exceptions import InvalidOption
 from ._execute import Executor
 from ._ingest import Batch, IngestStats
-from ._keys import KeySchema, ShardedSchema, validate_event_name, validate_user_id
+from ._keys import (
+    MAX_USER_ID,
+    KeySchema,
+    ShardedSchema,
+    validate_event_name,
+    validate_user_id,
+)
 from ._lower import ScriptMode, script_mode
 from ._manage import Erasure, Manager, check_name_prefix
 from ._options import CLIENT_READ_BYTES, Coalesce, Limits, Reads, check_options
@@ -173,6 +180,14 @@ class Tracker:
         mode = script_mode(scripts, os.environ)
         instrument = _telemetry_hook(telemetry)
         key_schema = schema or ShardedSchema(prefix=prefix, shard_bits=shard_bits)
+        limits = _fit_limits(limits, key_schema)
+        if not key_schema.cluster_safe and (cluster or isinstance(url_or_client, RedisCluster)):
+            raise InvalidOption(
+                "schema",
+                key_schema,
+                "a layout whose keys of one shard share a hash slot on a Redis Cluster "
+                "(this one keeps each bitmap in a slot of its own: use one server)",
+            )
         self._client, self._owns_client = _client_of(url_or_client, cluster=cluster)
         self.schema: KeySchema = key_schema
         """The key schema: every key name this tracker reads or writes."""
@@ -191,7 +206,7 @@ class Tracker:
         self.reads: Reads = reads
         """Where counts are computed: ``"server"`` or ``"client"``."""
         self._state = Lifecycle()
-        self._registry = ShardRegistry()
+        self._registry = ShardRegistry(key_schema.shards)
         self._executor = Executor(
             self._client, replicas_ack=replicas_ack, capabilities=capabilities, scripts=mode
         )
@@ -212,7 +227,9 @@ class Tracker:
             key_schema,
             self._registry,
             self._state,
-            context=ResolveContext(tz=zone, hourly=track_hourly),
+            context=ResolveContext(
+                tz=zone, hourly=track_hourly, universe=key_schema.universe, layout=repr(key_schema)
+            ),
             reads=reads,
             max_user_id=limits.max_user_id,
             members_chunk=limits.members_chunk_bytes,
@@ -770,6 +787,22 @@ def parts(tracker: Tracker) -> Parts:
     return Parts(
         tracker._executor, tracker._writer, tracker._reader, tracker._state, tracker._registry
     )
+
+
+def _fit_limits(limits: Limits, schema: KeySchema) -> Limits:
+    """``limits`` with ``max_user_id`` lowered to what ``schema`` holds, if left at default.
+
+    :raises InvalidOption: for a ``max_user_id`` set above what the layout can hold
+    """
+    if limits.max_user_id <= schema.max_user_id:
+        return limits
+    if limits.max_user_id != MAX_USER_ID:
+        raise InvalidOption(
+            "limits",
+            limits,
+            f"max_user_id at most {schema.max_user_id} ({schema!r} holds no larger id)",
+        )
+    return dataclasses.replace(limits, max_user_id=schema.max_user_id)
 
 
 def _client_of(

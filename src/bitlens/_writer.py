@@ -88,7 +88,7 @@ class Writer:
         self._period_cache: dict[tuple[int, int, int, int, bool], tuple[Period | None, ...]] = {}
         self._valid_events: set[str] = set()
         self._lone_keys: dict[
-            tuple[str, int, int], tuple[tuple[Period | None, ...], list[str], str]
+            tuple[str, int, int], tuple[tuple[Period | None, ...], list[str], str | None]
         ] = {}
         self._shard_nodes: dict[int, str] = {}  # cluster: shard → node name, for coalescing
 
@@ -206,11 +206,13 @@ class Writer:
             # The registry's SADD is a transaction too, only so that with replicas_ack the
             # executor sends WAIT after it (it does so after transactions): a registry entry
             # lost in a failover would hide an acknowledged mark from every new reader.
-            sadd: Command = ("SADD", registry, *sorted(shards))
-            groups.append(Group(registry, [sadd], transaction=True))
+            if not self._registry.fixed:
+                sadd: Command = ("SADD", registry, *sorted(shards))
+                groups.append(Group(registry, [sadd], transaction=True))
             await self._executor.run(groups)
         else:
-            await self._executor.send(writes.commands(token, shards), transaction=True)
+            listed = set() if self._registry.fixed else shards
+            await self._executor.send(writes.commands(token, listed), transaction=True)
         self._registry.note(shards)
         self.tally.marks_written += writes.marks
         self.tally.batches_sent += 1
@@ -273,12 +275,14 @@ class Writer:
             if len(self._lone_keys) > 4096:
                 self._lone_keys.clear()
             keys = [schema.event_key(event, period, shard) for period in periods]
-            found = (periods, keys, schema.universe_key(shard))
+            universe = None if schema.universe == "absent" else schema.universe_key(shard)
+            found = (periods, keys, universe)
             self._lone_keys[event, shard, id(periods)] = found
         commands: list[Command] = [("SETBIT", key, bit, value) for key in found[1]]
-        if value:
+        if value and found[2] is not None:
             commands.append(("SETBIT", found[2], bit, 1))
-        commands.append(("SADD", schema.registry_key, shard))  # re-asserted on every write
+        if not self._registry.fixed:
+            commands.append(("SADD", schema.registry_key, shard))  # re-asserted every write
         await self._executor.send(commands, transaction=True)
         self._registry.known.add(shard)
         self.tally.marks_written += 1

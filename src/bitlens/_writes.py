@@ -141,7 +141,8 @@ class WriteBatch:
         :param shard: the shard
         :param bits: the bits, as offsets or as a byte image
         """
-        self._prepared.append((self.schema.universe_key(shard), shard, None, bits))
+        if self.schema.universe != "absent":  # a layout without one keeps no such bits
+            self._prepared.append((self.schema.universe_key(shard), shard, None, bits))
 
     def add_marks(self, count: int) -> None:
         """Count ``count`` marks written by :meth:`add_prepared` bits.
@@ -252,6 +253,8 @@ class WriteBatch:
                 _emit(commands, key, bits.zeros, 0, bits.shard, temp, image_bits)
             self._expire(commands, key, bits.period)
         for shard, offsets in self._universe.items():
+            if self.schema.universe == "absent":  # the layout keeps no universe
+                break
             universe = self.schema.universe_key(shard)
             _emit(out.setdefault(shard, []), universe, offsets, 1, shard, temp, image_bits)
         for key, shard, period, prepared in self._prepared:

@@ -35,6 +35,7 @@ The tree (a class drawn under another is its subclass)::
     │   ├── NotAPeriod                             an ``EventTemplate`` bound to a non-period
     │   ├── InvalidWindow                          a ``Last`` window of bad sizes
     │   ├── EmptyDifference                        a ``BitOpDiff`` with nothing to subtract
+    │   ├── UniverseUnavailable                    ``~x`` on a layout that keeps no universe
     │   ├── QueryTooLarge                          more bitmaps per shard than one call may read
     │   ├── ScriptsUnavailable                     a server that runs no Lua scripts
     │   └── ExtensionRefused                       a server refusing a ``BITOP`` extension
@@ -105,6 +106,7 @@ from ._usage import (
     ScriptsUnavailable,
     TrackerClosed,
     UnboundTemplate,
+    UniverseUnavailable,
     UnsupportedOperation,
 )
 
@@ -113,6 +115,7 @@ __all__ = [
     "BitlensError",
     "CleanupFailed",
     "EmptyDifference",
+    "UniverseUnavailable",
     "EmptyRange",
     "ExpiryPastCalendar",
     "ExtensionRefused",

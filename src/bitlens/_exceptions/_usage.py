@@ -9,6 +9,7 @@ from ._base import BitlensError
 
 __all__ = [
     "EmptyDifference",
+    "UniverseUnavailable",
     "EmptyRange",
     "ExpiryPastCalendar",
     "ExtensionRefused",
@@ -428,6 +429,25 @@ class EmptyDifference(UnsupportedOperation):
         self.base = base
         super().__init__(
             f"BitOpDiff needs a base and at least one set to subtract (got only {base!r})"
+        )
+
+
+class UniverseUnavailable(UnsupportedOperation):
+    """``~x`` or ``Universe()`` on a key layout that keeps no universe of marked ids.
+
+    bitlens' own layout sets a universe bit with every mark; bitmapist's has no such
+    bitmap, so "every id but x" has no exact meaning there.
+
+    :param schema: the layout, as its repr
+    """
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        super().__init__(
+            f"{schema} keeps no universe of marked ids, so ~x and Universe() have no exact "
+            "meaning: give the complement a universe (BitOpNot(x, universe=UniqueEvents("
+            "'signed_up'))), subtract from a set (a - x), or name a universe event "
+            "(BitmapistSchema(universe='signed_up'))"
         )
 
 

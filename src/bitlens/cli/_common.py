@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import BitlensError
-from .._keys import ShardedSchema
+from .._keys import BitmapistSchema, KeySchema, ShardedSchema
 from .._periods import resolve_tz
 from .._tracker import Tracker
 from .._transport import close_cluster_nodes
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "SCHEMAS",
     "CommandError",
     "HelpFormatter",
     "UsageError",
@@ -41,6 +42,7 @@ __all__ = [
     "redact",
     "require_url",
     "resolve_url",
+    "schema_of",
 ]
 
 CONNECT_TIMEOUT = 10.0
@@ -105,6 +107,30 @@ def prefix_type(text: str) -> str:
     except BitlensError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+SCHEMAS = ("bitlens", "bitmapist")
+"""The key layouts ``--schema`` names."""
+
+
+def schema_of(args: argparse.Namespace) -> KeySchema:
+    """The key schema of ``--schema``, ``--prefix`` and ``--universe``.
+
+    :param args: the parsed arguments
+    :raises UsageError: for a ``--universe`` that is no event name, or one without
+        ``--schema bitmapist``
+    """
+    universe: str | None = getattr(args, "universe", None)
+    if getattr(args, "schema", "bitlens") == "bitmapist":
+        try:
+            return BitmapistSchema(args.prefix or "trackist_", universe=universe)
+        except BitlensError as exc:
+            raise UsageError(f"invalid --universe {universe!r}: {exc}") from None
+    if universe is not None:
+        raise UsageError(
+            "--universe is for --schema bitmapist (bitlens' own layout keeps its universe)"
+        )
+    return ShardedSchema(prefix=args.prefix or "bl")
 
 
 def _tz(text: str) -> str:
@@ -175,8 +201,23 @@ def add_connection_options(
     group.add_argument(
         "--prefix",
         type=prefix_type,
-        default="bl",
-        help="the key prefix the data was marked with (default: bl)",
+        default=None,
+        help="the key prefix the data was marked with (default: bl; with --schema "
+        "bitmapist: trackist_, bitmapist 3's; bitmapist4's is bitmapist_)",
+    )
+    group.add_argument(
+        "--schema",
+        choices=SCHEMAS,
+        default="bitlens",
+        help="the key layout: bitlens' sharded one, or bitmapist's (read and written in "
+        "place; see 'Coming from bitmapist' in the docs)",
+    )
+    group.add_argument(
+        "--universe",
+        metavar="EVENT",
+        default=None,
+        help="with --schema bitmapist: the event whose unique bitmap holds every id, "
+        "the universe of ~x (without it ~x is refused)",
     )
     if tz:
         group.add_argument(
@@ -264,10 +305,12 @@ async def open_tracker(args: argparse.Namespace, url: str) -> AsyncIterator[Trac
     :raises UsageError: for a malformed URL
     """
     args.connected_url = url
+    schema = schema_of(args)  # a bad --universe fails before a client is made
+    args.prefix = schema.prefix
     client = _client(url, bool(args.cluster))
     try:
         tz: str = getattr(args, "tz", "UTC")
-        async with Tracker(client, prefix=args.prefix, tz=tz) as tracker:
+        async with Tracker(client, schema=schema, tz=tz) as tracker:
             yield tracker
     finally:
         await _close(client)
