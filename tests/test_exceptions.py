@@ -147,6 +147,11 @@ CASES: dict[str, tuple[Callable[[], BitlensError], dict[str, object], tuple[str,
         {"base": bitlens.UniqueEvents("login")},
         ("BitOpDiff needs", "at least one set to subtract", "'login'"),
     ),
+    "CannotMigrate": (
+        lambda: exc.CannotMigrate("ids up to 2**40"),
+        {"detail": "ids up to 2**40"},
+        ("cannot migrate: ids up to 2**40",),
+    ),
     "UniverseUnavailable": (
         lambda: exc.UniverseUnavailable("BitmapistSchema(prefix='trackist_')"),
         {"schema": "BitmapistSchema(prefix='trackist_')"},

@@ -24,6 +24,7 @@ from ._default import (
 from ._exceptions import (
     AuthenticationFailed,
     BitlensError,
+    CannotMigrate,
     CleanupFailed,
     EmptyDifference,
     EmptyRange,
@@ -100,6 +101,7 @@ from ._keys import (
     UniverseKind,
 )
 from ._manage import Erasure
+from ._migrate import MigrationReport, migrate
 from ._options import Coalesce, Limits
 from ._periods import Day, Hour, Month, Period, Week, Year
 from ._plan import Capabilities
@@ -117,6 +119,7 @@ __all__ = [
     "BitOpXor",
     "BitlensError",
     "BitmapistSchema",
+    "CannotMigrate",
     "Capabilities",
     "CleanupFailed",
     "Coalesce",
@@ -157,6 +160,7 @@ __all__ = [
     "Limits",
     "Mark",
     "MarkRejected",
+    "MigrationReport",
     "Month",
     "MonthEvents",
     "NoDefaultTracker",
@@ -198,6 +202,7 @@ __all__ = [
     "mark_event",
     "mark_events",
     "mark_unique",
+    "migrate",
     "setup",
     "unmark_event",
     "unmark_unique",

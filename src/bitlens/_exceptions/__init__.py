@@ -23,6 +23,7 @@ The tree (a class drawn under another is its subclass)::
     ├── InvalidBulkInput       (also ValueError)  a ``mark_bulk`` column that cannot be marked
     ├── InvalidOption          (also ValueError)  a Tracker option of the wrong type or range
     ├── InvalidRetentionQuery  (also ValueError)  retention arguments that make no table
+    ├── CannotMigrate          (also ValueError)  a migration the target layout cannot hold
     ├── InvalidParameter       (also ValueError)  a bad query parameter of the web JSON API
     ├── ParseError             (also ValueError)  a syntax error in a command-line expression
     ├── GranularityNotTracked  (also ValueError)  a range that needs data that is not kept
@@ -73,6 +74,7 @@ from ._runtime import (
     ServerOutOfMemory,
 )
 from ._usage import (
+    CannotMigrate,
     EmptyDifference,
     EmptyRange,
     ExpiryPastCalendar,
@@ -114,6 +116,7 @@ __all__ = [
     "AuthenticationFailed",
     "BitlensError",
     "CleanupFailed",
+    "CannotMigrate",
     "EmptyDifference",
     "UniverseUnavailable",
     "EmptyRange",

@@ -8,6 +8,7 @@ from typing import Literal
 from ._base import BitlensError
 
 __all__ = [
+    "CannotMigrate",
     "EmptyDifference",
     "UniverseUnavailable",
     "EmptyRange",
@@ -589,6 +590,17 @@ class InvalidOption(BitlensError, ValueError):
         self.value = value
         self.expected = expected
         super().__init__(f"invalid {name}={value!r}: expected {expected}")
+
+
+class CannotMigrate(BitlensError, ValueError):
+    """A migration that cannot be done as asked (refused before anything is written).
+
+    :param detail: what stands in the way, e.g. ids the target layout cannot hold
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"cannot migrate: {detail}")
 
 
 class InvalidRetentionQuery(BitlensError, ValueError):

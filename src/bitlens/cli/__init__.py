@@ -12,6 +12,7 @@ Subcommands:
 * ``bitlens import FILE``: backfill marks from a CSV, JSON lines or Parquet file;
 * ``bitlens delete-event EVENT``, ``bitlens delete-all``, ``bitlens erase-user ID``:
   delete an event, everything under a prefix, or one user's bits (asking first);
+* ``bitlens migrate``: copy every bitmap into another key layout (bitmapist's and back);
 * ``bitlens serve``: the web dashboard on localhost (needs ``bitlens[aiohttp]``).
 
 Exit status: 0 on success, 1 when Redis (or the command) fails, 2 for bad arguments,
@@ -36,6 +37,7 @@ from ._demo import add_demo_parser
 from ._events import add_events_parser
 from ._import import add_import_parser
 from ._manage import add_manage_parsers
+from ._migrate import add_migrate_parser
 from ._retention import add_retention_parser
 from ._serve import add_serve_parser
 
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_events_parser(sub)
     add_import_parser(sub)
     add_manage_parsers(sub)
+    add_migrate_parser(sub)
     add_serve_parser(sub)
     return parser
 
