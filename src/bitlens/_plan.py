@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache, reduce
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
 
 from ._cover import cover
 from ._exceptions import (
@@ -185,12 +186,58 @@ class KeyRef:
         return schema.event_key(self.event, self.period, shard)
 
 
-@dataclass(frozen=True, slots=True)
 class Op:
-    """A bitmap operation over resolved children (the complement is ``XOR`` with U)."""
+    """A bitmap operation over resolved children (the complement is ``XOR`` with U).
+
+    Immutable and interned: equal operations are one object, so a tree that shares
+    subtrees (a report's running unions, a bit-sliced counter) hashes, compares and plans
+    in time linear in its distinct nodes, never in its paths. The hash is computed once.
+
+    :param op: ``"AND"``, ``"OR"`` or ``"XOR"``
+    :param children: the operands, in order
+    """
+
+    __slots__ = ("__weakref__", "_hash", "children", "op")
+    _interned: ClassVar[weakref.WeakValueDictionary[tuple[str, tuple[Node, ...]], Op]] = (
+        weakref.WeakValueDictionary()
+    )
 
     op: OpName
     children: tuple[Node, ...]
+    _hash: int
+
+    def __new__(cls, op: OpName, children: tuple[Node, ...]) -> Op:
+        key = (op, children)
+        found = cls._interned.get(key)
+        if found is not None:
+            return found
+        self = object.__new__(cls)
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "children", children)
+        object.__setattr__(self, "_hash", hash(key))
+        return cls._interned.setdefault(key, self)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Op is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Op is immutable: cannot delete {name!r}")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Op):
+            return NotImplemented
+        return False  # interned: an equal operation is this very object
+
+    def __repr__(self) -> str:
+        return f"Op(op={self.op!r}, children={self.children!r})"
+
+    def __reduce__(self) -> tuple[type[Op], tuple[OpName, tuple[Node, ...]]]:
+        return (Op, (self.op, self.children))
 
 
 Node: TypeAlias = "KeyRef | Op"
@@ -336,11 +383,13 @@ def leaves_of(node: Node) -> tuple[KeyRef, ...]:
     :param node: a resolved tree
     """
     seen: dict[KeyRef, None] = {}
+    visited: set[Op] = set()
 
     def walk(n: Node) -> None:
         if isinstance(n, KeyRef):
             seen[n] = None
-        else:
+        elif n not in visited:  # a shared subtree is walked once
+            visited.add(n)
             for child in n.children:
                 walk(child)
 
@@ -357,14 +406,24 @@ def evaluate(node: Node, values: Mapping[KeyRef, int]) -> int:
     :param node: a resolved tree
     :param values: the value of every leaf of the tree
     """
-    if isinstance(node, KeyRef):
-        return values[node]
-    parts = [evaluate(child, values) for child in node.children]
-    if node.op == "AND":
-        return reduce(int.__and__, parts)
-    if node.op == "OR":
-        return reduce(int.__or__, parts)
-    return reduce(int.__xor__, parts)
+    memo: dict[Op, int] = {}  # a shared subtree is evaluated once
+
+    def value(n: Node) -> int:
+        if isinstance(n, KeyRef):
+            return values[n]
+        found = memo.get(n)
+        if found is None:
+            parts = [value(child) for child in n.children]
+            if n.op == "AND":
+                found = reduce(int.__and__, parts)
+            elif n.op == "OR":
+                found = reduce(int.__or__, parts)
+            else:
+                found = reduce(int.__xor__, parts)
+            memo[n] = found
+        return found
+
+    return value(node)
 
 
 @dataclass(frozen=True, slots=True)

