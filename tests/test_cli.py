@@ -340,7 +340,7 @@ async def test_console_script_help_lists_every_command() -> None:
     done = await anyio.run_process([str(script), "--help"], env=_env(), check=False)
     assert done.returncode == 0
     listed = done.stdout.decode()
-    for command in ("demo", "count", "retention", "events", "serve"):
+    for command in ("demo", "count", "retention", "report", "events", "serve"):
         assert f"    {command}" in listed
 
 

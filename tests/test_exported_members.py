@@ -193,21 +193,37 @@ def test_version_is_a_non_empty_string() -> None:
 
 
 COHORT_EXPORTED = [
+    "MAX_REPORT_PERIODS",
+    "MAX_REPORT_SEGMENTS",
     "CellDict",
     "Criterion",
     "CriterionName",
     "DatesRow",
+    "EngagementPoint",
+    "EngagementReport",
+    "Every",
+    "FunnelReport",
+    "FunnelRow",
     "InvalidRetentionQuery",
+    "LifecyclePoint",
+    "LifecycleReport",
     "Mode",
     "PeriodName",
     "RetentionCell",
     "RetentionRow",
     "RetentionTable",
     "RowDict",
+    "Segments",
+    "StickinessReport",
+    "StickinessRow",
     "TimeGroup",
     "Values",
+    "engagement",
+    "funnel",
     "get_dates_data",
+    "lifecycle",
     "retention",
+    "stickiness",
 ]
 """The exact public names of ``bitlens.cohort``."""
 

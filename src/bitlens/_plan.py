@@ -777,6 +777,10 @@ def _split(plan: CountPlan, shard_bytes: int, byte_budget: int, budget: int) -> 
     return calls
 
 
+SHARED_PLAN_WORK = 50_000
+"""The most work per shard a plan grows to by taking questions that share its subtrees."""
+
+
 def _new_work(node: Node, seen: set[Node], added: set[Node]) -> int:
     """Estimate the key operations ``node`` adds to a plan that already computes ``seen``."""
     if isinstance(node, KeyRef) or node in seen or node in added:
@@ -791,7 +795,11 @@ def plan_counts(
     """Split a batch of count questions into plans of about ``budget`` work per shard.
 
     Consecutive questions share a plan (and its equal subtrees) while the plan's work per
-    shard stays within ``budget``; a question alone over budget gets a plan of its own.
+    shard stays within ``budget``; a question alone over budget gets a plan of its own. A
+    question that shares subtrees with the plan so far stays in it up to
+    :data:`SHARED_PLAN_WORK` (a report's questions all read one counter or running union:
+    a plan each would compute it again for each), and :meth:`CountPlan.calls` then cuts the
+    plan into calls within ``budget``.
     Each plan's :attr:`CountPlan.indexes` says which questions of the batch it answers.
 
     :param nodes: resolved trees, one per question
@@ -807,7 +815,11 @@ def plan_counts(
     for index, node in enumerate(nodes):
         added: set[Node] = set()
         extra = 1 + _new_work(node, seen, added)
-        if current and work + extra > budget:
+        if (
+            current
+            and work + extra > budget
+            and not (work + extra <= SHARED_PLAN_WORK and extra < 1 + _new_work(node, set(), set()))
+        ):
             chunks.append(current)
             current, seen, work = [], set(), 0
             added = set()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt  # noqa: TC003 (TrackerOptions is read at runtime)
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, NamedTuple, TypedDict, TypeVar, cast, overload
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict, TypeVar, cast, overload
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -48,7 +48,19 @@ if TYPE_CHECKING:
 
     from ._expr import Expr
     from ._periods import Period
-    from .cohort import Criterion, Mode, PeriodName, RetentionTable
+    from ._plan import Node
+    from .cohort import (
+        Criterion,
+        EngagementReport,
+        Every,
+        FunnelReport,
+        LifecycleReport,
+        Mode,
+        PeriodName,
+        RetentionTable,
+        Segments,
+        StickinessReport,
+    )
     from .otel import Telemetry
 
 __all__ = ["CLIENT_READ_BYTES", "Mark", "Parts", "Reads", "Tracker", "TrackerOptions", "parts"]
@@ -583,6 +595,18 @@ class Tracker:
         nodes = [resolve(expr) for expr in exprs]
         return await self._reader.count(nodes) if nodes else []
 
+    def _resolve_for_report(self, expr: Expr) -> Node:
+        """Resolve ``expr`` for a report's planner (:mod:`bitlens.cohort`), no I/O."""
+        return self._reader.resolve(expr)
+
+    async def _count_nodes(self, nodes: Sequence[Node]) -> list[int]:
+        """Count resolved trees built by a report's planner, in one batch.
+
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        return await self._reader.count(list(nodes)) if nodes else []
+
     async def contains_many(self, expr: Expr, user_ids: Iterable[int]) -> list[bool]:
         """Return, for each id, whether it is in ``expr``, in bounded pipelines.
 
@@ -644,6 +668,103 @@ class Tracker:
             criterion=criterion,
             history_start=history_start,
             now=now,
+        )
+
+    async def engagement(
+        self,
+        event: str | Expr,
+        start: _dt.date | _dt.datetime,
+        end: _dt.date | _dt.datetime,
+        *,
+        every: Every = "day",
+        windows: Sequence[str] = ("day", "week", "month"),
+        by: Segments | None = None,
+    ) -> EngagementReport:
+        """DAU, WAU and MAU as rolling windows at every point, and their ratios, in one round
+        trip (see :func:`bitlens.cohort.engagement`).
+
+        Example::
+
+            report = await tracker.engagement("active", dt.date(2026, 9, 1), dt.date(2026, 11, 30))
+            report.points[-1].counts["week"], report.points[-1].ratio("day", "month")
+
+        :raises InvalidRetentionQuery: for arguments that make no report, before any I/O
+        """
+        from .cohort import engagement as _engagement
+
+        return await _engagement(self, event, start, end, every=every, windows=windows, by=by)
+
+    async def lifecycle(
+        self,
+        event: str | Expr,
+        start: _dt.date | _dt.datetime,
+        end: _dt.date | _dt.datetime,
+        *,
+        every: Every = "week",
+        first: str | Expr | _dt.date | _dt.datetime,
+        by: Segments | None = None,
+    ) -> LifecycleReport:
+        """New, returning, resurrecting and dormant users per period, in one round trip
+        (see :func:`bitlens.cohort.lifecycle`).
+
+        Example::
+
+            report = await tracker.lifecycle("active", start, end, first="signed_up")
+
+        :raises InvalidRetentionQuery: for arguments that make no report, before any I/O
+        """
+        from .cohort import lifecycle as _lifecycle
+
+        return await _lifecycle(self, event, start, end, every=every, first=first, by=by)
+
+    async def stickiness(
+        self,
+        event: str | Expr,
+        start: _dt.date | _dt.datetime,
+        end: _dt.date | _dt.datetime,
+        *,
+        every: Every = "day",
+        by: Segments | None = None,
+    ) -> StickinessReport:
+        """How many users were active in exactly k of the periods, in one round trip (see
+        :func:`bitlens.cohort.stickiness`).
+
+        Example::
+
+            report = await tracker.stickiness("active", dt.date(2026, 11, 1), dt.date(2026, 11, 30))
+            report.rows[0].exactly[29]  # active on all 30 days
+
+        :raises InvalidRetentionQuery: for arguments that make no report, before any I/O
+        """
+        from .cohort import stickiness as _stickiness
+
+        return await _stickiness(self, event, start, end, every=every, by=by)
+
+    async def funnel(
+        self,
+        steps: Sequence[str | Expr],
+        start: _dt.date | _dt.datetime,
+        end: _dt.date | _dt.datetime,
+        *,
+        every: Every = "day",
+        within: str | int | None = None,
+        ordered: Literal["period"] | bool = "period",
+        by: Segments | None = None,
+    ) -> FunnelReport:
+        """Users at each step of a funnel and the conversions, in one round trip (see
+        :func:`bitlens.cohort.funnel`).
+
+        Example::
+
+            report = await tracker.funnel(["visit", "signup", "purchase"], start, end)
+            report.rows[0].counts, report.rows[0].conversion()
+
+        :raises InvalidRetentionQuery: for arguments that make no report, before any I/O
+        """
+        from .cohort import funnel as _funnel
+
+        return await _funnel(
+            self, steps, start, end, every=every, within=within, ordered=ordered, by=by
         )
 
     async def has_events(self, expr: Expr) -> bool:

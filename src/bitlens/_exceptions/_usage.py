@@ -604,10 +604,11 @@ class CannotMigrate(BitlensError, ValueError):
 
 
 class InvalidRetentionQuery(BitlensError, ValueError):
-    """A retention or cohort query with arguments that do not make a table.
+    """A retention, cohort or product report query with arguments that make no result.
 
-    For example ``period="fortnight"``, ``cohorts=0``, brackets ``[(3, 1)]``, or
-    ``mode="first_time"`` without ``history_start``.
+    For example ``period="fortnight"``, ``cohorts=0``, brackets ``[(3, 1)]``,
+    ``mode="first_time"`` without ``history_start``, a funnel of one step, or more
+    segments than a report takes.
     """
 
     def __init__(self, detail: str) -> None:

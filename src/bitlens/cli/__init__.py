@@ -8,6 +8,7 @@ Subcommands:
   ``'month:active:2026-10 & month:active:2026-11'`` (``--members`` lists them,
   ``--contains ID`` tests one);
 * ``bitlens retention START [RETURNING]``: a cohort retention table;
+* ``bitlens report KIND``: engagement, lifecycle, stickiness or a funnel;
 * ``bitlens events``: the event names under a prefix, found with SCAN;
 * ``bitlens import FILE``: backfill marks from a CSV, JSON lines or Parquet file;
 * ``bitlens delete-event EVENT``, ``bitlens delete-all``, ``bitlens erase-user ID``:
@@ -38,6 +39,7 @@ from ._events import add_events_parser
 from ._import import add_import_parser
 from ._manage import add_manage_parsers
 from ._migrate import add_migrate_parser
+from ._report import add_report_parser
 from ._retention import add_retention_parser
 from ._serve import add_serve_parser
 
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     add_count_parser(sub)
     add_retention_parser(sub)
+    add_report_parser(sub)
     add_events_parser(sub)
     add_import_parser(sub)
     add_manage_parsers(sub)

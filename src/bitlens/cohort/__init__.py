@@ -16,6 +16,24 @@ r"""Cohorts and retention, the way product teams read them, in one round trip pe
 """
 
 from ._bitmapist import DatesRow, TimeGroup, get_dates_data
+from ._reports import (
+    MAX_REPORT_PERIODS,
+    MAX_REPORT_SEGMENTS,
+    EngagementPoint,
+    EngagementReport,
+    Every,
+    FunnelReport,
+    FunnelRow,
+    LifecyclePoint,
+    LifecycleReport,
+    Segments,
+    StickinessReport,
+    StickinessRow,
+    engagement,
+    funnel,
+    lifecycle,
+    stickiness,
+)
 from ._retention import Criterion, InvalidRetentionQuery, retention
 from ._table import (
     CellDict,
@@ -30,21 +48,37 @@ from ._table import (
 )
 
 __all__ = [
+    "MAX_REPORT_PERIODS",
+    "MAX_REPORT_SEGMENTS",
     "CellDict",
     "Criterion",
     "CriterionName",
     "DatesRow",
+    "EngagementPoint",
+    "EngagementReport",
+    "Every",
+    "FunnelReport",
+    "FunnelRow",
     "InvalidRetentionQuery",
+    "LifecyclePoint",
+    "LifecycleReport",
     "Mode",
     "PeriodName",
     "RetentionCell",
     "RetentionRow",
     "RetentionTable",
     "RowDict",
+    "Segments",
+    "StickinessReport",
+    "StickinessRow",
     "TimeGroup",
     "Values",
+    "engagement",
+    "funnel",
     "get_dates_data",
+    "lifecycle",
     "retention",
+    "stickiness",
 ]
 
 

@@ -320,6 +320,8 @@ class _Events:
 class _Stored(_Events):
     """A bitmap of one event (one period, or ever)."""
 
+    redis_key: str
+
     event_name: str
 
     def _period(self) -> Period | None:
@@ -434,6 +436,9 @@ class _PeriodEvents(_Stored):
 class YearEvents(_PeriodEvents):
     """Ids that did the event in a calendar year (the OR of its months, asked lazily)."""
 
+    year: int
+    redis_key: str
+
     @classmethod
     def from_date(
         cls, event_name: str, dt: _dt.date | None = None, system: str = "default"
@@ -457,6 +462,9 @@ class YearEvents(_PeriodEvents):
 
 class MonthEvents(_PeriodEvents):
     """Ids that did the event in a calendar month."""
+
+    year: int
+    month: int
 
     @classmethod
     def from_date(
@@ -488,6 +496,9 @@ class MonthEvents(_PeriodEvents):
 
 class WeekEvents(_PeriodEvents):
     """Ids that did the event in an ISO 8601 week (ISO year, week)."""
+
+    year: int
+    week: int
 
     @classmethod
     def from_date(
@@ -521,6 +532,10 @@ class WeekEvents(_PeriodEvents):
 class DayEvents(_PeriodEvents):
     """Ids that did the event on a calendar day."""
 
+    year: int
+    month: int
+    day: int
+
     @classmethod
     def from_date(
         cls, event_name: str, dt: _dt.date | None = None, system: str = "default"
@@ -553,6 +568,11 @@ class DayEvents(_PeriodEvents):
 
 class HourEvents(_PeriodEvents):
     """Ids that did the event in one hour (marked with ``track_hourly``)."""
+
+    year: int
+    month: int
+    day: int
+    hour: int
 
     @classmethod
     def from_date(
@@ -594,6 +614,8 @@ class HourEvents(_PeriodEvents):
 
 class _BitOperation(_Events):
     """A lazy operation over bitmapist values: asked when counted, tested or iterated."""
+
+    redis_key: str
 
     _op: str
 
