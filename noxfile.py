@@ -347,7 +347,9 @@ def bench(session: nox.Session) -> None:
     ``benchmarks/run.py`` writes ``benchmarks/RESULTS.md`` (posargs go to it), then
     ``benchmarks/single_bench.py`` writes ``benchmarks/SINGLE.md`` (single operations beside
     bitmapist and a minimal asyncio client), then ``benchmarks/network_bench.py`` writes
-    ``benchmarks/NETWORK.md`` (bitlens beside bitmapist over 0.5 ms and 2 ms round trips).
+    ``benchmarks/NETWORK.md`` (bitlens beside bitmapist over 0.5 ms and 2 ms round trips),
+    then the bulk path (``benchmarks/BULK.md``) and the product reports beside computing
+    them cell by cell (``benchmarks/REPORTS.md``).
 
     bitmapist 3.119 needs redis-py < 6, so it runs from a venv of its own beside this one,
     ``.nox/bench-bitmapist``, which ``benchmarks/run.py`` creates on first use.
@@ -358,6 +360,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/network_bench.py", "--output", "benchmarks/NETWORK.md")
     session.install("-e", ".[embedded,bulk]")
     session.run("python", "benchmarks/bulk_bench.py", "--output", "benchmarks/BULK.md")
+    session.run("python", "benchmarks/reports_bench.py", "--output", "benchmarks/REPORTS.md")
 
 
 BENCH_SMOKE: list[tuple[list[str], bool]] = [
@@ -367,6 +370,7 @@ BENCH_SMOKE: list[tuple[list[str], bool]] = [
     (["benchmarks/single_bench.py", "--quick"], True),
     (["benchmarks/network_bench.py", "--quick"], True),
     (["benchmarks/bulk_bench.py", "--quick"], False),
+    (["benchmarks/reports_bench.py", "--quick"], False),
     (["benchmarks/soak.py", "--quick"], False),
 ]
 """Every benchmark's ``--quick`` run as ``bench_smoke`` runs it, and whether it has a

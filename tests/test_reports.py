@@ -458,3 +458,46 @@ async def test_arguments_that_make_no_report_are_refused_before_io(
     with pytest.raises(InvalidRetentionQuery):
         await call(tracker)  # type: ignore[operator]
     assert proxy.round_trips == 0
+
+
+# -- retention by segment ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["recurring", "first_time"])
+async def test_a_retention_segment_is_the_table_of_the_segments_users(
+    client: redis.asyncio.Redis, mode: str
+) -> None:
+    """Each segment's table equals the table whose start and return are ANDed with it."""
+    pro = set(range(0, 1000, 5))
+    tracker = await _tracker(client, _busy_marks(), pro)
+    now = dt.datetime(2027, 1, 20, 12, tzinfo=dt.timezone.utc)
+    history = FIRST if mode == "first_time" else None
+    kwargs = {
+        "period": "week",
+        "cohorts": 5,
+        "buckets": 4,
+        "mode": mode,
+        "history_start": history,
+        "now": now,
+    }
+    table = await tracker.retention("active", by=BY, **kwargs)  # type: ignore[arg-type]
+    active, seg = EventTemplate("active"), UniqueEvents("plan:pro")
+    alone = await tracker.retention(active & seg, active & seg, **kwargs)  # type: ignore[arg-type]
+    total = await tracker.retention("active", **kwargs)  # type: ignore[arg-type]
+    assert [label for label, _ in table.segments] == ["plan=pro"]
+    assert table.segment("plan=pro").rows == alone.rows
+    assert table.rows == total.rows
+    assert any(row.size for row in alone.rows)
+
+
+async def test_a_segmented_retention_table_is_one_round_trip(
+    counted_client: redis.asyncio.Redis, proxy: RoundTripProxy
+) -> None:
+    """The total and every segment's table come in one round trip."""
+    tracker = await _tracker(counted_client, _busy_marks(), set(range(0, 1000, 5)))
+    await tracker.count(UniqueEvents("plan:pro"))
+    proxy.reset()
+    by = {"plan": {"pro": UniqueEvents("plan:pro"), "free": ~UniqueEvents("plan:pro")}}
+    table = await tracker.retention("active", period="day", cohorts=20, buckets=8, by=by)
+    assert proxy.round_trips == 1
+    assert len(table.segments) == 2

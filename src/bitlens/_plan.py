@@ -781,12 +781,18 @@ SHARED_PLAN_WORK = 50_000
 """The most work per shard a plan grows to by taking questions that share its subtrees."""
 
 
-def _new_work(node: Node, seen: set[Node], added: set[Node]) -> int:
-    """Estimate the key operations ``node`` adds to a plan that already computes ``seen``."""
-    if isinstance(node, KeyRef) or node in seen or node in added:
+def _new_work(node: Node, seen: set[Node], added: set[Node], shared: list[bool]) -> int:
+    """Estimate the key operations ``node`` adds to a plan that already computes ``seen``.
+
+    ``shared[0]`` is set when ``node`` reads a subtree the plan already computes.
+    """
+    if isinstance(node, KeyRef) or node in added:
+        return 0
+    if node in seen:
+        shared[0] = True
         return 0
     added.add(node)
-    return len(node.children) + 2 + sum(_new_work(c, seen, added) for c in node.children)
+    return len(node.children) + 2 + sum(_new_work(c, seen, added, shared) for c in node.children)
 
 
 def plan_counts(
@@ -814,16 +820,17 @@ def plan_counts(
     work = 0
     for index, node in enumerate(nodes):
         added: set[Node] = set()
-        extra = 1 + _new_work(node, seen, added)
+        shared = [False]
+        extra = 1 + _new_work(node, seen, added, shared)
         if (
             current
             and work + extra > budget
-            and not (work + extra <= SHARED_PLAN_WORK and extra < 1 + _new_work(node, set(), set()))
+            and not (shared[0] and work + extra <= SHARED_PLAN_WORK)
         ):
             chunks.append(current)
             current, seen, work = [], set(), 0
             added = set()
-            extra = 1 + _new_work(node, seen, added)
+            extra = 1 + _new_work(node, seen, added, shared)
         current.append(index)
         seen |= added
         work += extra

@@ -634,6 +634,7 @@ class Tracker:
         criterion: Criterion = "on",
         history_start: _dt.date | _dt.datetime | None = None,
         now: _dt.datetime | None = None,
+        by: Segments | None = None,
     ) -> RetentionTable:
         r"""Build a retention table in one round trip (see :func:`bitlens.cohort.retention`).
 
@@ -652,6 +653,7 @@ class Tracker:
         :param criterion: ``"on"``, ``"on_or_after"`` or brackets ``[(1, 3), (4, 7)]``
         :param history_start: how far back "never before" looks, for ``first_time``
         :param now: the clock deciding which buckets are complete (default: now)
+        :param by: segments, each with its own table in ``table.segments`` (same round trip)
         :raises InvalidRetentionQuery: for inconsistent arguments, before anything is sent
         """
         from .cohort import retention as _retention
@@ -668,6 +670,7 @@ class Tracker:
             criterion=criterion,
             history_start=history_start,
             now=now,
+            by=by,
         )
 
     async def engagement(

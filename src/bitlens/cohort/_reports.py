@@ -40,17 +40,18 @@ import datetime as _dt
 import html
 import io
 import re
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
-from .._exceptions import InvalidExpression, InvalidRetentionQuery
+from .._exceptions import InvalidRetentionQuery
 from .._expr import Expr
 from .._periods import Day, Month, Period, Week, to_local
 from .._plan import Node, Op
-from ._retention import _varies, as_template  # pyright: ignore[reportPrivateUsage]
+from ._retention import MAX_REPORT_SEGMENTS, Segment, Segments, as_template, segments_of
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
     import pandas
 
     from .._tracker import Tracker
@@ -77,12 +78,6 @@ __all__ = [
 Every: TypeAlias = Literal["day", "week", "month"]
 """A report's granularity: ``"day"``, ``"week"`` (ISO) or ``"month"``."""
 
-Segments: TypeAlias = "Mapping[str, Mapping[str, Expr] | Sequence[Expr]]"
-"""``{dimension: {label: expression}}``, or ``{dimension: [expression, ...]}``."""
-
-MAX_REPORT_SEGMENTS = 32
-"""The most segments (over every dimension) one report may split its numbers by."""
-
 MAX_REPORT_PERIODS = 400
 """The most periods (points, periods or funnel periods) one report may span."""
 
@@ -96,8 +91,6 @@ _WITHIN = re.compile(r"^\s*(\d+)\s*([dwm])\s*$")
 _UNIT = {"d": "day", "w": "week", "m": "month"}
 
 Moment: TypeAlias = "_dt.date | _dt.datetime"
-Segment: TypeAlias = "tuple[str, str] | None"
-"""``(dimension, label)``, or ``None`` for the total."""
 
 
 # -- building trees ------------------------------------------------------------------------
@@ -145,36 +138,7 @@ def _segments(
     by: Segments | None, resolve: Callable[[Expr], Node]
 ) -> list[tuple[Segment, Node | None]]:
     """The total (``None``) and each segment with its resolved expression."""
-    found: list[tuple[Segment, Node | None]] = [(None, None)]
-    if by is None:
-        return found
-    if not isinstance(by, Mapping):
-        raise InvalidRetentionQuery(
-            f"by must map a dimension to its segments, e.g. {{'plan': {{'free': ...}}}}, got {by!r}"
-        )
-    for dimension, group in by.items():
-        if isinstance(group, Mapping):
-            items = [(str(label), expr) for label, expr in group.items()]
-        elif isinstance(group, Sequence) and not isinstance(group, (str, bytes)):
-            items = [(repr(expr), expr) for expr in group]
-        else:
-            raise InvalidRetentionQuery(
-                f"segments of {dimension!r} must be a mapping or a list of expressions"
-            )
-        for label, expr in items:
-            if not isinstance(expr, Expr):
-                raise InvalidExpression(expr)
-            if _varies(expr):
-                raise InvalidRetentionQuery(
-                    f"segment {dimension}={label} must not depend on the period (it holds an "
-                    "EventTemplate): use UniqueEvents or a fixed period's events"
-                )
-            found.append(((str(dimension), label), resolve(expr)))
-    if len(found) - 1 > MAX_REPORT_SEGMENTS:
-        raise InvalidRetentionQuery(
-            f"{len(found) - 1} segments: a report splits by at most {MAX_REPORT_SEGMENTS}"
-        )
-    return found
+    return [(segment, None if expr is None else resolve(expr)) for segment, expr in segments_of(by)]
 
 
 def _within(segment: Node | None, node: Node) -> Node:

@@ -28,8 +28,9 @@ Definitions (as Mixpanel, Amplitude and PostHog define them):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 from .._cover import cover
@@ -48,7 +49,16 @@ from ._table import (
 if TYPE_CHECKING:
     from .._tracker import Tracker
 
-__all__ = ["Criterion", "InvalidRetentionQuery", "as_template", "retention"]
+__all__ = [
+    "MAX_REPORT_SEGMENTS",
+    "Criterion",
+    "InvalidRetentionQuery",
+    "Segment",
+    "Segments",
+    "as_template",
+    "retention",
+    "segments_of",
+]
 
 Criterion: TypeAlias = Literal["on", "on_or_after"] | Sequence[tuple[int, int]]
 """``"on"``, ``"on_or_after"``, or brackets such as ``[(1, 3), (4, 7), (8, 14)]``."""
@@ -58,6 +68,15 @@ _PERIODS: dict[str, type[Day] | type[Week] | type[Month]] = {
     "week": Week,
     "month": Month,
 }
+Segments: TypeAlias = "Mapping[str, Mapping[str, Expr] | Sequence[Expr]]"
+"""``{dimension: {label: expression}}``, or ``{dimension: [expression, ...]}``."""
+
+Segment: TypeAlias = "tuple[str, str] | None"
+"""``(dimension, label)``, or ``None`` for the total."""
+
+MAX_REPORT_SEGMENTS = 32
+"""The most segments (over every dimension) one report or table may split its numbers by."""
+
 _DEFAULT_BUCKETS = 13
 _MAX_HISTORY_PERIODS = 1_000
 
@@ -111,6 +130,46 @@ def distributive(expr: Expr) -> bool:
     if isinstance(expr, BitOpNot):
         return not _varies(expr.operand) and distributive(expr.universe)
     return False
+
+
+def segments_of(by: Segments | None) -> list[tuple[Segment, Expr | None]]:
+    """The total (``None``) and each segment of ``by`` with its expression, checked.
+
+    :param by: ``{dimension: {label: expression}}`` or ``{dimension: [expression, ...]}``
+    :raises InvalidRetentionQuery: for a malformed ``by``, a segment that depends on the
+        period, or more than :data:`MAX_REPORT_SEGMENTS` segments
+    :raises InvalidExpression: for a segment that is not an expression
+    """
+    found: list[tuple[Segment, Expr | None]] = [(None, None)]
+    if by is None:
+        return found
+    if not isinstance(by, Mapping):
+        raise InvalidRetentionQuery(
+            f"by must map a dimension to its segments, e.g. {{'plan': {{'free': ...}}}}, got {by!r}"
+        )
+    for dimension, group in by.items():
+        if isinstance(group, Mapping):
+            items = [(str(label), expr) for label, expr in group.items()]
+        elif isinstance(group, Sequence) and not isinstance(group, (str, bytes)):
+            items = [(repr(expr), expr) for expr in group]
+        else:
+            raise InvalidRetentionQuery(
+                f"segments of {dimension!r} must be a mapping or a list of expressions"
+            )
+        for label, expr in items:
+            if not isinstance(expr, Expr):
+                raise InvalidExpression(expr)
+            if _varies(expr):
+                raise InvalidRetentionQuery(
+                    f"segment {dimension}={label} must not depend on the period (it holds an "
+                    "EventTemplate): use UniqueEvents or a fixed period's events"
+                )
+            found.append(((str(dimension), label), expr))
+    if len(found) - 1 > MAX_REPORT_SEGMENTS:
+        raise InvalidRetentionQuery(
+            f"{len(found) - 1} segments: a report splits by at most {MAX_REPORT_SEGMENTS}"
+        )
+    return found
 
 
 def _span(first: Period, last: Period) -> int:
@@ -239,6 +298,7 @@ async def retention(
     criterion: Criterion = "on",
     history_start: _dt.date | _dt.datetime | None = None,
     now: _dt.datetime | None = None,
+    by: Segments | None = None,
 ) -> RetentionTable:
     r"""Return the retention table of ``start`` -> ``returning``, in one round trip per node.
 
@@ -270,6 +330,9 @@ async def retention(
         first one searched for an earlier start event)
     :param now: the clock, which decides which buckets have started and ended (default:
         the current time in the tracker's zone)
+    :param by: segments (see :data:`Segments`): each gets its own table in
+        :attr:`RetentionTable.segments`, its cohorts and returns restricted to the segment,
+        in the same round trip
     :raises InvalidRetentionQuery: for arguments that do not make a table, before any I/O
     :raises InvalidExpression: if ``start`` or ``returning`` is not a name or expression
     :raises InvalidEventName: for a bad event name
@@ -300,48 +363,63 @@ async def retention(
             found = unions[first, last] = _union(returning_t, first, last)
         return found
 
-    # Per row: the size's question (or None), and per column the cell's question (or None).
-    plan: list[tuple[int | None, list[int | None]]] = []
-    for cohort_period in periods:
-        if cohort_period > current:
-            plan.append((None, [None] * len(columns)))
-            continue
-        cohort = maker.of(cohort_period)
-        cells: list[int | None] = []
-        for lo, hi in columns:
-            first = cohort_period.delta(lo)
-            if first > current:
-                cells.append(None)
+    segments = segments_of(by)
+    # Per segment and row: the size's question (or None), and per column the cell's question.
+    plans: list[list[tuple[int | None, list[int | None]]]] = []
+    for _, within in segments:
+        plan: list[tuple[int | None, list[int | None]]] = []
+        for cohort_period in periods:
+            if cohort_period > current:
+                plan.append((None, [None] * len(columns)))
                 continue
-            last = current if hi is None else min(cohort_period.delta(hi), current)
-            cells.append(ask(cohort & returned(first, last)))
-        plan.append((ask(cohort), cells))
+            cohort = maker.of(cohort_period)
+            if within is not None:
+                cohort = cohort & within
+            cells: list[int | None] = []
+            for lo, hi in columns:
+                first = cohort_period.delta(lo)
+                if first > current:
+                    cells.append(None)
+                    continue
+                last = current if hi is None else min(cohort_period.delta(hi), current)
+                cells.append(ask(cohort & returned(first, last)))
+            plan.append((ask(cohort), cells))
+        plans.append(plan)
 
     counts = await tracker.count_many(list(questions)) if questions else []
 
-    rows: list[RetentionRow] = []
-    for cohort_period, (size_q, cell_qs) in zip(periods, plan, strict=True):
-        size = 0 if size_q is None else counts[size_q]
-        row_cells: list[RetentionCell] = []
-        for j, ((lo, hi), q) in enumerate(zip(columns, cell_qs, strict=True)):
-            count = None if q is None else counts[q]
-            closing = cohort_period.delta(lo if hi is None else hi)
-            row_cells.append(
-                RetentionCell(
-                    bucket=j,
-                    count=count,
-                    percent=count / size * 100 if count is not None and size else None,
-                    complete=count is not None and closing < current,
+    def table(plan: list[tuple[int | None, list[int | None]]]) -> RetentionTable:
+        rows: list[RetentionRow] = []
+        for cohort_period, (size_q, cell_qs) in zip(periods, plan, strict=True):
+            size = 0 if size_q is None else counts[size_q]
+            row_cells: list[RetentionCell] = []
+            for j, ((lo, hi), q) in enumerate(zip(columns, cell_qs, strict=True)):
+                count = None if q is None else counts[q]
+                closing = cohort_period.delta(lo if hi is None else hi)
+                row_cells.append(
+                    RetentionCell(
+                        bucket=j,
+                        count=count,
+                        percent=count / size * 100 if count is not None and size else None,
+                        complete=count is not None and closing < current,
+                    )
                 )
+            rows.append(
+                RetentionRow(cohort_period, size, cohort_period < current, tuple(row_cells))
             )
-        rows.append(RetentionRow(cohort_period, size, cohort_period < current, tuple(row_cells)))
-    return RetentionTable(
-        period=period,
-        mode=mode,
-        criterion=criterion_name,
-        columns=columns,
-        rows=tuple(rows),
-        start=start_t,
-        returning=returning_t,
-        now=clock,
-    )
+        return RetentionTable(
+            period=period,
+            mode=mode,
+            criterion=criterion_name,
+            columns=columns,
+            rows=tuple(rows),
+            start=start_t,
+            returning=returning_t,
+            now=clock,
+        )
+
+    total, *parts = (table(plan) for plan in plans)
+    if not parts:
+        return total
+    labels = [f"{segment[0]}={segment[1]}" for segment, _ in segments[1:] if segment is not None]
+    return dataclasses.replace(total, segments=tuple(zip(labels, parts, strict=True)))

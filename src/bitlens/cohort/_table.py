@@ -125,6 +125,9 @@ class RetentionTable:
     :param start: the start event or expression (a template)
     :param returning: the returning event or expression (a template)
     :param now: the clock the table was computed at (decides completeness)
+    :param segments: with ``by=``, each segment's own table (``"plan=pro"``, in ``by``'s
+        order), computed in the same round trip: the cohorts and returns of the users of
+        the segment only; this table is the total
     """
 
     period: PeriodName
@@ -135,6 +138,17 @@ class RetentionTable:
     start: Expr
     returning: Expr
     now: _dt.datetime
+    segments: tuple[tuple[str, RetentionTable], ...] = ()
+
+    def segment(self, label: str) -> RetentionTable:
+        """The table of one segment, by its label (``"plan=pro"``).
+
+        :raises KeyError: for a label that is not a segment of this table
+        """
+        for name, table in self.segments:
+            if name == label:
+                return table
+        raise KeyError(label)
 
     @property
     def buckets(self) -> int:
