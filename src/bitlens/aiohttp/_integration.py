@@ -152,10 +152,11 @@ def _json(status: int, body: object) -> web.Response:
 def add_routes(app: web.Application, prefix: str = "/bitlens") -> None:
     """Serve the dashboard page at ``<prefix>/`` and its JSON API under ``<prefix>/``.
 
-    ``GET <prefix>/events``, ``/counts``, ``/contains`` and ``/retention`` (see
-    :mod:`bitlens.web`); bad parameters are answered 400 with ``{"error":
-    message}``, an unreachable Redis 503. ``<prefix>`` itself redirects to ``<prefix>/``
-    (the page fetches the API relative to its own URL). These requests are never marked.
+    ``GET <prefix>/events``, ``/counts``, ``/contains``, ``/retention``, ``/engagement``,
+    ``/lifecycle``, ``/stickiness`` and ``/funnel`` (see :mod:`bitlens.web`); bad
+    parameters are answered 400 with ``{"error": message}``, an unreachable Redis 503.
+    ``<prefix>`` itself redirects to ``<prefix>/`` (the page fetches the API relative to
+    its own URL). These requests are never marked.
 
     :param app: the application, which must get a tracker from :func:`install`
     :param prefix: the mount point (``""``: at the root)

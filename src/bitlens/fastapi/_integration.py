@@ -259,8 +259,19 @@ _SUMMARIES = {
     "counts": "Unique users per period for each event",
     "contains": "Whether a user did an event in a period",
     "retention": "A retention table",
+    "engagement": "Rolling DAU, WAU and MAU and their ratios per point",
+    "lifecycle": "New, returning, resurrecting and dormant users per period",
+    "stickiness": "Users active in exactly k of the periods",
+    "funnel": "Users at each step of a funnel and the conversions",
 }
 _PERIOD = ("period", "string", False, "day, week (ISO) or month; default day")
+_EVENT = ("event", "string", True, "the event name")
+_EVERY = ("every", "string", False, "day (default), week (ISO) or month")
+_RANGE = [
+    ("start", "string", False, "a date in the first period, e.g. 2026-11-01"),
+    ("end", "string", False, "a date in the last period (default today)"),
+]
+_SEGMENT = ("segment", "array", False, "a unique event whose users form a segment; repeatable")
 # (name, type, required, description) of each endpoint's query parameters, for OpenAPI.
 _PARAMETERS: dict[str, list[tuple[str, str, bool, str]]] = {
     "events": [("limit", "integer", False, "the most names returned (default 1000)")],
@@ -287,6 +298,23 @@ _PARAMETERS: dict[str, list[tuple[str, str, bool, str]]] = {
         ("mode", "string", False, "recurring (default) or first_time"),
         ("history_start", "string", False, "for first_time: the date the data begins"),
     ],
+    "engagement": [_EVENT, _EVERY, *_RANGE, _SEGMENT],
+    "lifecycle": [
+        _EVENT,
+        ("every", "string", False, "week (ISO, default), day or month"),
+        *_RANGE,
+        ("first", "string", False, "a sign-up event, or the date the data begins (default start)"),
+        _SEGMENT,
+    ],
+    "stickiness": [_EVENT, _EVERY, *_RANGE, _SEGMENT],
+    "funnel": [
+        ("step", "array", True, "a step event, in order; repeat for each (2 to 10)"),
+        _EVERY,
+        *_RANGE,
+        ("within", "string", False, "a conversion window per entry period, e.g. 7d, 2w, 1m"),
+        ("ordered", "string", False, "period (default: each step at or after the last) or any"),
+        _SEGMENT,
+    ],
 }
 
 
@@ -311,7 +339,8 @@ def router(
     """Return an ``APIRouter`` with the dashboard page at ``/`` and its JSON API.
 
     Endpoints (see :mod:`bitlens.web`): ``GET /events``, ``/counts``,
-    ``/contains`` and ``/retention``; bad parameters are answered 400 with
+    ``/contains``, ``/retention``, ``/engagement``, ``/lifecycle``, ``/stickiness``
+    and ``/funnel``; bad parameters are answered 400 with
     ``{"error": message}``, an unreachable Redis 503. Requests it serves are never marked.
 
     Example::

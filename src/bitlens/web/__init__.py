@@ -39,6 +39,23 @@ from ._api import (
 from ._marking import SKIP_MARK, MarkingStats, RequestMarker, UserIdGetter
 from ._page import JSON_HEADERS, Page, page
 from ._params import InvalidParameter, Query
+from ._reports import (
+    MAX_FUNNEL_STEPS,
+    MAX_SEGMENTS,
+    EngagementReply,
+    EngagementSeries,
+    FunnelEntry,
+    FunnelReply,
+    FunnelSeries,
+    LifecycleReply,
+    LifecycleSeries,
+    StickinessReply,
+    StickinessSeries,
+    engagement_reply,
+    funnel_reply,
+    lifecycle_reply,
+    stickiness_reply,
+)
 
 __all__ = [
     "ENDPOINTS",
@@ -46,12 +63,21 @@ __all__ = [
     "MAX_BUCKETS",
     "MAX_COHORTS",
     "MAX_EVENTS",
+    "MAX_FUNNEL_STEPS",
     "MAX_POINTS",
+    "MAX_SEGMENTS",
     "SKIP_MARK",
     "ContainsReply",
     "CountsReply",
+    "EngagementReply",
+    "EngagementSeries",
     "EventsReply",
+    "FunnelEntry",
+    "FunnelReply",
+    "FunnelSeries",
     "InvalidParameter",
+    "LifecycleReply",
+    "LifecycleSeries",
     "MarkingStats",
     "Page",
     "Query",
@@ -59,13 +85,19 @@ __all__ = [
     "RequestMarker",
     "RetentionReply",
     "SeriesDict",
+    "StickinessReply",
+    "StickinessSeries",
     "UserIdGetter",
     "contains",
     "counts",
+    "engagement_reply",
+    "funnel_reply",
     "handle",
+    "lifecycle_reply",
     "list_events",
     "page",
     "retention",
+    "stickiness_reply",
 ]
 
 

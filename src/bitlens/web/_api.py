@@ -32,6 +32,12 @@ from ._params import (
     parse_int,
     parse_one,
 )
+from ._reports import (
+    engagement_endpoint,
+    funnel_endpoint,
+    lifecycle_endpoint,
+    stickiness_endpoint,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -411,6 +417,10 @@ _ENDPOINTS: dict[str, _Endpoint] = {
     "counts": _counts_endpoint,
     "contains": _contains_endpoint,
     "retention": _retention_endpoint,
+    "engagement": engagement_endpoint,
+    "lifecycle": lifecycle_endpoint,
+    "stickiness": stickiness_endpoint,
+    "funnel": funnel_endpoint,
 }
 
 ENDPOINTS: Final = tuple(_ENDPOINTS)
