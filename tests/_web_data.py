@@ -146,6 +146,19 @@ class Seed:
             len(self.users_in(event, period, label)) for label in self.labels(period, first, last)
         ]
 
+    def active_between(self, event: str, first: dt.date, last: dt.date) -> set[int]:
+        """Return the users who did ``event`` on any day from ``first`` to ``last``.
+
+        :param event: the event name
+        :param first: the first day
+        :param last: the last day, included
+        """
+        found: set[int] = set()
+        for day, users in self.days[event].items():
+            if first <= day <= last:
+                found |= users
+        return found
+
     def weekly_retention(
         self, start: str, returning: str, weeks: list[str], buckets: int
     ) -> list[tuple[str, int, list[int]]]:

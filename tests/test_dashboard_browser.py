@@ -358,3 +358,177 @@ async def test_retention_defaults_to_another_cohort_event_and_dates_are_iso(
     assert re.fullmatch(r"updated \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", status), status
     assert watched.errors == []
     await page.close()
+
+
+PRO = {user for user in range(1, 301) if user % 3 == 0}
+
+
+@pytest.fixture(scope="module")
+async def reports_url(server: EmbeddedRedis, seed: Seed) -> AsyncIterator[str]:
+    """The seeded data plus a ``pro`` segment (every third user), served at ``/bitlens/``."""
+    prefix = f"t{uuid4().hex[:12]}"
+    async with Tracker(server.url, prefix=prefix) as tracker:
+        await tracker.mark_events(seed.marks)
+        for user in sorted(PRO):
+            await tracker.mark_unique("pro", user)
+    async with _app_of(server, prefix) as url:
+        yield url + _query(
+            event="active",
+            period="week",
+            start=FIRST_DAY.isoformat(),
+            end=LAST_DAY.isoformat(),
+            rstart="signed_up",
+            rreturn="active",
+            rev="active",
+            steps="signed_up, active",
+            segments="pro",
+        )
+
+
+def _sunday(week: int) -> dt.date:
+    return FIRST_DAY + dt.timedelta(weeks=week, days=6)
+
+
+def _week(seed: Seed, event: str, week: int) -> set[int]:
+    if week < 0:
+        return set()
+    return seed.active_between(event, _sunday(week) - dt.timedelta(days=6), _sunday(week))
+
+
+def _cut(users: set[int], segment: set[int] | None) -> set[int]:
+    return users if segment is None else users & segment
+
+
+async def _pick(page: Page, kind: str, segment: str) -> None:
+    await page.select_option(f"#{kind}-segment", label=segment)
+
+
+async def test_engagement_chart_shows_rolling_windows_and_ratios(
+    browser: Browser, reports_url: str, seed: Seed
+) -> None:
+    """DAU, WAU and MAU at each week's Sunday and DAU/MAU, for all users and for ``pro``."""
+    watched = await _open(browser, reports_url)
+    page = watched.page
+    assert await page.get_attribute("body", "data-state") == "ready"
+    for segment, users in (("all users", None), ("pro", PRO)):
+        await _pick(page, "engagement", segment)
+        shown = await page.eval_on_selector_all(
+            "#engagement-chart circle.point",
+            "nodes => nodes.map(n => [n.dataset.window, n.dataset.label, Number(n.dataset.count)])",
+        )
+        expected = []
+        for window, width in (("day", 1), ("week", 7), ("month", 30)):
+            for i, label in enumerate(WEEKS):
+                last = _sunday(i)
+                found = seed.active_between("active", last - dt.timedelta(days=width - 1), last)
+                expected.append([window, label, len(_cut(found, users))])
+        assert shown == expected, segment
+        ratios = await page.eval_on_selector_all(
+            "#ratio-chart circle.ratio[data-name='DAU/MAU']",
+            "nodes => nodes.map(n => Number(n.dataset.value))",
+        )
+        by = {(w, label): n for w, label, n in expected}
+        assert ratios == pytest.approx(
+            [by["day", label] / by["month", label] for label in WEEKS if by["month", label]]
+        )
+    assert await page.locator("#engagement-legend .series-name").all_text_contents() == [
+        "DAU",
+        "WAU",
+        "MAU",
+    ]
+    assert watched.errors == []
+    await page.close()
+
+
+async def test_lifecycle_bars_put_the_dormant_below_the_axis(
+    browser: Browser, reports_url: str, seed: Seed
+) -> None:
+    """New, returning, resurrecting and (negative) dormant per week, total and ``pro``."""
+    watched = await _open(browser, reports_url)
+    page = watched.page
+    for segment, users in (("all users", None), ("pro", PRO)):
+        await _pick(page, "lifecycle", segment)
+        bars = await page.eval_on_selector_all(
+            "#lifecycle-chart rect.bar",
+            "nodes => nodes.map(n => [n.dataset.label, n.dataset.part, Number(n.dataset.count),"
+            " Number(n.getAttribute('y')), Number(n.getAttribute('height'))])",
+        )
+        expected = []
+        for i, label in enumerate(WEEKS):
+            active = _cut(_week(seed, "active", i), users)
+            previous = _cut(_week(seed, "active", i - 1), users)
+            new = active & _week(seed, "signed_up", i)
+            parts = {
+                "new": len(new),
+                "returning": len((active & previous) - new),
+                "resurrecting": len(active - previous - new),
+                "dormant": -len(previous - active),
+            }
+            expected += [[label, part, n] for part, n in parts.items()]
+        assert [bar[:3] for bar in bars] == expected, segment
+        axis = float(await page.get_attribute("#lifecycle-chart line.axis", "y1") or "nan")
+        for label, part, count, y, height in bars:
+            if part == "dormant" and count:
+                assert y == pytest.approx(axis), label  # hangs from the axis
+            elif count:
+                assert y + height <= axis + 1e-6, (label, part)
+    assert watched.errors == []
+    await page.close()
+
+
+async def test_stickiness_histogram_counts_weeks_active(
+    browser: Browser, reports_url: str, seed: Seed
+) -> None:
+    """Bars k = 1..6: users active in exactly k of the six weeks, total and ``pro``."""
+    watched = await _open(browser, reports_url)
+    page = watched.page
+    for segment, users in (("all users", None), ("pro", PRO)):
+        await _pick(page, "stickiness", segment)
+        bars = await page.eval_on_selector_all(
+            "#stickiness-chart rect.bar",
+            "nodes => nodes.map(n => [Number(n.dataset.k), Number(n.dataset.count),"
+            " Number(n.dataset.atLeast)])",
+        )
+        weeks = dict.fromkeys(range(1, 301), 0)
+        for i in range(len(WEEKS)):
+            for user in _week(seed, "active", i):
+                weeks[user] += 1
+        exactly = [
+            sum(1 for u, n in weeks.items() if n == k and (users is None or u in users))
+            for k in range(1, 7)
+        ]
+        assert bars == [[k, exactly[k - 1], sum(exactly[k - 1 :])] for k in range(1, 7)]
+    assert watched.errors == []
+    await page.close()
+
+
+async def test_funnel_shows_each_step_and_its_conversion(
+    browser: Browser, reports_url: str, seed: Seed
+) -> None:
+    """signed_up -> active by week: users at each step and the share kept, total and ``pro``."""
+    watched = await _open(browser, reports_url)
+    page = watched.page
+    for segment, users in (("all users", None), ("pro", PRO)):
+        await _pick(page, "funnel", segment)
+        bars = await page.eval_on_selector_all(
+            "#funnel-chart rect.bar",
+            "nodes => nodes.map(n => [n.dataset.event, Number(n.dataset.count)])",
+        )
+        signed = {u for i in range(6) for u in _week(seed, "signed_up", i)}
+        signed = _cut(signed, users)
+        converted = {
+            u
+            for u in signed
+            for i in range(6)
+            if u in _week(seed, "signed_up", i)
+            and any(u in _week(seed, "active", j) for j in range(i, 6))
+        }
+        assert bars == [["signed_up", len(signed)], ["active", len(converted)]], segment
+        shares = await page.eval_on_selector_all(
+            "#funnel-chart text.value[data-step='2']", "nodes => nodes.map(n => n.textContent)"
+        )
+        assert shares == [f"{len(converted)} · {100 * len(converted) / len(signed):.1f}%"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "dashboard-reports.png", full_page=True)
+    assert watched.errors == []
+    await page.close()
