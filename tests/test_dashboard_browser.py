@@ -416,13 +416,13 @@ async def test_engagement_chart_shows_rolling_windows_and_ratios(
             "#engagement-chart circle.point",
             "nodes => nodes.map(n => [n.dataset.window, n.dataset.label, Number(n.dataset.count)])",
         )
-        expected = []
+        expected: list[tuple[str, str, int]] = []
         for window, width in (("day", 1), ("week", 7), ("month", 30)):
             for i, label in enumerate(WEEKS):
                 last = _sunday(i)
                 found = seed.active_between("active", last - dt.timedelta(days=width - 1), last)
-                expected.append([window, label, len(_cut(found, users))])
-        assert shown == expected, segment
+                expected.append((window, label, len(_cut(found, users))))
+        assert shown == [list(row) for row in expected], segment
         ratios = await page.eval_on_selector_all(
             "#ratio-chart circle.ratio[data-name='DAU/MAU']",
             "nodes => nodes.map(n => Number(n.dataset.value))",
