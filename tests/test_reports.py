@@ -262,6 +262,68 @@ async def test_stickiness_matches_the_set_model(
         assert row.at_least == tuple(sum(exactly[k:]) for k in range(len(periods)))
 
 
+ZONE = "Pacific/Auckland"  # UTC+13 in December: most UTC days straddle two local days
+utc_marks_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(("active", "signup")),
+        st.integers(0, 4 * (1 << SHARD_BITS)),
+        st.integers(0, DAYS * 24 - 1).map(
+            lambda h: dt.datetime.combine(FIRST, dt.time(), dt.timezone.utc) + dt.timedelta(hours=h)
+        ),
+    ),
+    max_size=120,
+)
+
+
+@SETTINGS
+@given(marks=utc_marks_strategy, every=st.sampled_from(["day", "week"]))
+async def test_reports_follow_the_trackers_time_zone(
+    client: redis.asyncio.Redis, marks: list[tuple[str, int, dt.datetime]], every: str
+) -> None:
+    """In Pacific/Auckland, engagement, stickiness and funnels bucket by the local calendar."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(ZONE)
+    tracker = Tracker(client, prefix=f"rep{secrets.token_hex(4)}", shard_bits=SHARD_BITS, tz=ZONE)
+    if marks:
+        await tracker.mark_events(marks)
+    ref = Reference([(e, u, at.astimezone(zone).date()) for e, u, at in marks])
+    start, end = FIRST + dt.timedelta(days=8), FIRST + dt.timedelta(days=DAYS - 2)
+    periods = [
+        PERIODS[every].from_datetime(start, zone).delta(i)
+        for i in range(len(_periods(every, start, end)))
+    ]
+
+    engagement = await tracker.engagement("active", start, end, every=every)  # type: ignore[arg-type]
+    expected = []
+    for period in periods:
+        last = _last_day(period)
+        expected.append(
+            {
+                name: len(ref.between("active", last - dt.timedelta(days=width - 1), last))
+                for name, width in (("day", 1), ("week", 7), ("month", 30))
+            }
+        )
+    assert [dict(p.counts) for p in engagement.points] == expected
+
+    stickiness = await tracker.stickiness("active", start, end, every=every)  # type: ignore[arg-type]
+    per_user: dict[int, int] = defaultdict(int)
+    for period in periods:
+        for user in ref.during("active", period):
+            per_user[user] += 1
+    assert stickiness.rows[0].exactly == tuple(
+        sum(1 for c in per_user.values() if c == k) for k in range(1, len(periods) + 1)
+    )
+
+    funnel = await tracker.funnel(["signup", "active"], start, end, every=every)  # type: ignore[arg-type]
+    reached = [0, 0]
+    for user in set().union(*(ref.during("signup", p) for p in periods)):
+        at = next(i for i, p in enumerate(periods) if user in ref.during("signup", p))
+        reached[0] += 1
+        reached[1] += any(user in ref.during("active", p) for p in periods[at:])
+    assert funnel.rows[0].counts == tuple(reached)
+
+
 async def test_a_user_active_in_every_period_counts_at_n(client: redis.asyncio.Redis) -> None:
     """A user active on each of 40 days is the one user active exactly 40 times."""
     marks = [("active", 7, FIRST + dt.timedelta(days=n)) for n in range(DAYS)]
