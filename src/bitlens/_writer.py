@@ -351,6 +351,9 @@ class Writer:
         except BaseException as exc:
             if in_flight is not None:
                 if isinstance(exc, Exception):  # e.g. a bad item: the chunks before it are sent
+                    # The shield holds off anyio cancel scopes; a plain Task.cancel() of the
+                    # caller is forwarded into the chunk by this await, which then ends
+                    # cancelled before the caller raises (tests/faults/test_chunk_settle.py).
                     with anyio.CancelScope(shield=True):
                         await in_flight  # if it failed, its error (the earlier one) is raised
                     if progress is not None:
