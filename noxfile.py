@@ -34,6 +34,11 @@ Every server gets the whole suite once and every Python gets it once, on a diago
 
 The whole suite against one server takes about 9 minutes on a 2-vCPU Linux machine
 (1,800 tests, two workers), so ``tests`` on four Pythons is four such runs.
+Property tests (hypothesis) draw all their examples on the newest Python and a quarter of
+them (at least 10 each) on the others, which still run every property against their
+server: ``BITLENS_HYPOTHESIS_SCALE`` (a fraction in (0, 1]) sets that share, and set by
+hand it applies to the newest Python too.
+
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
 
@@ -64,6 +69,9 @@ PYTHONS: list[str] = nox.project.python_versions(PYPROJECT)
 SERVER_ENV = "BITLENS_REDIS_SERVER"
 REQUIRE_SERVERS_ENV = "BITLENS_REQUIRE_SERVERS"
 SKIP_SERVERS_ENV = "BITLENS_SKIP_SERVERS"
+SCALE_ENV = "BITLENS_HYPOTHESIS_SCALE"
+BETWEEN_SCALE = "0.25"
+"""The share of each property test's examples the Pythons other than the newest draw."""
 
 # The fast subset ``lowest`` runs: every test of the code that uses redis-py's internals
 # (the pooled hot path, the executor, cluster routing, the transport's faults), the
@@ -229,6 +237,7 @@ def tests(session: nox.Session) -> None:
                 args = [*BETWEEN_DESELECT, *args]
             server = own[0] if own is not None else _newest_server(session)
             env = {SERVER_ENV: server, REQUIRE_SERVERS_ENV: ""}
+        env[SCALE_ENV] = os.environ.get(SCALE_ENV) or BETWEEN_SCALE
     session.run("python", "-m", "pytest", *args, env=env)
     if full and not session.posargs:
         # The same round trips and answers when the transport falls back to pipeline().

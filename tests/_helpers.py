@@ -30,11 +30,41 @@ __all__ = [
     "close_cluster_client",
     "connect",
     "connect_cluster",
+    "EXAMPLES_SCALE_ENV",
+    "examples",
     "paused_node",
     "paused_server",
     "ping",
     "scan_keys",
 ]
+
+
+EXAMPLES_SCALE_ENV = "BITLENS_HYPOTHESIS_SCALE"
+"""A fraction in (0, 1] that scales every property test's example count (default 1)."""
+
+
+def _examples_scale() -> float:
+    raw = os.environ.get(EXAMPLES_SCALE_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = -1.0
+    if not 0 < scale <= 1:
+        raise ValueError(f"{EXAMPLES_SCALE_ENV}={raw!r}: expected a number in (0, 1]")
+    return scale
+
+
+def examples(n: int) -> int:
+    """How many examples a property test runs: ``n`` times ``$BITLENS_HYPOTHESIS_SCALE``.
+
+    The scale lets the runs that repeat the suite on another Python or server draw fewer
+    examples than the one full run; never fewer than 10 (or ``n``, when smaller).
+
+    :param n: the example count of a full run
+    """
+    return max(min(n, 10), round(n * _examples_scale()))
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
+import hypothesis
 import pytest
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 import harness
 from _cluster_counter import ClusterProxies
-from _helpers import close_cluster_client, connect, ping, set_acl_user
+from _helpers import close_cluster_client, connect, examples, ping, set_acl_user
 from _optional import REQUIRE_BITMAPIST, missing
 from _proxy import RoundTripProxy
 from bitlens._transport import TRANSPORT_ENV
@@ -117,14 +118,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Find the server binaries once, failing early if fewer than required are found.
+    """Load the hypothesis profile; find the server binaries once, failing early if too few.
 
     :param config: the pytest configuration
-    :raises pytest.UsageError: if ``BITLENS_REDIS_SERVER`` or ``BITLENS_REQUIRE_SERVERS`` is
-        invalid, or fewer binaries than required are found
+    :raises pytest.UsageError: if ``BITLENS_REDIS_SERVER``, ``BITLENS_REQUIRE_SERVERS`` or
+        ``BITLENS_HYPOTHESIS_SCALE`` is invalid, or fewer binaries than required are found
     """
     if config.getoption("--transport") == "pipeline":
         os.environ[TRANSPORT_ENV] = "pipeline"
+    # Property tests without settings of their own draw hypothesis' default 100 examples,
+    # scaled like the rest (see ``_helpers.examples``).
+    try:
+        hypothesis.settings.register_profile("bitlens", max_examples=examples(100))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    hypothesis.settings.load_profile("bitlens")
     try:
         servers = _servers()
     except RedisServerNotFound as exc:

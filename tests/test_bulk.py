@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bitlens
-from _helpers import scan_keys
+from _helpers import examples, scan_keys
 from bitlens import (
     Day,
     DayEvents,
@@ -113,7 +113,9 @@ def _berlin(client: redis.asyncio.Redis | RedisCluster, prefix: str) -> Tracker:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(rows=rows_strategy)
 async def test_bulk_writes_the_bytes_mark_events_writes(
@@ -135,7 +137,9 @@ async def test_bulk_writes_the_bytes_mark_events_writes(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(rows=rows_strategy)
 async def test_bulk_matches_the_set_model(

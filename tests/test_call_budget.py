@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _helpers import examples
 from _trees import trees
 from bitlens import BitOpAnd, BitOpOr, BitOpXor, DayEvents, Expr, MonthEvents
 from bitlens._plan import (
@@ -121,7 +122,7 @@ def _random_values(plan: CountPlan, bits: int, rng: random.Random) -> dict[KeyRe
     return values
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     tree=trees(4),
     wide=st.integers(0, 300),
@@ -141,7 +142,7 @@ def test_no_call_reads_more_than_its_budget(
             assert call.work * call.shards_per_call() <= MAX_CALL_WORK
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     tree=trees(4),
     wide=st.integers(0, 120),

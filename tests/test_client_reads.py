@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from _helpers import scan_keys
+from _helpers import examples, scan_keys
 from _reference import Model
 from _trees import LEAVES, SHARD_BITS, seed, trees
 from bitlens import (
@@ -72,7 +72,9 @@ async def both(
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(tree=trees(5))
 async def test_client_counts_match_the_reference_and_the_server(both: Both, tree: Expr) -> None:

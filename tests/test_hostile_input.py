@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _helpers import tracker_with_option
+from _helpers import examples, tracker_with_option
 from bitlens import (
     BitlensError,
     BitOpAnd,
@@ -59,7 +59,7 @@ pytestmark = pytest.mark.anyio
 Call: TypeAlias = Callable[[Tracker], Awaitable[object]]
 
 HOSTILE = settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from _helpers import examples
 from bitlens import (
     EventKey,
     IdMapKey,
@@ -26,7 +27,9 @@ from bitlens import (
 from bitlens._keys import event_name_problem, is_safe_name
 from bitlens._periods import Day, Hour, Month, Period, Week
 
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 REFUSED_CATEGORIES = ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp")
 SRC = Path(__file__).resolve().parents[1] / "src" / "bitlens"
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.exceptions import ResponseError
 
+from _helpers import examples
 from _reference import Model
 from _trees import SHARD_BITS, seed, trees
 from bitlens import InvalidOption, QueryRejected, Tracker, Universe
@@ -74,7 +75,9 @@ async def _lowered(client: redis.asyncio.Redis, keys: list[str], argv: Sequence[
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     batch=st.lists(trees(4), min_size=1, max_size=4),

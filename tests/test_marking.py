@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _helpers import scan_keys
+from _helpers import examples, scan_keys
 from bitlens import (
     BitOpOr,
     DayEvents,
@@ -182,7 +182,7 @@ async def _delete_all(client: redis.asyncio.Redis | RedisCluster, prefix: str) -
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

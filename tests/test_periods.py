@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _helpers import examples
 from bitlens._cover import cover
 from bitlens._exceptions import GranularityNotTracked, InvalidPeriod
 from bitlens._periods import (
@@ -424,7 +425,7 @@ def test_delta_round_trip(p: Period, n: int) -> None:
     assert moved.delta(-n) == p
 
 
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 @given(periods(), st.integers(0, 40))
 def test_delta_is_repeated_next(p: Period, n: int) -> None:
     """p.delta(n) equals n calls of next(), and -n calls of prev()."""
@@ -758,7 +759,7 @@ def _check_greedy(pieces: tuple[Period, ...], lo: int, hi: int, weeks: bool) -> 
                 assert not inside(week), f"{p} lies in a whole week of the range"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(ranges(max_hours=24 * 70), st.sampled_from([UTC, BERLIN]), st.booleans())
 def test_cover_matches_brute_force(
     rng: tuple[datetime, datetime, bool], zone: tzinfo, weeks: bool
@@ -776,7 +777,7 @@ def test_cover_matches_brute_force(
     _check_greedy(pieces, hour_index(start), hour_index(end), weeks)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(ranges(max_hours=24 * 366 * 6), zones, st.booleans(), st.booleans())
 def test_cover_is_exact_disjoint_sorted_and_greedy(
     rng: tuple[datetime, datetime, bool], zone: tzinfo, weeks: bool, as_dates: bool

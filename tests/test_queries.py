@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _helpers import as_script_calls, scan_keys
+from _helpers import as_script_calls, examples, scan_keys
 from _reference import Model
 from _trees import LEAVES, SHARD_BITS, UTC, seed, trees
 from bitlens import (
@@ -94,7 +94,7 @@ async def deployed(
 
 
 TREE_SETTINGS = settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -140,7 +140,9 @@ async def test_batch_of_40_questions_is_exact(deployed: Deployed) -> None:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(tree=trees(5))
 async def test_any_tree_costs_one_round_trip(seeded: Seeded, tree: Expr) -> None:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _cluster_counter import count_writes
+from _helpers import examples
 from _trees import SHARD_BITS
 from bitlens import Day, EventTemplate, Month, Tracker, UniqueEvents, Week
 from bitlens.cohort import InvalidRetentionQuery
@@ -41,7 +42,9 @@ PERIODS: dict[str, type[Day] | type[Week] | type[Month]] = {
     "month": Month,
 }
 SETTINGS = settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 Marks = list[tuple[str, int, dt.date]]

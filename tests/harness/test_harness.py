@@ -24,7 +24,7 @@ import redis.asyncio
 import redis.exceptions
 
 import harness
-from _helpers import ping, scan_keys
+from _helpers import EXAMPLES_SCALE_ENV, examples, ping, scan_keys
 from _proxy import RoundTripProxy, _RespReader
 from bitlens.embedded import ENV_VAR, find_redis_server
 from harness import find_redis_servers
@@ -284,3 +284,21 @@ def test_find_redis_server_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path
     binary.chmod(0o755)
     monkeypatch.setenv(ENV_VAR, str(binary))
     assert (find_redis_server(), find_redis_servers()) == (str(binary), [str(binary)])
+
+
+def test_examples_are_scaled_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BITLENS_HYPOTHESIS_SCALE scales example counts, never below 10 (or n when smaller)."""
+    monkeypatch.delenv(EXAMPLES_SCALE_ENV, raising=False)
+    assert examples(300) == 300
+    monkeypatch.setenv(EXAMPLES_SCALE_ENV, "0.25")
+    assert (examples(300), examples(20), examples(6)) == (75, 10, 6)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-1", "a quarter"])
+def test_examples_refuse_a_scale_outside_zero_to_one(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """A scale that is not a number in (0, 1] is an error, not a silent default."""
+    monkeypatch.setenv(EXAMPLES_SCALE_ENV, value)
+    with pytest.raises(ValueError, match=EXAMPLES_SCALE_ENV):
+        examples(100)
