@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import secrets
+import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from _cluster_counter import count_writes
 from _helpers import examples
 from _trees import SHARD_BITS
 from bitlens import Day, EventTemplate, Month, Tracker, UniqueEvents, Week
-from bitlens.cohort import InvalidRetentionQuery
+from bitlens.cohort import FunnelReport, FunnelRow, InvalidRetentionQuery
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -566,3 +567,47 @@ async def test_a_segmented_retention_table_is_one_round_trip(
     table = await tracker.retention("active", period="day", cohorts=20, buckets=8, by=by)
     assert proxy.round_trips == 1
     assert len(table.segments) == 2
+
+
+# -- the values ----------------------------------------------------------------------------
+
+
+def _funnel_value() -> FunnelReport:
+    return FunnelReport(
+        steps=(UniqueEvents("visit"), UniqueEvents("buy")),
+        ordered="period",
+        within=None,
+        rows=(
+            FunnelRow(segment=None, entered=None, counts=(4, 1)),
+            FunnelRow(segment=("plan", "<pro>"), entered=None, counts=(0, 0)),
+        ),
+    )
+
+
+def test_a_report_as_html_escapes_labels_and_shows_shares_as_percent() -> None:
+    """to_html is one table: a header cell per column, labels escaped, shares as percent."""
+    page = _funnel_value().to_html()
+    assert page.count("<th>") == len(_funnel_value().header())
+    assert "&lt;pro&gt;" in page
+    assert "<pro>" not in page
+    assert "<td>25.0%</td>" in page
+    assert "<td></td>" in page  # a share of nobody is empty, not 0%
+
+
+def test_a_report_as_pandas_has_its_header_as_columns() -> None:
+    """to_pandas gives one row per to_rows() row under the header, NaN for a missing share."""
+    pytest.importorskip("pandas")
+    frame = _funnel_value().to_pandas()
+    rows = _funnel_value().to_rows()
+    assert list(frame.columns) == list(_funnel_value().header())
+    assert frame.iloc[:2].to_numpy().tolist() == rows[:2]
+    assert frame["conversion"].isna().tolist() == [v is None for v, *_ in (r[4:] for r in rows)]
+
+
+def test_a_report_to_pandas_without_pandas_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without pandas, to_pandas raises ImportError naming the report and the extra."""
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"FunnelReport\.to_pandas\(\).*bitlens\[pandas\]"):
+        _funnel_value().to_pandas()

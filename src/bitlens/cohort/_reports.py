@@ -41,6 +41,7 @@ import html
 import io
 import re
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from .._exceptions import InvalidRetentionQuery
@@ -199,9 +200,7 @@ class _Table:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(self.header())
         for row in self.to_rows():
-            writer.writerow(
-                ["" if v is None else (f"{v:.4f}" if isinstance(v, float) else v) for v in row]
-            )
+            writer.writerow([_csv_value(v) for v in row])
         return out.getvalue()
 
     def to_html(self) -> str:
@@ -219,12 +218,20 @@ class _Table:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
     def to_pandas(self) -> pandas.DataFrame:
-        """The report as a pandas DataFrame (needs the ``pandas`` extra)."""
-        import pandas
+        """The report as a pandas DataFrame, one column per :meth:`header` name.
 
-        return cast(
-            "pandas.DataFrame", pandas.DataFrame(self.to_rows(), columns=list(self.header()))
-        )
+        pandas is imported only here (the ``pandas`` extra).
+
+        :raises ImportError: if pandas is not installed
+        """
+        try:
+            pd = import_module("pandas")
+        except ImportError as exc:
+            raise ImportError(
+                f"{type(self).__name__}.to_pandas() needs pandas, which is not installed: "
+                "`pip install bitlens[pandas]` (or use to_rows(), to_csv() or to_html())"
+            ) from exc
+        return cast("pandas.DataFrame", pd.DataFrame(self.to_rows(), columns=list(self.header())))
 
 
 @dataclass(frozen=True, slots=True)
