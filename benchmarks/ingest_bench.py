@@ -144,27 +144,28 @@ class Workload:
     marks: list[Mark]
     expected_bits: int  # distinct (month|week|day key, id) pairs
     distinct_ids: int
+    days: int = DAYS
 
     @classmethod
-    def make(cls, events: int, users: int, seed: int = SEED) -> Workload:
-        """``events`` marks of ``EVENT``: uniform random ids and times over ``DAYS`` days."""
+    def make(cls, events: int, users: int, seed: int = SEED, days: int = DAYS) -> Workload:
+        """``events`` marks of ``EVENT``: uniform random ids and times over ``days`` days."""
         rng = random.Random(seed)
-        span = DAYS * 86_400
+        span = days * 86_400
         uids = array.array("I", (rng.randrange(users) for _ in range(events)))
         seconds = array.array("I", (rng.randrange(span) for _ in range(events)))
         marks = [
             (EVENT, u, START + dt.timedelta(seconds=s)) for u, s in zip(uids, seconds, strict=True)
         ]
-        days = [START + dt.timedelta(days=d) for d in range(DAYS)]
-        month_of = [(d.year, d.month) for d in days]
-        week_of = [d.isocalendar()[:2] for d in days]
+        dates = [START + dt.timedelta(days=d) for d in range(days)]
+        month_of = [(d.year, d.month) for d in dates]
+        week_of = [d.isocalendar()[:2] for d in dates]
         bits: set[tuple[object, int]] = set()
         for u, s in zip(uids, seconds, strict=True):
             d = s // 86_400
             bits.add((("M", month_of[d]), u))
             bits.add((("W", week_of[d]), u))
             bits.add((("D", d), u))
-        return cls(uids, seconds, marks, len(bits), len(set(uids)))
+        return cls(uids, seconds, marks, len(bits), len(set(uids)), days)
 
     def in_time_order(self) -> Workload:
         """The same events sorted by time (a log replayed in order): the same bits."""
@@ -175,6 +176,7 @@ class Workload:
             [self.marks[i] for i in order],
             self.expected_bits,
             self.distinct_ids,
+            self.days,
         )
 
 
@@ -337,7 +339,7 @@ async def server_version(client: Redis) -> tuple[str, list[int]]:
 def pack_raw(workload: Workload) -> list[tuple[bytes, int]]:
     """Every SETBIT of the workload (3 per event) as RESP, in pipelines of ``DEPTH``."""
     templates: list[tuple[bytes, bytes, bytes]] = []
-    for day in range(DAYS):
+    for day in range(workload.days):
         month, week, date = (
             b"*4\r\n$6\r\nSETBIT\r\n$%d\r\n%b\r\n$%%d\r\n%%d\r\n$1\r\n1\r\n" % (len(k), k.encode())
             for k in bitmapist_keys(START + dt.timedelta(days=day))
