@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import itertools
 import random
@@ -41,6 +42,7 @@ from bitlens import (
     Expr,
     Limits,
     MonthEvents,
+    ReplicationTimeout,
     Tracker,
     Universe,
     WeekEvents,
@@ -198,20 +200,34 @@ async def _busy(nodes: Sequence[EmbeddedClusterNode], milliseconds: int) -> Asyn
 def _wire_order() -> Iterator[list[tuple[str, str]]]:
     """Record every redis-py write (``"send"``) and reply batch read (``"reply"``) with its node.
 
-    Wraps ``AbstractConnection.send_packed_command``, the transport's ``_read_all`` (which
+    Wraps ``AbstractConnection.send_packed_command`` and the transport's ``_write`` (a
+    ``_write`` that falls back to redis-py is recorded once), the transport's ``_read_all`` (which
     reads a pipeline's replies from the connection's parser on the fast path) and
     ``AbstractConnection.read_response`` (how redis-py's public pipeline reads each reply, the
     transport's fallback) for the block.
     """
     events: list[tuple[str, str]] = []
+    in_write: contextvars.ContextVar[bool] = contextvars.ContextVar("in_write", default=False)
     original_send = AbstractConnection.send_packed_command
+    original_write = bitlens._transport._write
     original_read = bitlens._transport._read_all
     original_response = AbstractConnection.read_response
 
     async def send_packed_command(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
         """Write as redis-py would, then record the write."""
         await original_send(self, *args, **kwargs)
+        if in_write.get():
+            return  # the transport's _write fell back to redis-py: recorded there
         connection: Any = self
+        events.append(("send", f"{connection.host}:{connection.port}"))
+
+    async def write(connection: Any, packed: bytes) -> None:
+        """Write as the transport would, then record the write."""
+        token = in_write.set(True)
+        try:
+            await original_write(connection, packed)
+        finally:
+            in_write.reset(token)
         events.append(("send", f"{connection.host}:{connection.port}"))
 
     async def read_all(connection: Any, count: int, **kwargs: Any) -> list[object]:
@@ -230,9 +246,11 @@ def _wire_order() -> Iterator[list[tuple[str, str]]]:
     setattr(AbstractConnection, "send_packed_command", send_packed_command)  # noqa: B010
     setattr(AbstractConnection, "read_response", read_response)  # noqa: B010
     setattr(bitlens._transport, "_read_all", read_all)  # noqa: B010
+    setattr(bitlens._transport, "_write", write)  # noqa: B010
     try:
         yield events
     finally:
+        setattr(bitlens._transport, "_write", original_write)  # noqa: B010
         setattr(AbstractConnection, "send_packed_command", original_send)  # noqa: B010
         setattr(AbstractConnection, "read_response", original_response)  # noqa: B010
         setattr(bitlens._transport, "_read_all", original_read)  # noqa: B010
@@ -570,7 +588,9 @@ async def _mark_stream(tracker: Tracker, stream: _Stream, first: int, step: int)
         stream.attempted.append(uid)
         try:
             await tracker.mark_event("a", uid, AT)
-        except RedisError:
+        except (RedisError, ReplicationTimeout):
+            # Unacknowledged: refused, or (while the promoted master has no replica yet)
+            # written but not replicated in time.
             stream.failed.append(uid)
             acked = False
         else:
