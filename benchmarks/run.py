@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import filecmp
 import gc
@@ -79,6 +80,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 import bitlens
+import bitlens._transport
 from bitlens import Expr, MonthEvents, ShardedSchema, Tracker
 from bitlens.cohort import Criterion, get_dates_data, retention
 
@@ -181,20 +183,37 @@ class SendCounter:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[SendCounter]:
-        """Patch ``AbstractConnection.send_packed_command`` while the block runs."""
+        """Patch ``AbstractConnection.send_packed_command`` and bitlens' ``_write`` meanwhile.
+
+        bitlens writes onto an open connection's transport itself (``_write``), and falls
+        back to redis-py's method otherwise: such a write is counted once.
+        """
         original = AbstractConnection.send_packed_command
+        original_write = bitlens._transport._write
+        in_write: contextvars.ContextVar[bool] = contextvars.ContextVar("in_write", default=False)
 
         async def counting(
             conn: AbstractConnection, command: Any, check_health: bool = True
         ) -> None:
-            self.count += 1
+            if not in_write.get():
+                self.count += 1
             await original(conn, command, check_health)
 
+        async def counting_write(conn: Any, packed: bytes) -> None:
+            self.count += 1
+            token = in_write.set(True)
+            try:
+                await original_write(conn, packed)
+            finally:
+                in_write.reset(token)
+
         AbstractConnection.send_packed_command = counting  # type: ignore[method-assign, assignment]
+        bitlens._transport._write = counting_write
         try:
             yield self
         finally:
             AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+            bitlens._transport._write = original_write
 
 
 # EXEC's usec includes the commands it ran (checked on 6.2 and 7.0), which have their own

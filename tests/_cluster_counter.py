@@ -10,24 +10,27 @@ real port, uncounted (nothing in the tests migrates slots; a failover is seen as
 connection error, after which redis-py re-reads ``CLUSTER SLOTS`` and remaps again).
 
 **redis-py writes** (:func:`count_writes`): wraps
-``redis.asyncio.connection.AbstractConnection.send_packed_command`` for the duration of a
-``with`` block and records every call: the connection's ``host:port`` and the names of the
-commands written. redis-py reads every reply of a write before the connection writes again,
-so each write is one round trip. Writes made while a connection is being opened (``HELLO``,
-``CLIENT SETINFO``, ``READONLY`` ...) are flagged as handshake and left out of the counts,
-so no warm-up is needed. It sees any client built on redis-py's connections, whatever
-addresses it uses, but not bytes written to a socket by other means.
+``redis.asyncio.connection.AbstractConnection.send_packed_command`` and bitlens' own
+``bitlens._transport._write`` (which writes onto an open connection's transport directly)
+for the duration of a ``with`` block and records every call: the connection's ``host:port``
+and the names of the commands written. redis-py reads every reply of a write before the
+connection writes again, so each write is one round trip. Writes made while a connection is
+being opened (``HELLO``, ``CLIENT SETINFO``, ``READONLY`` ...) are flagged as handshake and
+left out of the counts, so no warm-up is needed. It sees any client built on redis-py's
+connections, whatever addresses it uses, but not bytes written to a socket by other means.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.connection import AbstractConnection
 
+import bitlens._transport
 from _proxy import RoundTripProxy, _RespReader
 
 if TYPE_CHECKING:
@@ -102,14 +105,31 @@ def _command_names(chunks: Sequence[bytes | memoryview]) -> tuple[str, ...]:
 def count_writes() -> Iterator[WriteCounter]:
     """Record every redis-py write inside the block, per node; restore redis-py after.
 
-    Patches ``AbstractConnection.send_packed_command`` (each write, recorded once it
-    completed) and ``AbstractConnection.connect_check_health`` (to flag the handshake
+    Patches ``AbstractConnection.send_packed_command`` and ``bitlens._transport._write``
+    (each write, recorded once it completed; a ``_write`` that falls back to redis-py is
+    recorded once) and ``AbstractConnection.connect_check_health`` (to flag the handshake
     writes of a connection being opened). Not reentrant.
     """
     counter = WriteCounter()
     opening: set[int] = set()
+    in_write: contextvars.ContextVar[bool] = contextvars.ContextVar("in_write", default=False)
     original_send = AbstractConnection.send_packed_command
+    original_write = bitlens._transport._write
     original_connect = AbstractConnection.connect_check_health
+
+    async def write(conn: Any, packed: bytes) -> None:
+        """Write as bitlens would, then record the write.
+
+        :param conn: the connection
+        :param packed: the packed commands
+        """
+        token = in_write.set(True)
+        try:
+            await original_write(conn, packed)
+        finally:
+            in_write.reset(token)
+        node = f"{conn.host}:{conn.port}"
+        counter.writes.append(Write(node, _command_names([packed]), id(conn) in opening))
 
     async def send_packed_command(
         self: AbstractConnection,
@@ -127,6 +147,8 @@ def count_writes() -> Iterator[WriteCounter]:
         chunks: list[bytes] = [command] if isinstance(command, bytes) else list(command)
         handshake = id(self) in opening
         await original_send(self, chunks, check_health)
+        if in_write.get() and not handshake:
+            return  # bitlens' _write fell back to redis-py: recorded there
         connection: Any = self
         node = f"{connection.host}:{connection.port}"
         counter.writes.append(Write(node, _command_names(chunks), handshake))
@@ -148,10 +170,12 @@ def count_writes() -> Iterator[WriteCounter]:
 
     setattr(AbstractConnection, "send_packed_command", send_packed_command)  # noqa: B010
     setattr(AbstractConnection, "connect_check_health", connect_check_health)  # noqa: B010
+    setattr(bitlens._transport, "_write", write)  # noqa: B010
     try:
         yield counter
     finally:
         setattr(AbstractConnection, "send_packed_command", original_send)  # noqa: B010
+        setattr(bitlens._transport, "_write", original_write)  # noqa: B010
         setattr(AbstractConnection, "connect_check_health", original_connect)  # noqa: B010
 
 

@@ -36,6 +36,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+import bitlens._transport
 import harness
 from _cluster_counter import ClusterProxies, count_writes
 from bitlens import Capabilities, MonthEvents, Tracker, WeekEvents
@@ -230,11 +231,14 @@ async def test_count_writes_leaves_out_connection_handshakes(
 
 
 def test_count_writes_restores_redis_py() -> None:
-    """After the block, redis-py's own send_packed_command is back in place."""
+    """After the block, redis-py's send_packed_command and bitlens' _write are back in place."""
     original = AbstractConnection.send_packed_command
+    original_write = bitlens._transport._write
     with count_writes():
         assert AbstractConnection.send_packed_command is not original
+        assert bitlens._transport._write is not original_write
     assert AbstractConnection.send_packed_command is original
+    assert bitlens._transport._write is original_write
 
 
 async def test_transaction_on_one_slot_is_one_write(
