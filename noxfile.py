@@ -357,8 +357,9 @@ def bench(session: nox.Session) -> None:
     ``benchmarks/single_bench.py`` writes ``benchmarks/SINGLE.md`` (single operations beside
     bitmapist and a minimal asyncio client), then ``benchmarks/network_bench.py`` writes
     ``benchmarks/NETWORK.md`` (bitlens beside bitmapist over 0.5 ms and 2 ms round trips),
-    then the bulk path (``benchmarks/BULK.md``) and the product reports beside computing
-    them cell by cell (``benchmarks/REPORTS.md``).
+    then the bulk path (``benchmarks/BULK.md``), the product reports beside computing
+    them cell by cell (``benchmarks/REPORTS.md``) and a count on a 2-master cluster beside
+    one master (``benchmarks/SCALEOUT.md``).
 
     bitmapist 3.119 needs redis-py < 6, so it runs from a venv of its own beside this one,
     ``.nox/bench-bitmapist``, which ``benchmarks/run.py`` creates on first use.
@@ -370,6 +371,7 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[embedded,bulk]")
     session.run("python", "benchmarks/bulk_bench.py", "--output", "benchmarks/BULK.md")
     session.run("python", "benchmarks/reports_bench.py", "--output", "benchmarks/REPORTS.md")
+    session.run("python", "benchmarks/scaleout_bench.py", "--output", "benchmarks/SCALEOUT.md")
 
 
 BENCH_SMOKE: list[tuple[list[str], bool]] = [
@@ -380,6 +382,7 @@ BENCH_SMOKE: list[tuple[list[str], bool]] = [
     (["benchmarks/network_bench.py", "--quick"], True),
     (["benchmarks/bulk_bench.py", "--quick"], False),
     (["benchmarks/reports_bench.py", "--quick"], False),
+    (["benchmarks/scaleout_bench.py", "--quick"], False),
     (["benchmarks/soak.py", "--quick"], False),
 ]
 """Every benchmark's ``--quick`` run as ``bench_smoke`` runs it, and whether it has a

@@ -1,8 +1,8 @@
 """What every benchmark shares: servers, CPU pinning, timing, medians, tables, bitmapist.
 
-``run.py``, ``ingest_bench.py``, ``cluster_bench.py``, ``single_bench.py`` and ``soak.py``
-import this module (it sits beside them); the ``bitmapist_*_side.py`` scripts do not: they
-run in bitmapist's own venv, without bitlens.
+``run.py``, ``ingest_bench.py``, ``cluster_bench.py``, ``scaleout_bench.py``,
+``single_bench.py`` and ``soak.py`` import this module (it sits beside them); the
+``bitmapist_*_side.py`` scripts do not: they run in bitmapist's own venv, without bitlens.
 
 It is also the one seam between the benchmarks and bitlens' internals: the grouping
 variants of the ingest benchmark (:func:`send_bit_commands`) send commands they build
