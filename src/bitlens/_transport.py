@@ -817,8 +817,8 @@ def _is_auth(error: RedisConnectionError) -> bool:
 async def _write(conn: _Connection, packed: bytes) -> None:
     """Send ``packed`` on ``conn``: straight onto its transport when it is open.
 
-    The same bytes redis-py's ``send_packed_command`` sends, without its ``wait_for`` task
-    per write (the largest single client cost of a one-command round trip): the transport
+    The same bytes redis-py's ``send_packed_command`` sends, without its ``wait_for`` per
+    write (a task of its own before Python 3.12; a timeout scope after): the transport
     takes the bytes at once, and only a write buffer the kernel has not taken is drained,
     under the socket timeout. A connection that is not open goes the redis-py way, which
     connects it.
