@@ -32,11 +32,12 @@ deleted by the call that reads it last.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import re
 import weakref
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
+from functools import cache, lru_cache, reduce
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias, cast
 
 from ._cover import cover
 from ._exceptions import (
@@ -294,6 +295,31 @@ def _range(event: str, start: Moment, end: Moment, hourly: bool, ctx: ResolveCon
     return _nary("OR", (KeyRef(event, p) for p in cover(start, end, ctx.tz, hourly=hourly)))
 
 
+_OpExpr: TypeAlias = "BitOpAnd | BitOpOr | BitOpXor | BitOpDiff | BitOpNot"
+
+
+class _Kind(enum.Enum):
+    """Which branch of :func:`resolve` an expression's class takes."""
+
+    OP = enum.auto()
+    PERIOD = enum.auto()
+    UNIVERSE = enum.auto()
+    OTHER = enum.auto()
+
+
+@cache
+def _kind_of(cls: type) -> _Kind:
+    """The branch for instances of ``cls``: the ``isinstance`` checks through the
+    expressions' ABC are made once per class, not on every resolve of a hot call."""
+    if issubclass(cls, (BitOpAnd, BitOpOr, BitOpXor, BitOpDiff, BitOpNot)):
+        return _Kind.OP
+    if issubclass(cls, PeriodEvents):
+        return _Kind.PERIOD
+    if issubclass(cls, Universe):
+        return _Kind.UNIVERSE
+    return _Kind.OTHER
+
+
 def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     """Resolve an expression into a tree of operations over concrete bitmaps.
 
@@ -303,14 +329,16 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     :raises UnsupportedOperation: for an :class:`EventTemplate` not bound to a period
     :raises GranularityNotTracked: for a range whose edges need hours that are not kept
     """
-    if isinstance(expr, (BitOpAnd, BitOpOr, BitOpXor, BitOpDiff, BitOpNot)):
-        return _resolve_op(expr, ctx)
-    if isinstance(expr, PeriodEvents):
-        period = expr.in_zone(ctx.tz).period
+    kind = _kind_of(type(expr))
+    if kind is _Kind.OP:
+        return _resolve_op(cast("_OpExpr", expr), ctx)
+    if kind is _Kind.PERIOD:
+        leaf = cast("PeriodEvents", expr)
+        period = leaf.in_zone(ctx.tz).period
         if isinstance(period, Year):
-            return _nary("OR", (KeyRef(expr.event, m) for m in period.months()))
-        return KeyRef(expr.event, period)
-    if isinstance(expr, Universe):
+            return _nary("OR", (KeyRef(leaf.event, m) for m in period.months()))
+        return KeyRef(leaf.event, period)
+    if kind is _Kind.UNIVERSE:
         if ctx.universe == "absent":
             raise UniverseUnavailable(ctx.layout)
         return UNIVERSE

@@ -314,6 +314,33 @@ class Reader:
             "reads (GETRANGE); see https://bitlens.readthedocs.io/en/latest/access-control.html",
         )
 
+    async def contains(self, expr: Expr, user_id: int) -> bool:
+        """Return whether ``user_id`` is in ``expr``: one round trip of ``GETBIT`` s.
+
+        The id's bit in every bitmap of the tree, read in one group (they share the id's
+        shard, so one slot on a cluster); a lone bitmap's bit is the answer itself, a tree
+        is evaluated over the bits.
+
+        :param expr: any bitlens expression
+        :param user_id: the id to look up
+        :raises InvalidUserId: for a bad id, before anything is sent
+        :raises TrackerClosed: after ``aclose()``
+        """
+        self._state.check_open()
+        node = self.resolve(expr)
+        uid = validate_user_id(user_id, self._max_user_id)
+        schema = self._schema
+        shard, bit = schema.shard_of(uid), schema.bit_of(uid)
+        if isinstance(node, KeyRef):
+            key = node.key(schema, shard)
+            (replies,) = await self._executor.run([Group(key, [("GETBIT", key, bit)])])
+            return bool(as_int(replies[0]))
+        leaves = leaves_of(node)
+        keys = [leaf.key(schema, shard) for leaf in leaves]
+        (replies,) = await self._executor.run([Group(keys[0], [("GETBIT", k, bit) for k in keys])])
+        bits = {leaf: as_int(reply) for leaf, reply in zip(leaves, replies, strict=True)}
+        return bool(evaluate(node, bits))
+
     async def contains_many(self, expr: Expr, user_ids: Iterable[int]) -> list[bool]:
         """Return, for each id, whether it is in ``expr``, in bounded pipelines.
 

@@ -789,7 +789,7 @@ class Tracker:
         :raises InvalidUserId: for a bad id, before anything is sent
         :raises TrackerClosed: after ``aclose()``
         """
-        return (await self.contains_many(expr, [user_id]))[0]
+        return await self._reader.contains(expr, user_id)
 
     def members(self, expr: Expr) -> AsyncIterator[int]:
         """Yield the ids in ``expr`` in ascending order, streamed shard by shard.

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
 import anyio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import (
     AuthenticationError,
     ClusterDownError,
@@ -195,6 +196,12 @@ class _Pool(Protocol):
     async def release(self, connection: _Connection) -> None: ...
 
 
+class _QuickPool(Protocol):
+    _available_connections: list[_Connection]
+    _in_use_connections: set[_Connection]
+    _lock: asyncio.Lock
+
+
 class Node(Protocol):
     """A cluster node as the executor sees it (redis-py's ``ClusterNode``)."""
 
@@ -305,6 +312,76 @@ def _fast_pool(client: Redis) -> bool:
         and callable(getattr(connection_class, "send_packed_command", None))
         and callable(getattr(connection_class, "disconnect", None))
     )
+
+
+def _quick_pool(pool: object) -> bool:
+    """Whether an idle connection of ``pool`` may be taken and given back without its lock.
+
+    Only redis-py's own ``ConnectionPool`` (a ``BlockingConnectionPool`` wakes its waiters
+    on release; a subclass may count), with the lists this module reads, and no
+    credential provider (whose re-authentication listens to redis-py's release events).
+    """
+    kwargs = getattr(pool, "connection_kwargs", None)
+    return (
+        type(pool) is ConnectionPool
+        and isinstance(getattr(pool, "_available_connections", None), list)
+        and isinstance(getattr(pool, "_in_use_connections", None), set)
+        and isinstance(getattr(pool, "_lock", None), asyncio.Lock)
+        and isinstance(kwargs, dict)
+        and kwargs.get("credential_provider") is None
+    )
+
+
+def _take_idle(pool: _Pool) -> _Connection | None:
+    """Check out the pool's most recent idle connection at once.
+
+    What ``get_connection()`` would pick (the last one released), moved from the idle list
+    to the in-use set as it would, without its lock (nothing awaits between the two), its
+    metrics or its events: :func:`_give_back` mirrors it. ``None`` when no connection is
+    idle (``get_connection()`` makes one) or the pool's lock is held. The caller closes a
+    :func:`_stale` one before sending; the write opens it again.
+    """
+    quick = cast("_QuickPool", pool)
+    available = quick._available_connections
+    if not available or quick._lock.locked():
+        return None
+    conn = available.pop()
+    quick._in_use_connections.add(conn)
+    return conn
+
+
+def _stale(conn: _Connection) -> bool:
+    """Whether ``conn`` must be opened afresh before a request is sent on it.
+
+    It is not open, the server closed it (its end of stream has reached the event loop),
+    it holds received bytes nobody read, or redis-py marked it for reconnection. This is
+    the check ``get_connection()`` makes, made here whatever redis-py version is installed
+    (some skip it when maintenance notifications may be on, and write to a closed socket).
+    """
+    reader = getattr(conn, "_reader", None)
+    if not isinstance(reader, asyncio.StreamReader) or reader.at_eof() or _buffered(reader):
+        return True
+    should_reconnect = getattr(conn, "should_reconnect", None)
+    return callable(should_reconnect) and bool(should_reconnect())
+
+
+def _buffered(reader: asyncio.StreamReader) -> int:
+    """How many received bytes ``reader`` holds unread (a reply nobody waited for)."""
+    return len(getattr(reader, "_buffer", b""))
+
+
+async def _give_back(pool: _Pool, conn: _Connection) -> None:
+    """Return a connection :func:`_take_idle` checked out, as ``release()`` would.
+
+    A connection marked for reconnection is closed first, as ``release()`` does.
+    """
+    quick = cast("_QuickPool", pool)
+    should_reconnect = getattr(conn, "should_reconnect", None)
+    if callable(should_reconnect) and should_reconnect():
+        with anyio.CancelScope(shield=True):
+            await conn.disconnect()
+    quick._in_use_connections.discard(conn)
+    quick._available_connections.append(conn)
 
 
 def _fast_cluster(client: RedisCluster) -> bool:
@@ -438,6 +515,7 @@ class Transport:
         "_encoding",
         "_errors",
         "_fast",
+        "_quick_pool",
         "_scripts",
         "_topology",
         "owner",
@@ -456,6 +534,11 @@ class Transport:
         else:
             self._fast = chosen != "pipeline" and _fast_pool(client)
             owner = client.connection_pool
+        self._quick_pool = (
+            not isinstance(client, RedisCluster)
+            and self._fast
+            and _quick_pool(client.connection_pool)
+        )
         self.owner: object = owner
         """What state learnt from the server is kept per: the pool (a cluster: the client)."""
         scripts = _SCRIPTS.get(owner)
@@ -667,15 +750,33 @@ class Transport:
         check: int | None,
     ) -> list[object]:
         pool = cast("_Pool", cast("Redis", self._client).connection_pool)
-        conn = await pool.get_connection()
+        conn = _take_idle(pool) if self._quick_pool else None
+        if conn is None:
+            conn = await pool.get_connection()
+            try:
+                if observer is None:
+                    return await _attempts(conn, packed, len(wire))
+                with observer.round_trip(wire, conn):
+                    return _check(await _attempts(conn, packed, len(wire)), check)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pool.release(conn)
         try:
+            if _stale(conn):
+                with anyio.CancelScope(shield=True):
+                    await conn.disconnect()  # _write opens it again
             if observer is None:
                 return await _attempts(conn, packed, len(wire))
             with observer.round_trip(wire, conn):
                 return _check(await _attempts(conn, packed, len(wire)), check)
-        finally:
+        except ResponseError:
+            raise  # every reply was read: the connection is ready for the next request
+        except BaseException:
             with anyio.CancelScope(shield=True):
-                await pool.release(conn)
+                await conn.disconnect()  # the next request opens it again
+            raise
+        finally:
+            await _give_back(pool, conn)
 
     async def _send_node(
         self,
