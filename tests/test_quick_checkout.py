@@ -3,8 +3,9 @@
 On a single server the transport takes redis-py's most recent idle connection and gives it
 back without the pool's lock, metrics or events. These tests hold it to the pool's
 promises: every connection is back in the pool between calls, one the server closed is not
-written to, a cancelled round trip's connection is not reused with a reply waiting, and a
-``BlockingConnectionPool`` still wakes the callers waiting for it.
+written to, a cancelled round trip's connection is not reused with a reply waiting, a RESP3
+push among the replies is not taken for one, and a ``BlockingConnectionPool`` still wakes
+the callers waiting for it.
 """
 
 from __future__ import annotations
@@ -127,3 +128,20 @@ async def test_a_blocking_pool_wakes_the_caller_waiting_for_the_trackers_connect
         await client.aclose()
         await pool.disconnect()
         await admin.aclose()
+
+
+async def test_a_push_among_the_replies_is_not_taken_for_one(redis_url: str, prefix: str) -> None:
+    """With CLIENT TRACKING on (RESP3), the invalidation a mark causes is skipped, not read."""
+    client = connect(redis_url)
+    try:
+        tracker = Tracker(client, prefix=prefix)
+        await _marked(tracker)
+        await client.execute_command("CLIENT", "TRACKING", "ON")  # type: ignore[no-untyped-call]
+        assert await tracker.contains(DAY, 1)  # the day bitmap is now tracked
+        await tracker.mark_event("active", 3, AT)  # its write pushes an invalidation here
+        assert await tracker.contains(DAY, 3)
+        assert await tracker.count(DAY) == 3
+        info = await client.execute_command("CLIENT", "TRACKINGINFO")  # type: ignore[no-untyped-call]
+        assert b"on" in info[b"flags"]  # the same connection: no reconnection lost it
+    finally:
+        await client.aclose()
