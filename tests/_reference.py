@@ -43,6 +43,12 @@ class Model:
     )
     unique: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     everyone: set[int] = field(default_factory=lambda: set[int]())
+    _seen: dict[tuple[str, Period], tuple[int, frozenset[int]]] = field(
+        default_factory=lambda: dict[tuple[str, Period], tuple[int, frozenset[int]]](),
+        repr=False,
+        compare=False,
+    )
+    """The ids of each (event, period) asked, with how many marks the event had then."""
 
     def mark(self, event: str, user_id: int, at: dt.datetime, *, unique: bool = False) -> None:
         """Record a mark (and its unique bit when asked)."""
@@ -57,9 +63,17 @@ class Model:
         self.everyone.add(user_id)
 
     def _in_period(self, event: str, period: Period) -> set[int]:
+        marks = self.marks[event]
+        key = (event, period)
+        known = self._seen.get(key)
+        if known is not None and known[0] == len(marks):  # no mark since: the same set
+            return set(known[1])
         if isinstance(period, Year):
-            return {uid for uid, at in self.marks[event] if at.year == period.year}
-        return {uid for uid, at in self.marks[event] if period.contains(at)}
+            found = {uid for uid, at in marks if at.year == period.year}
+        else:
+            found = {uid for uid, at in marks if period.contains(at)}
+        self._seen[key] = (len(marks), frozenset(found))
+        return found
 
     def _between(self, event: str, start: dt.datetime, end: dt.datetime) -> set[int]:
         lo, hi = start.replace(tzinfo=None), end.replace(tzinfo=None)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.exceptions import ResponseError
 
-from _helpers import examples
+from _helpers import connect, examples
 from _reference import Model
 from _trees import SHARD_BITS, seed, trees
 from bitlens import InvalidOption, QueryRejected, Tracker, Universe
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from bitlens import Expr
     from bitlens._lower import Arg
+    from bitlens.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.anyio
 
@@ -41,14 +42,25 @@ class Data:
     tracker: Tracker
 
 
+DATABASE = 9
+"""The database of the session server this module's data lives in, emptied first: its
+``SCAN``s for temp keys then walk this test's keys, not every key the suite has written."""
+
+
 @pytest.fixture
-async def data(client: redis.asyncio.Redis, prefix: str) -> AsyncIterator[Data]:
+async def data(redis_server: EmbeddedRedis, prefix: str) -> AsyncIterator[Data]:
     """Marks the shared random data set (~24 shards) under the test's prefix."""
-    tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS, scripts="lua")
-    await seed(tracker, Model(), seed=7)
-    await tracker.count(Universe())  # learn the server's BITOP extensions
-    yield Data(client, ShardedSchema(prefix=prefix, shard_bits=SHARD_BITS), tracker)
-    await tracker.aclose()
+    client = connect(f"redis://{redis_server.host}:{redis_server.port}/{DATABASE}")
+    try:
+        await client.flushdb()
+        tracker = Tracker(client, prefix=prefix, shard_bits=SHARD_BITS, scripts="lua")
+        await seed(tracker, Model(), seed=7)
+        await tracker.count(Universe())  # learn the server's BITOP extensions
+        yield Data(client, ShardedSchema(prefix=prefix, shard_bits=SHARD_BITS), tracker)
+        await tracker.aclose()
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 async def _temps(client: redis.asyncio.Redis, prefix: str, token: str) -> dict[str, bytes | str]:
