@@ -142,6 +142,7 @@ async def test_a_push_among_the_replies_is_not_taken_for_one(redis_url: str, pre
         assert await tracker.contains(DAY, 3)
         assert await tracker.count(DAY) == 3
         info = await client.execute_command("CLIENT", "TRACKINGINFO")  # type: ignore[no-untyped-call]
+        assert isinstance(info, dict)
         assert b"on" in info[b"flags"]  # the same connection: no reconnection lost it
     finally:
         await client.aclose()

@@ -29,7 +29,7 @@ import os
 import weakref
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, NoReturn, Protocol, TypeAlias, cast
 
 import anyio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -941,13 +941,32 @@ async def _write(conn: _Connection, packed: bytes) -> None:
             with anyio.fail_after(timeout) if timeout else contextlib.nullcontext():
                 await writer.drain()
     except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await conn.disconnect(nowait=True)
-        if isinstance(exc, TimeoutError):
-            raise RedisTimeoutError("Timeout writing to socket") from exc
-        if isinstance(exc, OSError):
-            raise RedisConnectionError(f"Error writing to {conn.host}:{conn.port}: {exc}") from exc
-        raise
+        await _failed(conn, exc, "writing to")
+
+
+async def _failed(conn: _Connection, exc: BaseException, doing: str) -> NoReturn:
+    """Close ``conn`` after a failed write or read, then raise ``exc`` as redis-py would.
+
+    The connection is closed whatever the failure, cancellation included (shielded), so no
+    half-written request or half-read reply reaches its next user. Its socket is aborted
+    first: a plain close would wait for the unsent part of the request to go out, and a
+    peer that stopped reading would keep the socket open for ever. A timeout is raised as
+    redis-py's ``TimeoutError`` and an ``OSError`` as its ``ConnectionError`` (both healing
+    ones: the caller may retry); anything else, such as a cancellation, as it came.
+
+    :param doing: ``"writing to"`` or ``"reading from"``, for the message
+    """
+    transport = getattr(getattr(conn, "_writer", None), "transport", None)
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    with anyio.CancelScope(shield=True):
+        await conn.disconnect(nowait=True)
+    where = f"{conn.host}:{conn.port}"
+    if isinstance(exc, TimeoutError):
+        raise RedisTimeoutError(f"Timeout {doing} {where}") from exc
+    if isinstance(exc, OSError):
+        raise RedisConnectionError(f"Error {doing} {where}: {exc}") from exc
+    raise exc
 
 
 READ_STRIDE = 1024
@@ -990,15 +1009,7 @@ async def _read_all(conn: _Connection, count: int) -> list[object]:
                 with anyio.fail_after(timeout):
                     await _read_into(parser, stride, replies)
     except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await conn.disconnect(nowait=True)
-        if isinstance(exc, TimeoutError):
-            raise RedisTimeoutError(f"Timeout reading from {conn.host}:{conn.port}") from exc
-        if isinstance(exc, OSError):
-            raise RedisConnectionError(
-                f"Error reading from {conn.host}:{conn.port}: {exc}"
-            ) from exc
-        raise
+        await _failed(conn, exc, "reading from")
     return replies
 
 

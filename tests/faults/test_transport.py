@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
+import os
 import pickle
+import signal
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 import redis.asyncio
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,11 +25,13 @@ from bitlens import (
     Tracker,
 )
 from bitlens._exceptions import ReplicationTimeout
+from bitlens._transport import Transport
 from bitlens.embedded import EmbeddedRedis
 from faults._invariants import Ledger, check_invariants
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from asyncio.trsock import TransportSocket
+    from collections.abc import AsyncIterator, Iterator
 
     from _helpers import AclUser
 
@@ -74,6 +81,63 @@ async def test_a_timeout_is_not_retried(private: EmbeddedRedis, prefix: str) -> 
         assert await _eval_calls(admin) - before <= 1
         await check_invariants(private.url, prefix, ledger, tracker)
     await admin.aclose()
+
+
+@dataclass
+class StalledWrite:
+    """A write of more than the socket buffers to a stopped server, and how it ended."""
+
+    error: RedisTimeoutError
+    socket: TransportSocket
+    transport: Transport
+
+
+@contextlib.asynccontextmanager
+async def _stalled_write(server: EmbeddedRedis, key: str) -> AsyncIterator[StalledWrite]:
+    """Open a connection, stop ``server`` (SIGSTOP), write 64 MB to it, then resume it."""
+    client = redis.asyncio.Redis.from_url(server.url + "?socket_timeout=0.3")
+    transport = Transport(client)
+    pid = server.pid
+    assert pid is not None
+    try:
+        assert await transport.exchange(None, [("PING",)], None) == [b"PONG"]  # opened
+        conn = client.connection_pool._available_connections[0]  # pyright: ignore[reportPrivateUsage]
+        sock = conn._writer.transport.get_extra_info("socket")  # type: ignore[union-attr]  # pyright: ignore[reportPrivateUsage, reportOptionalMemberAccess]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(RedisTimeoutError) as caught:
+                await transport.exchange(None, [("SET", key, b"x" * 64_000_000)], None)
+            await anyio.sleep(0.05)  # the event loop's turn to close what was aborted
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        yield StalledWrite(caught.value, sock, transport)
+    finally:
+        await client.aclose()
+
+
+async def test_a_write_the_server_does_not_take_times_out_naming_it(
+    private: EmbeddedRedis, prefix: str
+) -> None:
+    """A request the stopped server does not read raises a timeout naming the server."""
+    async with _stalled_write(private, f"{prefix}:big") as stalled:
+        assert str(stalled.error) == f"Timeout writing to {private.host}:{private.port}"
+
+
+async def test_a_timed_out_write_closes_its_socket_at_once(
+    private: EmbeddedRedis, prefix: str
+) -> None:
+    """The socket of a timed-out write is closed, its unsent bytes dropped, not left open."""
+    async with _stalled_write(private, f"{prefix}:big") as stalled:
+        assert stalled.socket.fileno() == -1
+
+
+async def test_a_timed_out_write_leaves_nothing_and_the_next_call_works(
+    private: EmbeddedRedis, prefix: str
+) -> None:
+    """After the server resumes, the cut-off request did nothing; a fresh connection answers."""
+    async with _stalled_write(private, f"{prefix}:big") as stalled:
+        replies = await stalled.transport.exchange(None, [("EXISTS", f"{prefix}:big")], None)
+        assert replies == [0]
 
 
 async def test_a_missing_password_fails_at_once(secured: EmbeddedRedis, prefix: str) -> None:
