@@ -142,6 +142,9 @@ async def paused_server(url: str, milliseconds: int, mode: str = "ALL") -> Async
     """Hold ``CLIENT PAUSE`` on the server at ``url`` for the block (from a client of its
     own), and ``CLIENT UNPAUSE`` on leaving.
 
+    Under ``"ALL"`` the unpausing client is paused too, so leaving waits until the pause
+    runs out: give the shortest pause that safely outlasts what the block waits for.
+
     :param url: the server's URL
     :param milliseconds: the longest the pause lasts, should the block outlive it
     :param mode: ``"ALL"`` or ``"WRITE"``

@@ -114,7 +114,7 @@ async def test_timed_out_under_client_pause_leaves_nothing(
     tracker, ledger, client = await _seeded(redis_url, prefix)
     await tracker.count(MONTH)  # warm: the paused round trip is the query itself
     try:
-        async with paused_server(redis_url, 3000, "ALL"):
+        async with paused_server(redis_url, 1000, "ALL"):
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(query(tracker), 0.05)
         await check_invariants(
