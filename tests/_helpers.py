@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-import anyio
 import redis.asyncio
+
+from _forkserver import arun_python
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -77,16 +77,15 @@ class Ran:
 
 
 async def run_cli(*args: str, stdin: str = "") -> Ran:
-    """Run ``python -m bitlens ARGS`` to the end (no REDIS_URL, no BITLENS_DEBUG).
+    """Run ``python -m bitlens ARGS`` to the end (no REDIS_URL, no BITLENS_DEBUG), forked.
+
+    The process forks from a server that imported bitlens once (see ``_forkserver``).
 
     :param args: the command-line arguments
     :param stdin: what the process reads on its standard input
     """
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BITLENS_DEBUG")}
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "bitlens", *args], input=stdin.encode(), env=env, check=False
-        )
+    done = await arun_python(["-m", "bitlens", *args], env=env, stdin=stdin.encode(), timeout=60)
     return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 

@@ -1,8 +1,9 @@
 """The ``bitlens`` command line: its expression parser, then the real entry point.
 
-Parser tests are pure. Every other test runs the real entry point as a subprocess
-(``python -m bitlens`` or the installed ``bitlens`` script) against a real redis-server,
-after marking a small, known data set with a tracker:
+Parser tests are pure. Every other test runs the real entry point as a process of its own
+(``python -m bitlens``, forked after the import by ``_forkserver``, or the installed
+``bitlens`` script) against a real redis-server, after marking a small, known data set
+with a tracker:
 
 * ISO week 2026-W45 (Monday 2026-11-02): users 1-10 sign up;
 * week 2026-W46: users 11-15 sign up, users 1-6 are active;
@@ -33,6 +34,7 @@ import anyio.abc
 import anyio.to_thread
 import pytest
 
+from _forkserver import arun_python
 from _proxy import RoundTripProxy
 from bitlens import (
     DayEvents,
@@ -109,15 +111,12 @@ def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 async def bitlens(*args: str, env: Mapping[str, str] | None = None) -> Ran:
-    """Run ``python -m bitlens ARGS`` to the end and return what it left.
+    """Run ``python -m bitlens ARGS`` to the end and return what it left (forked: _forkserver).
 
     :param args: the command-line arguments
     :param env: extra environment variables (REDIS_URL is unset unless given here)
     """
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "bitlens", *args], env=_env(env), check=False
-        )
+    done = await arun_python(["-m", "bitlens", *args], env=_env(env), timeout=60)
     return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from _forkserver import run_python
 from bitlens import MonthEvents, Tracker
 from bitlens.embedded import EmbeddedRedis
 
@@ -116,20 +117,15 @@ def self_run_blocks() -> list[tuple[Block, Block | None]]:
 
 
 def run_script(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter and return what it did.
+    """Run ``code`` as ``python -c`` (a process forked after the import) and return what it did.
 
     :param code: the program
     :param env: variables added to this process's environment
     :param cwd: the working directory
     """
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_python(["-c", code], env={**os.environ, **env}, cwd=cwd, timeout=120)
+    return subprocess.CompletedProcess(
+        [sys.executable, "-c", code], done.returncode, done.stdout.decode(), done.stderr.decode()
     )
 
 
