@@ -36,8 +36,9 @@ The whole suite against one server takes about 3 minutes on a 2-vCPU Linux machi
 (1,900 tests, three workers), so ``tests`` on four Pythons is four such runs.
 Property tests (hypothesis) draw all their examples on the newest Python and a quarter of
 them (at least 10 each) on the others, which still run every property against their
-server, and in the newest Python's rerun through ``pipeline()``: ``BITLENS_HYPOTHESIS_SCALE`` (a fraction in (0, 1]) sets that share, and set by
-hand it applies to the newest Python too.
+server, and in the newest Python's rerun through ``pipeline()``:
+``BITLENS_HYPOTHESIS_SCALE`` (a fraction in (0, 1]) sets that share, and set by hand it
+applies to the newest Python's first run too.
 
 Set ``BITLENS_REDIS_SERVER`` yourself to choose the single server. With ``uv`` installed
 the venvs are made with it (~3 s instead of ~30 s each).
