@@ -8,7 +8,7 @@ import pytest
 
 from _helpers import connect
 from bitlens import DayEvents, Tracker
-from bitlens._transport import Transport, pack
+from bitlens._transport import PIECES, PIECES_LIMIT, Transport, pack
 from bitlens._writes import BitfieldSets
 
 if TYPE_CHECKING:
@@ -129,6 +129,50 @@ def test_pack_honours_the_clients_encoding() -> None:
     """str arguments are encoded with the given encoding and error handler."""
     assert pack([("SET", "k", "é")], "latin-1") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"
     assert pack([("SET", "k", "é")], "ascii", "replace").endswith(b"$1\r\n?\r\n")
+
+
+def _plain_resp(commands: list[tuple[str | int | bytes, ...]], encoding: str = "utf-8") -> bytes:
+    out = b""
+    for command in commands:
+        out += b"*%d\r\n" % len(command)
+        for arg in command:
+            data = arg if isinstance(arg, bytes) else str(arg).encode(encoding)
+            out += b"$%d\r\n%b\r\n" % (len(data), data)
+    return out
+
+
+def test_pack_is_plain_resp_for_every_kind_of_argument() -> None:
+    """Small, large and negative ints, repeated and new strings, bytes: plain RESP arrays."""
+    commands: list[tuple[str | int | bytes, ...]] = [
+        ("SET", "k", "v"),
+        ("SETBIT", "k:é", 0, 1),
+        ("EVALSHA", "sha", 1023, 1024, -1, 10**15, b"\x00\r\n", "k:é"),
+        ("RPUSH", "list", *range(70)),  # an array header past the ready-made ones
+        ("SET", "k", "v"),
+    ]
+    assert pack(commands) == _plain_resp(commands)
+    assert pack(commands) == _plain_resp(commands)  # the strings now come ready-made
+
+
+def test_pack_keeps_at_most_its_limit_of_ready_made_strings() -> None:
+    """However many distinct strings are sent, the kept bulk strings stay bounded."""
+    for n in range(PIECES_LIMIT + 10):
+        pack([("GET", f"key:{n}")])
+        assert len(PIECES) <= PIECES_LIMIT
+    assert pack([("GET", "key:1")]) == _plain_resp([("GET", "key:1")])
+
+
+def test_pack_never_reuses_a_string_encoded_another_way() -> None:
+    """A string first sent as UTF-8 is encoded afresh for a latin-1 client, and back."""
+    assert pack([("SET", "k", "é")]) == _plain_resp([("SET", "k", "é")])
+    assert pack([("SET", "k", "é")], "latin-1") == _plain_resp([("SET", "k", "é")], "latin-1")
+    assert pack([("SET", "k", "é")]) == _plain_resp([("SET", "k", "é")])
+
+
+def test_pack_refuses_a_bool() -> None:
+    """True is not sent as 1: a bool argument is a TypeError, as any other type."""
+    with pytest.raises(TypeError, match="cannot send True"):
+        pack([("SETBIT", "k", 0, True)])
 
 
 async def test_the_transport_decodes_with_the_clients_encoding(redis_url: str) -> None:

@@ -359,6 +359,28 @@ def resolve(expr: Expr, ctx: ResolveContext = _DEFAULT_CONTEXT) -> Node:
     raise InvalidExpression(expr)
 
 
+def clock_free(expr: Expr) -> bool:
+    """Whether resolving ``expr`` reads no clock: it holds no :class:`~bitlens.Last`.
+
+    Such an expression resolves to the same tree in the same context whenever it is
+    resolved, so the tree may be kept for the next time it is asked.
+    """
+    stack = [expr]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Last):
+            return False
+        if isinstance(item, (BitOpAnd, BitOpOr, BitOpXor)):
+            stack.extend(item.operands)
+        elif isinstance(item, BitOpDiff):
+            stack.append(item.base)
+            stack.extend(item.subtract)
+        elif isinstance(item, BitOpNot):
+            stack.append(item.operand)
+            stack.append(item.universe)
+    return True
+
+
 def _resolve_op(
     expr: BitOpAnd | BitOpOr | BitOpXor | BitOpDiff | BitOpNot, ctx: ResolveContext
 ) -> Node:

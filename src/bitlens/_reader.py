@@ -32,6 +32,7 @@ from ._plan import (
     Node,
     ResolveContext,
     ScriptCall,
+    clock_free,
     evaluate,
     iter_set_bits,
     leaves_of,
@@ -61,6 +62,9 @@ MEMBERS_FAN_OUT = 16
 
 PLAN_CACHE_SIZE = 256
 """How many compiled batches of questions a tracker keeps (all are dropped when full)."""
+
+RESOLVE_CACHE_SIZE = 1024
+"""Resolved trees kept per tracker (emptied when full): keys are the expressions asked."""
 
 _ProgramKey = tuple[tuple[Node, ...], Capabilities | None]
 _Programs = list[tuple[CountPlan, list[ScriptCall]]]
@@ -103,13 +107,29 @@ class Reader:
         self._unkept: list[str] = []
         self._cleanup: asyncio.Task[None] | None = None
         self._programs: dict[_ProgramKey, _Programs] = {}
+        self._resolved: dict[Expr, Node] = {}
 
     def resolve(self, expr: Expr) -> Node:
         """Resolve an expression against this tracker's zone and settings.
 
+        The trees of expressions that read no clock (no ``Last``) are kept in a bounded
+        cache (:data:`RESOLVE_CACHE_SIZE`): the same question asked again, as the same or
+        an equal expression, skips resolving.
+
         :raises InvalidExpression: if ``expr`` is not an expression
         """
-        return resolve(expr, self._context)
+        try:
+            found = self._resolved.get(expr)
+        except TypeError:  # unhashable, so no expression: resolve() says what it is
+            found = None
+        if found is not None:
+            return found
+        node = resolve(expr, self._context)
+        if clock_free(expr):
+            if len(self._resolved) >= RESOLVE_CACHE_SIZE:
+                self._resolved.clear()
+            self._resolved[expr] = node
+        return node
 
     async def refresh_shards(self) -> None:
         """Read the shard registry; re-register known shards it lost (e.g. after a flush).

@@ -99,11 +99,30 @@ def _bitfield_sets(sets: BitfieldSets) -> bytes:
     return b"".join(blocks)
 
 
+_SMALL_INTS = tuple(b"$%d\r\n%d\r\n" % (len(str(n)), n) for n in range(1024))
+"""The bulk string of each int in [0, 1024): shard numbers, key counts, plan opcodes."""
+
+_HEADERS = tuple(b"*%d\r\n" % n for n in range(64))
+"""The array header of each argument count below 64."""
+
+PIECES: dict[str, bytes] = {}
+"""Bulk strings of recently sent ``str`` arguments (UTF-8, strict): keys and names repeat
+from call to call. Emptied when it reaches :data:`PIECES_LIMIT` entries."""
+
+PIECES_LIMIT = 4096
+
+
+def _piece(arg: str, encoding: str, errors: str) -> bytes:
+    data = arg.encode(encoding, errors)
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """Encode commands as one RESP request (arrays of bulk strings), ready to write.
 
     A leaner twin of redis-py's ``pack_commands``: one bytes object, no per-argument
-    encoder objects, and :class:`~bitlens._writes.BitfieldSets` runs formatted from templates.
+    encoder objects, small ints and recently sent strings taken ready-made, and
+    :class:`~bitlens._writes.BitfieldSets` runs formatted from templates.
 
     :param commands: the commands, each a tuple of ``str``, ``int``, ``bytes`` or
         ``BitfieldSets``
@@ -112,19 +131,37 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
     :raises TypeError: for another argument type
     """
     out: list[bytes] = []
+    append = out.append
+    pieces = PIECES if encoding == "utf-8" and errors == "strict" else None
     for command in commands:
         argc = len(command)
-        parts: list[bytes] = []
+        at = len(out)
+        append(b"")  # the array header, once the argument count is known
         for arg in command:
             kind = type(arg)
             if kind is str:  # exact-type checks first: this is the hottest loop of a mark
-                data = cast("str", arg).encode(encoding, errors)
-            elif kind is int:
-                data = b"%d" % cast("int", arg)
+                text = cast("str", arg)
+                if pieces is None:
+                    append(_piece(text, encoding, errors))
+                    continue
+                piece = pieces.get(text)
+                if piece is None:
+                    piece = _piece(text, encoding, errors)
+                    if len(pieces) >= PIECES_LIMIT:
+                        pieces.clear()
+                    pieces[text] = piece
+                append(piece)
+                continue
+            if kind is int:
+                number = cast("int", arg)
+                if 0 <= number < 1024:
+                    append(_SMALL_INTS[number])
+                    continue
+                data = b"%d" % number
             elif kind is bytes:
                 data = cast("bytes", arg)
             elif isinstance(arg, BitfieldSets):
-                parts.append(_bitfield_sets(arg))
+                append(_bitfield_sets(arg))
                 argc += 4 * len(arg.offsets) - 1
                 continue
             elif isinstance(arg, str):
@@ -135,9 +172,8 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
                 data = arg
             else:
                 raise TypeError(f"cannot send {arg!r} to Redis")
-            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-        out.append(b"*%d\r\n" % argc)
-        out += parts
+            append(b"$%d\r\n%b\r\n" % (len(data), data))
+        out[at] = _HEADERS[argc] if argc < 64 else b"*%d\r\n" % argc
     return b"".join(out)
 
 
