@@ -26,7 +26,7 @@ import contextlib
 import re
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 from redis.exceptions import (
@@ -53,7 +53,7 @@ from ._exceptions import (
 from ._lower import SCRIPT_MODES, count_call, decode, lower, refuses_scripts
 from ._plan import Capabilities, script_error
 from ._replies import Replies
-from ._transport import Node, RoundTripObserver, Transport
+from ._transport import Node, Prepared, RoundTripObserver, Transport
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -151,6 +151,14 @@ def translate(error: BaseException) -> BaseException:
                 command = "a command inside a script"
             return PermissionDenied(command, text)
     return error
+
+
+def _raise_typed(error: ResponseError | RedisConnectionError) -> NoReturn:
+    """Raise the typed bitlens error for ``error`` (from it), or ``error`` itself."""
+    typed = translate(error)
+    if typed is error:
+        raise error
+    raise typed from error
 
 
 def _is_auth(error: BaseException) -> bool:
@@ -251,8 +259,24 @@ class Executor:
             return "none"
         return self._scripts
 
+    def prepare(self, groups: Sequence[Group]) -> Prepared | None:
+        """Pack ``groups`` once, to send them again and again (single server only).
+
+        See :meth:`Transport.prepare`; ``None`` when they cannot be prepared (a cluster,
+        the public fallback, a script the server is not known to hold yet).
+
+        :param groups: the command groups of one call (no probe; no ``WAIT``)
+        """
+        if self._cluster or not self._transport.fast:
+            return None
+        return self._transport.prepare(self._wire(groups))
+
     async def run_counts(
-        self, groups: Sequence[Group], *, probe: str | None = None
+        self,
+        groups: Sequence[Group],
+        *,
+        probe: str | None = None,
+        prepared: Prepared | None = None,
     ) -> list[Replies]:
         """Like :meth:`run`, for groups carrying count-script calls, in the script mode.
 
@@ -264,12 +288,21 @@ class Executor:
         Lua engine) switches this connection pool to ``"none"`` and sends the groups again,
         lowered: one more round trip, once per pool.
 
+        With ``prepared`` (:meth:`prepare` of the same ``groups``) and no probe, its
+        bytes are sent as they are; if the server lost the script, the groups are sent
+        the ordinary way instead, in one more round trip.
+
         :param groups: the command groups (count-script calls outside any transaction)
         :param probe: as for :meth:`run`
+        :param prepared: the groups, prepared
         """
         if self.scripts == "none":
             return await self._run_lowered(groups, probe)
         try:
+            if prepared is not None and probe is None:
+                results = await self._run_prepared(groups, prepared)
+                if results is not None:
+                    return results
             return await self.run(groups, probe=probe)
         except (ResponseError, BitlensError) as error:
             cause = error.__cause__ if isinstance(error, BitlensError) else error
@@ -282,6 +315,17 @@ class Executor:
                 raise
             _SCRIPTLESS[self._owner] = True
         return await self._run_lowered(groups, probe)
+
+    async def _run_prepared(
+        self, groups: Sequence[Group], prepared: Prepared
+    ) -> list[Replies] | None:
+        """Send prepared groups; ``None`` when their scripts must be sent again."""
+        try:
+            async with self._slots:
+                replies = await self._transport.send_prepared(prepared, self.observer, check=0)
+        except (ResponseError, RedisConnectionError) as error:
+            _raise_typed(error)
+        return None if replies is None else self._split(groups, replies)
 
     async def _run_lowered(self, groups: Sequence[Group], probe: str | None) -> list[Replies]:
         """Send ``groups`` with their count-script calls lowered to transactions."""
@@ -391,10 +435,7 @@ class Executor:
                 async with self._slots:
                     results = await self._run_pool(groups, probing)
         except (ResponseError, RedisConnectionError) as error:
-            typed = translate(error)
-            if typed is error:
-                raise
-            raise typed from error
+            _raise_typed(error)
         if probing:
             learnt = Capabilities.from_probe(results.pop(0))
             if learnt is not None:  # else (e.g. OOM, LOADING): probe again next time

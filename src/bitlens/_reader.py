@@ -8,9 +8,11 @@ into ints. ``contains`` and ``members`` read bits and evaluate the tree here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from ._options import Reads
     from ._plan import Command
     from ._state import Lifecycle, ShardRegistry
+    from ._transport import Prepared
 
 __all__ = ["CONTAINS_CHUNK_COMMANDS", "Reader", "eval_count"]
 
@@ -66,8 +69,34 @@ PLAN_CACHE_SIZE = 256
 RESOLVE_CACHE_SIZE = 1024
 """Resolved trees kept per tracker (emptied when full): keys are the expressions asked."""
 
+REQUEST_CACHE_SIZE = 256
+"""Packed count requests a tracker keeps (all are dropped when full; see ``Reader._request``)."""
+
+REQUEST_CACHE_BYTES = 4 * 1024 * 1024
+"""The most bytes of packed count requests a tracker keeps; a request above a sixteenth of
+it is never kept."""
+
 _ProgramKey = tuple[tuple[Node, ...], Capabilities | None]
 _Programs = list[tuple[CountPlan, list[ScriptCall]]]
+_RequestKey = tuple[tuple[Node, ...], Capabilities | None, tuple[int, ...], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _CountRequest:
+    """One count round trip: its groups, and what the replies answer.
+
+    :param groups: the command groups
+    :param calls: ``(plan, call)`` of each script call, in send order
+    :param kept: temp keys a call keeps for a later one (deleted if the count is cut off)
+    :param probe: a fresh key to probe the server's capabilities on, while unknown
+    :param prepared: the groups packed once (a kept request)
+    """
+
+    groups: list[Group]
+    calls: list[tuple[CountPlan, ScriptCall]]
+    kept: list[str]
+    probe: str | None
+    prepared: Prepared | None = None
 
 
 class Reader:
@@ -108,6 +137,8 @@ class Reader:
         self._cleanup: asyncio.Task[None] | None = None
         self._programs: dict[_ProgramKey, _Programs] = {}
         self._resolved: dict[Expr, Node] = {}
+        self._requests: dict[_RequestKey, _CountRequest] = {}
+        self._request_bytes = 0
 
     def resolve(self, expr: Expr) -> Node:
         """Resolve an expression against this tracker's zone and settings.
@@ -171,58 +202,21 @@ class Reader:
                 self._executor, self._schema, self._registry, nodes, self.refresh_shards
             )
         totals = [0] * len(nodes)
-        programs = self.compiled(tuple(nodes))  # before any I/O
+        questions = tuple(nodes)
+        programs = self.compiled(questions)  # before any I/O
         plans = [plan for plan, _ in programs]
         registry = self._schema.registry_key
-        schema = self._schema
         fixed = self._registry.fixed  # no registry to check: the shards are the layout's
         queried: set[int] = set()
         pending = self._registry.sorted()
         while True:
             loaded = self._registry.loaded
-            check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
-            token = secrets.token_hex(8)
-            # (plan, call) of each script call, in send order
-            calls: list[tuple[CountPlan, ScriptCall]] = []
-            if self._executor.is_cluster:  # scripts need one slot: calls per shard
-                groups = [] if fixed else [Group(registry, [check])]
-                for shard in pending:
-                    commands: list[Command] = []
-                    for plan, program in programs:
-                        for call in program:
-                            keys = call.keys(plan, schema, shard, token)
-                            commands.append(eval_count(keys, call.argv))
-                            calls.append((plan, call))
-                    groups.append(Group(schema.universe_key(shard), commands))
-            else:  # every shard of the server, in bounded calls, in one pipeline
-                commands = [] if fixed else [check]
-                for plan, program in programs:
-                    for call in program:
-                        step = call.shards_per_call()
-                        for lo in range(0, len(pending), step):
-                            keys = [
-                                key
-                                for shard in pending[lo : lo + step]
-                                for key in call.keys(plan, schema, shard, token)
-                            ]
-                            commands.append(eval_count(keys, call.argv))
-                            calls.append((plan, call))
-                groups = [Group(registry, commands)]
-            # While the server's BITOP extensions are unknown, probe them on a fresh key of
-            # a shard of this call (no extra round trip; on a cluster, no extra node: with
-            # no shard to count yet, the probe waits for the next round trip).
-            probe = None
-            if self._executor.capabilities is None and (pending or not self._executor.is_cluster):
-                probe = schema.temp_key(pending[0] if pending else 0, token + "p", 0)
-            kept = [
-                schema.temp_key(shard, token, n)
-                for _, program in programs
-                for call in program
-                for n in call.kept
-                for shard in pending
-            ]
+            request = self._request(questions, programs, pending, loaded)
+            calls = request.calls
             try:
-                results = await self._run_with_kept(groups, kept, probe)
+                results = await self._run_with_kept(
+                    request.groups, request.kept, request.probe, request.prepared
+                )
             except ResponseError as exc:
                 typed = script_error(str(exc))
                 if typed is not None:
@@ -258,6 +252,108 @@ class Reader:
             if not pending:
                 return totals
 
+    def _request(
+        self, questions: tuple[Node, ...], programs: _Programs, pending: list[int], loaded: bool
+    ) -> _CountRequest:
+        """The round trip counting ``programs`` over the ``pending`` shards.
+
+        On a single server whose capabilities are known, a request whose calls keep no
+        temp key for a later call is built once and kept, packed once the server holds the
+        count script (:meth:`Executor.prepare`), in a bounded cache
+        (:data:`REQUEST_CACHE_SIZE` entries, :data:`REQUEST_CACHE_BYTES` bytes): asked
+        again over the same shards, the question is sent as the same bytes.
+        Its temp keys keep their names from call to call, which is safe: each script call
+        (or lowered transaction) runs atomically and deletes every temp key it made before
+        it returns. A request with temp keys kept between calls gets a fresh token per
+        count, since other clients' commands may run between its calls.
+        """
+        caps = self._executor.capabilities
+        cacheable = caps is not None and not self._executor.is_cluster
+        key: _RequestKey = (questions, caps, tuple(pending), loaded)
+        found = self._requests.get(key) if cacheable else None
+        if found is not None:
+            if found.prepared is None:  # kept before the server held its script
+                prepared = self._executor.prepare(found.groups)
+                if prepared is not None:
+                    found = self._keep(key, dataclasses.replace(found, prepared=prepared))
+            return found
+        request = self._build_request(programs, pending, loaded, secrets.token_hex(8))
+        if cacheable and not request.kept:
+            prepared = self._executor.prepare(request.groups)
+            if prepared is not None:
+                request = dataclasses.replace(request, prepared=prepared)
+            self._keep(key, request)
+        return request
+
+    def _keep(self, key: _RequestKey, request: _CountRequest) -> _CountRequest:
+        """Keep ``request`` unless it is too large; start again when the cache is full."""
+        if request.prepared is not None:
+            size = len(request.prepared.packed)
+        else:
+            size = sum(
+                len(arg) if isinstance(arg, (str, bytes)) else 8
+                for group in request.groups
+                for command in group.commands
+                for arg in command
+            )
+        if size > REQUEST_CACHE_BYTES // 16:
+            return request
+        self._request_bytes += size
+        if len(self._requests) >= REQUEST_CACHE_SIZE or self._request_bytes > REQUEST_CACHE_BYTES:
+            self._requests.clear()
+            self._request_bytes = size
+        self._requests[key] = request
+        return request
+
+    def _build_request(
+        self, programs: _Programs, pending: list[int], loaded: bool, token: str
+    ) -> _CountRequest:
+        """Build the groups of one count round trip (see :meth:`count`)."""
+        schema = self._schema
+        registry = schema.registry_key
+        fixed = self._registry.fixed
+        check: Command = ("SCARD" if loaded else "SMEMBERS", registry)
+        # (plan, call) of each script call, in send order
+        calls: list[tuple[CountPlan, ScriptCall]] = []
+        if self._executor.is_cluster:  # scripts need one slot: calls per shard
+            groups = [] if fixed else [Group(registry, [check])]
+            for shard in pending:
+                commands: list[Command] = []
+                for plan, program in programs:
+                    for call in program:
+                        keys = call.keys(plan, schema, shard, token)
+                        commands.append(eval_count(keys, call.argv))
+                        calls.append((plan, call))
+                groups.append(Group(schema.universe_key(shard), commands))
+        else:  # every shard of the server, in bounded calls, in one pipeline
+            commands = [] if fixed else [check]
+            for plan, program in programs:
+                for call in program:
+                    step = call.shards_per_call()
+                    for lo in range(0, len(pending), step):
+                        keys = [
+                            key
+                            for shard in pending[lo : lo + step]
+                            for key in call.keys(plan, schema, shard, token)
+                        ]
+                        commands.append(eval_count(keys, call.argv))
+                        calls.append((plan, call))
+            groups = [Group(registry, commands)]
+        # While the server's BITOP extensions are unknown, probe them on a fresh key of
+        # a shard of this call (no extra round trip; on a cluster, no extra node: with
+        # no shard to count yet, the probe waits for the next round trip).
+        probe = None
+        if self._executor.capabilities is None and (pending or not self._executor.is_cluster):
+            probe = schema.temp_key(pending[0] if pending else 0, token + "p", 0)
+        kept = [
+            schema.temp_key(shard, token, n)
+            for _, program in programs
+            for call in program
+            for n in call.kept
+            for shard in pending
+        ]
+        return _CountRequest(groups, calls, kept, probe)
+
     def compiled(self, nodes: tuple[Node, ...]) -> _Programs:
         """The plans of ``nodes`` and their script calls, compiled once per tree shape.
 
@@ -279,7 +375,11 @@ class Reader:
         return found
 
     async def _run_with_kept(
-        self, groups: list[Group], kept: list[str], probe: str | None = None
+        self,
+        groups: list[Group],
+        kept: list[str],
+        probe: str | None = None,
+        prepared: Prepared | None = None,
     ) -> list[Replies]:
         """Run a count's groups; if they fail midway, delete the temps kept between calls.
 
@@ -290,7 +390,7 @@ class Reader:
         and the caller's cancellation cannot stop it; ``aclose()`` waits for it.
         """
         if not kept:
-            return await self._executor.run_counts(groups, probe=probe)
+            return await self._executor.run_counts(groups, probe=probe, prepared=prepared)
         try:
             return await self._executor.run_counts(groups, probe=probe)
         except BaseException:

@@ -62,6 +62,7 @@ __all__ = [
     "close_cluster_nodes",
     "Endpoint",
     "Node",
+    "Prepared",
     "RoundTripObserver",
     "Transport",
     "connection_kwargs",
@@ -537,6 +538,20 @@ def _network_error(replies: list[object]) -> BaseException | None:
 Target: TypeAlias = "Node | None"
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request packed once, to be sent again as it is (see :meth:`Transport.prepare`).
+
+    :param wire: the commands as they go on the wire (scripts as ``EVALSHA``)
+    :param packed: their RESP encoding
+    :param scripts: the SHA1 of every script the request calls
+    """
+
+    wire: tuple[Command, ...]
+    packed: bytes
+    scripts: frozenset[str]
+
+
 class Transport:
     """Sends a list of commands in one round trip and returns every reply, errors in place.
 
@@ -683,6 +698,58 @@ class Transport:
         return cast("Node | None", client.get_node(host, port))
 
     # -- round trips --
+
+    def prepare(self, wire: Sequence[Command]) -> Prepared | None:
+        """Pack ``wire`` once for a single server, its scripts as ``EVALSHA``.
+
+        A question asked again and again (a dashboard's, a handler's) sends the same
+        bytes each time: :meth:`send_prepared` writes them as they are, with no planning,
+        encoding or script lookup. ``None`` when that cannot be done: a cluster, the
+        public ``pipeline()`` fallback, a script the server is not known to hold yet (the
+        first ``EVAL`` loads it), or a user who may not run ``EVALSHA``.
+
+        :param wire: the commands of one round trip
+        """
+        if self._cluster or not self._fast or self._scripts.refused:
+            return None
+        loaded = self._scripts.loaded.get("", set())
+        sent, scripts = self._scripted(wire, loaded)
+        if any(sha not in loaded for sha in scripts):
+            return None
+        return Prepared(tuple(sent), pack(sent, self._encoding, self._errors), frozenset(scripts))
+
+    async def send_prepared(
+        self,
+        prepared: Prepared,
+        observer: RoundTripObserver | None,
+        *,
+        check: int | None = None,
+    ) -> list[object] | None:
+        """Send a request made by :meth:`prepare` in one round trip; return every reply.
+
+        ``None`` when the server no longer holds one of its scripts (a restart,
+        ``SCRIPT FLUSH``: nothing of those commands ran) or the user may no longer run
+        ``EVALSHA``: send the commands the ordinary way then, which loads the scripts again.
+        The connection handling is :meth:`exchange`'s: retries of connection errors under
+        the client's ``Retry``, a timeout raised at once, the connection closed on any
+        failure or cancellation.
+
+        :param prepared: the request
+        :param observer: watches the round trip
+        :param check: as for :meth:`exchange`
+        :raises redis.exceptions.ResponseError: with ``check``, the first error reply
+        """
+        state = self._scripts
+        loaded = state.loaded.get("", set())
+        if state.refused or not prepared.scripts <= loaded:
+            return None
+        replies = await self._send_pool(prepared.packed, prepared.wire, observer, check)
+        if any(_no_script(reply) for reply in replies):
+            if _any_refused(replies):
+                state.refused = True
+            loaded.clear()
+            return None
+        return _check(replies, check)
 
     async def exchange(
         self,
