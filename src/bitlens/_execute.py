@@ -53,7 +53,7 @@ from ._exceptions import (
 from ._lower import SCRIPT_MODES, count_call, decode, lower, refuses_scripts
 from ._plan import Capabilities, script_error
 from ._replies import Replies
-from ._transport import Node, Prepared, RoundTripObserver, Transport
+from ._transport import HOLE, Node, Prepared, RoundTripObserver, Template, Transport
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from ._lower import LoweredCall, ScriptMode
     from ._writes import Command
 
-__all__ = ["Executor", "Group", "RoundTripObserver", "merge_groups"]
+__all__ = ["Executor", "Group", "GroupTemplate", "RoundTripObserver", "merge_groups"]
 
 
 _PROBED: weakref.WeakKeyDictionary[object, Capabilities] = weakref.WeakKeyDictionary()
@@ -89,6 +89,22 @@ class Group:
     commands: Sequence[Command]
     transaction: bool = False
     wait: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTemplate:
+    """Command groups packed once with :data:`~bitlens._transport.HOLE` arguments.
+
+    Made by :meth:`Executor.prepare_template`, sent by :meth:`Executor.run_template`.
+
+    :param groups: the groups, holes in place
+    :param template: their wire, packed
+    :param ack: the executor's ``replicas_ack`` and ``replicas_timeout`` it was packed with
+    """
+
+    groups: tuple[Group, ...]
+    template: Template
+    ack: tuple[int, float]
 
 
 def merge_groups(groups: list[Group]) -> list[Group]:
@@ -151,6 +167,12 @@ def translate(error: BaseException) -> BaseException:
                 command = "a command inside a script"
             return PermissionDenied(command, text)
     return error
+
+
+def _filled(group: Group, number: int) -> Group:
+    """``group`` with ``number`` in place of every :data:`~bitlens._transport.HOLE`."""
+    commands = [tuple(number if arg is HOLE else arg for arg in c) for c in group.commands]
+    return Group(group.route, commands, group.transaction, group.wait)
 
 
 def _raise_typed(error: ResponseError | RedisConnectionError) -> NoReturn:
@@ -270,6 +292,44 @@ class Executor:
         if self._cluster or not self._transport.fast:
             return None
         return self._transport.prepare(self._wire(groups))
+
+    def prepare_template(self, groups: Sequence[Group]) -> GroupTemplate | None:
+        """Pack ``groups`` once, every :data:`~bitlens._transport.HOLE` left open.
+
+        A lone mark sends the same commands each time but for the bit offset: packed once
+        per key set, each mark only fills the offset in. ``None`` where that cannot be done
+        (a cluster, the public fallback, a script).
+
+        :param groups: the command groups, with holes (no script calls)
+        """
+        if self._cluster or not self._transport.fast:
+            return None
+        template = self._transport.template(self._wire(groups))
+        if template is None:
+            return None
+        return GroupTemplate(tuple(groups), template, (self.replicas_ack, self.replicas_timeout))
+
+    async def run_template(self, shaped: GroupTemplate, number: int) -> list[Replies]:
+        """Send ``shaped`` with ``number`` in every hole; return each group's replies.
+
+        The same round trip :meth:`run` sends for the groups so filled, with the same
+        retries, errors and ``WAIT``. While an observer watches, or after ``replicas_ack``
+        or ``replicas_timeout`` changed, the filled groups go through :meth:`run` instead.
+
+        :param shaped: from :meth:`prepare_template`
+        :param number: what fills the holes (a non-negative int)
+        """
+        if self.observer is not None or shaped.ack != (self.replicas_ack, self.replicas_timeout):
+            return await self.run([_filled(group, number) for group in shaped.groups])
+        prepared = shaped.template.fill(number)
+        try:
+            async with self._slots:
+                replies = await self._transport.send_prepared(prepared, None, check=0)
+                if replies is None:  # never: a template calls no script
+                    raise RuntimeError("a template was refused")
+                return self._split(shaped.groups, replies)
+        except (ResponseError, RedisConnectionError) as error:
+            _raise_typed(error)
 
     async def run_counts(
         self,

@@ -24,7 +24,7 @@ from ._exceptions import (
     ScriptsUnavailable,
     UnsupportedOperation,
 )
-from ._execute import Executor, Group, merge_groups
+from ._execute import Executor, Group, GroupTemplate, merge_groups
 from ._keys import KeySchema, TempKey, validate_user_id
 from ._plan import (
     COUNT_SCRIPT,
@@ -43,6 +43,7 @@ from ._plan import (
     script_error,
 )
 from ._replies import Replies, as_int, as_list
+from ._transport import HOLE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -69,6 +70,10 @@ PLAN_CACHE_SIZE = 256
 RESOLVE_CACHE_SIZE = 1024
 """Resolved trees kept per tracker (emptied when full): keys are the expressions asked."""
 
+LOOKUP_CACHE_SIZE = 4096
+"""Trees and shards whose ``contains`` keys (and, on one server, packed request) a tracker
+keeps (all are dropped when full)."""
+
 REQUEST_CACHE_SIZE = 256
 """Packed count requests a tracker keeps (all are dropped when full; see ``Reader._request``)."""
 
@@ -79,6 +84,7 @@ it is never kept."""
 _ProgramKey = tuple[tuple[Node, ...], Capabilities | None]
 _Programs = list[tuple[CountPlan, list[ScriptCall]]]
 _RequestKey = tuple[tuple[Node, ...], Capabilities | None, tuple[int, ...], bool]
+_Lookup = tuple[tuple[KeyRef, ...], list[str], "GroupTemplate | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class _CountRequest:
     :param calls: ``(plan, call)`` of each script call, in send order
     :param kept: temp keys a call keeps for a later one (deleted if the count is cut off)
     :param probe: a fresh key to probe the server's capabilities on, while unknown
+    :param caps: the capabilities its plans were compiled with
     :param prepared: the groups packed once (a kept request)
     """
 
@@ -96,6 +103,7 @@ class _CountRequest:
     calls: list[tuple[CountPlan, ScriptCall]]
     kept: list[str]
     probe: str | None
+    caps: Capabilities | None
     prepared: Prepared | None = None
 
 
@@ -138,6 +146,7 @@ class Reader:
         self._programs: dict[_ProgramKey, _Programs] = {}
         self._resolved: dict[Expr, Node] = {}
         self._requests: dict[_RequestKey, _CountRequest] = {}
+        self._lookups: dict[tuple[Node, int], _Lookup] = {}
         self._request_bytes = 0
 
     def resolve(self, expr: Expr) -> Node:
@@ -203,15 +212,13 @@ class Reader:
             )
         totals = [0] * len(nodes)
         questions = tuple(nodes)
-        programs = self.compiled(questions)  # before any I/O
-        plans = [plan for plan, _ in programs]
         registry = self._schema.registry_key
         fixed = self._registry.fixed  # no registry to check: the shards are the layout's
         queried: set[int] = set()
         pending = self._registry.sorted()
         while True:
             loaded = self._registry.loaded
-            request = self._request(questions, programs, pending, loaded)
+            request = self._request(questions, pending, loaded)  # plans before any I/O
             calls = request.calls
             try:
                 results = await self._run_with_kept(
@@ -221,9 +228,7 @@ class Reader:
                 typed = script_error(str(exc))
                 if typed is not None:
                     raise typed from exc
-                refused = _count_refused(
-                    exc, plans[0].caps if plans else None, stated=self._executor.stated
-                )
+                refused = _count_refused(exc, request.caps, stated=self._executor.stated)
                 if refused is None:
                     raise
                 if refused[1]:  # the probe's answer was wrong for some node: probe again
@@ -253,7 +258,7 @@ class Reader:
                 return totals
 
     def _request(
-        self, questions: tuple[Node, ...], programs: _Programs, pending: list[int], loaded: bool
+        self, questions: tuple[Node, ...], pending: list[int], loaded: bool
     ) -> _CountRequest:
         """The round trip counting ``programs`` over the ``pending`` shards.
 
@@ -277,6 +282,7 @@ class Reader:
                 if prepared is not None:
                     found = self._keep(key, dataclasses.replace(found, prepared=prepared))
             return found
+        programs = self.compiled(questions)
         request = self._build_request(programs, pending, loaded, secrets.token_hex(8))
         if cacheable and not request.kept:
             prepared = self._executor.prepare(request.groups)
@@ -352,7 +358,8 @@ class Reader:
             for n in call.kept
             for shard in pending
         ]
-        return _CountRequest(groups, calls, kept, probe)
+        caps = programs[0][0].caps if programs else None
+        return _CountRequest(groups, calls, kept, probe, caps)
 
     def compiled(self, nodes: tuple[Node, ...]) -> _Programs:
         """The plans of ``nodes`` and their script calls, compiled once per tree shape.
@@ -439,7 +446,9 @@ class Reader:
 
         The id's bit in every bitmap of the tree, read in one group (they share the id's
         shard, so one slot on a cluster); a lone bitmap's bit is the answer itself, a tree
-        is evaluated over the bits.
+        is evaluated over the bits. The tree's keys in each shard are kept (bounded,
+        :data:`LOOKUP_CACHE_SIZE`), on one server with the request packed once, the bit
+        offset left open.
 
         :param expr: any bitlens expression
         :param user_id: the id to look up
@@ -451,13 +460,23 @@ class Reader:
         uid = validate_user_id(user_id, self._max_user_id)
         schema = self._schema
         shard, bit = schema.shard_of(uid), schema.bit_of(uid)
+        found = self._lookups.get((node, shard))
+        if found is None:  # the tree's keys in this shard, and on one server its request
+            leaves = leaves_of(node)
+            keys = [leaf.key(schema, shard) for leaf in leaves]
+            group = Group(keys[0], [("GETBIT", key, HOLE) for key in keys])
+            found = (leaves, keys, self._executor.prepare_template([group]))
+            if len(self._lookups) >= LOOKUP_CACHE_SIZE:
+                self._lookups.clear()
+            self._lookups[node, shard] = found
+        leaves, keys, shaped = found
+        if shaped is not None:
+            (replies,) = await self._executor.run_template(shaped, bit)
+        else:  # a cluster or the public fallback
+            group = Group(keys[0], [("GETBIT", key, bit) for key in keys])
+            (replies,) = await self._executor.run([group])
         if isinstance(node, KeyRef):
-            key = node.key(schema, shard)
-            (replies,) = await self._executor.run([Group(key, [("GETBIT", key, bit)])])
             return bool(as_int(replies[0]))
-        leaves = leaves_of(node)
-        keys = [leaf.key(schema, shard) for leaf in leaves]
-        (replies,) = await self._executor.run([Group(keys[0], [("GETBIT", k, bit) for k in keys])])
         bits = {leaf: as_int(reply) for leaf, reply in zip(leaves, replies, strict=True)}
         return bool(evaluate(node, bits))
 

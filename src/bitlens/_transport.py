@@ -61,12 +61,16 @@ __all__ = [
     "TRANSPORT_ENV",
     "close_cluster_nodes",
     "Endpoint",
+    "HOLE",
     "Node",
     "Prepared",
     "RoundTripObserver",
+    "Template",
     "Transport",
+    "bulk_int",
     "connection_kwargs",
     "pack",
+    "pack_template",
 ]
 
 TRANSPORT_ENV = "BITLENS_TRANSPORT"
@@ -176,6 +180,57 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
             append(b"$%d\r\n%b\r\n" % (len(data), data))
         out[at] = _HEADERS[argc] if argc < 64 else b"*%d\r\n" % argc
     return b"".join(out)
+
+
+class _Hole(int):
+    """The type of :data:`HOLE`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "HOLE"
+
+
+HOLE: int = _Hole(0)
+"""An argument left open in a :class:`Template`, filled in each time it is sent."""
+
+
+def bulk_int(number: int) -> bytes:
+    """The RESP bulk string of a non-negative int (as :func:`pack` encodes it).
+
+    :param number: the int
+    """
+    if number < 1024:
+        return _SMALL_INTS[number]
+    data = b"%d" % number
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack_template(
+    commands: Sequence[Command], encoding: str = "utf-8", errors: str = "strict"
+) -> tuple[bytes, ...]:
+    """Encode commands as :func:`pack` does, cut at every :data:`HOLE` argument.
+
+    ``bulk_int(n).join(pieces)`` is then ``pack`` of the commands with ``n`` in every hole.
+
+    :param commands: the commands; :class:`~bitlens._writes.BitfieldSets` are not allowed
+    :param encoding: as for :func:`pack`
+    :param errors: as for :func:`pack`
+    """
+    pieces: list[bytes] = []
+    current: list[bytes] = []
+    for command in commands:
+        current.append(_HEADERS[len(command)] if len(command) < 64 else b"*%d\r\n" % len(command))
+        for arg in command:
+            if arg is HOLE:
+                pieces.append(b"".join(current))
+                current = []
+            elif isinstance(arg, BitfieldSets):
+                raise TypeError("a template cannot hold BITFIELD runs")
+            else:
+                current.append(pack([(arg,)], encoding, errors)[len(_HEADERS[1]) :])
+    pieces.append(b"".join(current))
+    return tuple(pieces)
 
 
 def _public_args(command: Command, encoding: str, errors: str) -> list[str | int | bytes]:
@@ -495,6 +550,16 @@ def _no_script(reply: object) -> bool:
     return False
 
 
+def _lost_script(prepared: Prepared, replies: list[object]) -> bool:
+    """Whether a prepared request's ``EVALSHA`` was answered ``NOSCRIPT`` (or refused)."""
+    for at in prepared.answers:
+        reply = replies[at]
+        scripted = isinstance(reply, ResponseError) or prepared.wire[at][0] == "EXEC"
+        if scripted and _no_script(reply):
+            return True
+    return False
+
+
 def _any_refused(replies: list[object]) -> bool:
     for reply in replies:
         if _refused(reply):
@@ -545,11 +610,36 @@ class Prepared:
     :param wire: the commands as they go on the wire (scripts as ``EVALSHA``)
     :param packed: their RESP encoding
     :param scripts: the SHA1 of every script the request calls
+    :param answers: where a ``NOSCRIPT`` may come back: the replies of the ``EVALSHA`` s
+        outside a transaction, and the ``EXEC`` of each transaction holding one
     """
 
     wire: tuple[Command, ...]
     packed: bytes
     scripts: frozenset[str]
+    answers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A request packed once with :data:`HOLE` arguments (see :meth:`Transport.template`).
+
+    :param wire: the commands, holes in place
+    :param pieces: their encoding, cut at every hole (:func:`pack_template`)
+    """
+
+    wire: tuple[Command, ...]
+    pieces: tuple[bytes, ...]
+
+    def fill(self, number: int) -> Prepared:
+        """The request with ``number`` in every hole, ready for :meth:`Transport.send_prepared`.
+
+        :param number: a non-negative int
+        """
+        return Prepared(self.wire, bulk_int(number).join(self.pieces), _NO_SCRIPTS)
+
+
+_NO_SCRIPTS: frozenset[str] = frozenset()
 
 
 class Transport:
@@ -716,7 +806,39 @@ class Transport:
         sent, scripts = self._scripted(wire, loaded)
         if any(sha not in loaded for sha in scripts):
             return None
-        return Prepared(tuple(sent), pack(sent, self._encoding, self._errors), frozenset(scripts))
+        answers: list[int] = []
+        in_multi = holds_script = False
+        for at, command in enumerate(sent):
+            name = command[0]
+            if name == "MULTI":
+                in_multi, holds_script = True, False
+            elif name == "EXEC":
+                if holds_script:
+                    answers.append(at)
+                in_multi = False
+            elif name == "EVALSHA":
+                if in_multi:
+                    holds_script = True
+                else:
+                    answers.append(at)
+        return Prepared(
+            tuple(sent),
+            pack(sent, self._encoding, self._errors),
+            frozenset(scripts),
+            tuple(answers),
+        )
+
+    def template(self, wire: Sequence[Command]) -> Template | None:
+        """Pack ``wire`` once for a single server, leaving every :data:`HOLE` open.
+
+        ``None`` on a cluster, on the public ``pipeline()`` fallback, and for a wire that
+        calls a script (whose ``EVALSHA`` depends on what the server holds).
+
+        :param wire: the commands of one round trip, holes in place
+        """
+        if self._cluster or not self._fast or any(c[0] in ("EVAL", "EVALSHA") for c in wire):
+            return None
+        return Template(tuple(wire), pack_template(wire, self._encoding, self._errors))
 
     async def send_prepared(
         self,
@@ -739,12 +861,16 @@ class Transport:
         :param check: as for :meth:`exchange`
         :raises redis.exceptions.ResponseError: with ``check``, the first error reply
         """
+        if not prepared.scripts:
+            return _check(
+                await self._send_pool(prepared.packed, prepared.wire, observer, check), check
+            )
         state = self._scripts
         loaded = state.loaded.get("", set())
         if state.refused or not prepared.scripts <= loaded:
             return None
         replies = await self._send_pool(prepared.packed, prepared.wire, observer, check)
-        if any(_no_script(reply) for reply in replies):
+        if _lost_script(prepared, replies):
             if _any_refused(replies):
                 state.refused = True
             loaded.clear()

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, TypeAlias
 import anyio
 
 from ._exceptions import InvalidOption, MarkRejected, OptionalDependencyMissing
-from ._execute import Executor, Group
+from ._execute import Executor, Group, GroupTemplate
 from ._ingest import Coalescer, FireAndForget, IngestStats, Rejections, is_permanent
 from ._keys import KeySchema, validate_event_name, validate_user_id
 from ._options import Coalesce, Limits, check_deadlines
 from ._periods import Day, Hour, Period, to_local
+from ._transport import HOLE
 from ._writes import Granularity, WriteBatch
 
 if TYPE_CHECKING:
@@ -40,6 +41,12 @@ Validated = tuple[str, int, tuple[Period | None, ...]]
 """A validated mark without its value: event, user id, the periods it sets."""
 
 _UNIQUE_ONLY: tuple[None] = (None,)
+
+_LoneKeys: TypeAlias = (
+    "tuple[tuple[Period | None, ...], list[str], str | None, list[GroupTemplate | None]]"
+)
+"""What a lone mark of one event, shard and periods reuses: the periods, their keys, the
+universe key, and the packed mark (value 0 and 1) once made."""
 
 
 class Writer:
@@ -87,9 +94,7 @@ class Writer:
         self.queue: FireAndForget | None = None
         self._period_cache: dict[tuple[int, int, int, int, bool], tuple[Period | None, ...]] = {}
         self._valid_events: set[str] = set()
-        self._lone_keys: dict[
-            tuple[str, int, int], tuple[tuple[Period | None, ...], list[str], str | None]
-        ] = {}
+        self._lone_keys: dict[tuple[str, int, int], _LoneKeys] = {}
         self._shard_nodes: dict[int, str] = {}  # cluster: shard → node name, for coalescing
 
     # -- validation -------------------------------------------------------------------------
@@ -264,8 +269,9 @@ class Writer:
             await self.flush(writes)
             return
         # The hottest path: one mark on one server. Its keys are cached per (event, hour,
-        # shard) and its commands written directly: the same MULTI/EXEC a WriteBatch of
-        # one mark would send, without the batch machinery.
+        # shard), and its request is packed once per keys and value, the bit offset left
+        # open (Executor.prepare_template): the same MULTI/EXEC a WriteBatch of one mark
+        # would send, without the batch machinery, the planning or the encoding.
         self._state.check_sending()
         event, user_id, periods = item
         schema = self._schema
@@ -276,17 +282,32 @@ class Writer:
                 self._lone_keys.clear()
             keys = [schema.event_key(event, period, shard) for period in periods]
             universe = None if schema.universe == "absent" else schema.universe_key(shard)
-            found = (periods, keys, universe)
+            shapes: list[GroupTemplate | None] = [None, None]
+            found = (periods, keys, universe, shapes)
             self._lone_keys[event, shard, id(periods)] = found
-        commands: list[Command] = [("SETBIT", key, bit, value) for key in found[1]]
-        if value and found[2] is not None:
-            commands.append(("SETBIT", found[2], bit, 1))
-        if not self._registry.fixed:
-            commands.append(("SADD", schema.registry_key, shard))  # re-asserted every write
-        await self._executor.send(commands, transaction=True)
+        shaped = found[3][value]
+        if shaped is None:
+            shaped = self._executor.prepare_template([self._lone_group(found, shard, value, HOLE)])
+            found[3][value] = shaped
+        if shaped is not None:
+            await self._executor.run_template(shaped, bit)
+        else:  # a cluster or the public fallback
+            await self._executor.run([self._lone_group(found, shard, value, bit)])
         self._registry.known.add(shard)
         self.tally.marks_written += 1
         self.tally.batches_sent += 1
+
+    def _lone_group(self, found: _LoneKeys, shard: int, value: int, bit: int) -> Group:
+        """The MULTI/EXEC group of one mark (``value`` 1) or unmark (0) of ``bit``.
+
+        :param bit: the bit offset, or :data:`~bitlens._transport.HOLE` for a template
+        """
+        commands: list[Command] = [("SETBIT", key, bit, value) for key in found[1]]
+        if value and found[2] is not None:
+            commands.append(("SETBIT", found[2], bit, 1))
+        if not self._registry.fixed:  # re-asserted every write
+            commands.append(("SADD", self._schema.registry_key, shard))
+        return Group(str(commands[0][1]), commands, transaction=True)
 
     def put_nowait(self, item: Validated) -> bool:
         """Queue a validated mark for the fire-and-forget sender; False if it was dropped."""
