@@ -62,6 +62,12 @@ def test_a_template_without_holes_is_one_piece() -> None:
     assert pack_template(commands) == (pack(commands),)
 
 
+def test_an_unfilled_hole_is_never_sent() -> None:
+    """``pack`` refuses a HOLE (an int underneath) rather than sending it as 0."""
+    with pytest.raises(TypeError):
+        pack([("SETBIT", "k", HOLE, 1)])
+
+
 def test_a_template_refuses_bitfield_runs() -> None:
     """BITFIELD runs (whose argument count depends on them) cannot be left in a template."""
     with pytest.raises(TypeError):

@@ -171,7 +171,7 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
                 continue
             elif isinstance(arg, str):
                 data = arg.encode(encoding, errors)
-            elif isinstance(arg, int) and not isinstance(arg, bool):
+            elif isinstance(arg, int) and not isinstance(arg, bool) and arg is not HOLE:
                 data = b"%d" % arg
             elif isinstance(arg, bytes):
                 data = arg
