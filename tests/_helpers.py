@@ -13,10 +13,11 @@ import redis.asyncio
 from _forkserver import arun_python
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
     from redis.asyncio.cluster import RedisCluster
 
+    from bitlens._writes import Command
     from harness import EmbeddedClusterNode
 
     AclUser = Callable[[str, str, str | list[str]], Awaitable[None]]
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Ran",
+    "Wires",
     "as_script_calls",
     "run_cli",
     "set_acl_user",
@@ -65,6 +67,19 @@ def examples(n: int) -> int:
     :param n: the example count of a full run
     """
     return max(min(n, 10), round(n * _examples_scale()))
+
+
+class Wires:
+    """A round-trip observer (``Executor.observer``) that keeps the wire of every round trip."""
+
+    def __init__(self) -> None:
+        self.wires: list[tuple[Command, ...]] = []
+
+    @contextmanager
+    def round_trip(self, wire: Sequence[Command], connection: object) -> Iterator[None]:
+        """Keep ``wire``."""
+        self.wires.append(tuple(wire))
+        yield
 
 
 @dataclass(frozen=True)

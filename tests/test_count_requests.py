@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from _helpers import connect
+from _helpers import Wires, connect
 from bitlens import DayEvents, Expr, MonthEvents, Tracker
 from bitlens._reader import REQUEST_CACHE_SIZE
 from bitlens._tracker import parts
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-
     from redis.asyncio import Redis
 
     from _proxy import RoundTripProxy
-    from bitlens._writes import Command
 
 pytestmark = pytest.mark.anyio
 
@@ -29,19 +25,6 @@ AT = dt.datetime(2026, 11, 5, 12, tzinfo=UTC)
 A = MonthEvents("active", 2026, 11)
 B = MonthEvents("paid", 2026, 11)
 C = MonthEvents("churned", 2026, 11)
-
-
-class _Wires:
-    """A round-trip observer that keeps the wire of every round trip."""
-
-    def __init__(self) -> None:
-        self.wires: list[tuple[Command, ...]] = []
-
-    @contextlib.contextmanager
-    def round_trip(self, wire: Sequence[Command], connection: object) -> Iterator[None]:
-        """Keep ``wire``."""
-        self.wires.append(tuple(wire))
-        yield
 
 
 async def _seeded(client: Redis, prefix: str) -> Tracker:
@@ -63,7 +46,7 @@ async def _seeded(client: Redis, prefix: str) -> Tracker:
 async def test_a_count_asked_again_sends_the_same_commands(client: Redis, prefix: str) -> None:
     """From the second count on, ``a & b`` goes as one identical EVALSHA request each time."""
     async with await _seeded(client, prefix) as tracker:
-        wires = _Wires()
+        wires = Wires()
         parts(tracker).executor.observer = wires
         answers = [await tracker.count(A & B) for _ in range(3)]
     assert answers == [2, 2, 2]
@@ -134,7 +117,7 @@ async def test_a_count_keeping_temps_between_calls_names_them_afresh_each_time(
         wide: Expr = days[0]
         for day in days[1:]:
             wide = wide | day
-        wires = _Wires()
+        wires = Wires()
         parts(tracker).executor.observer = wires
         answers = [await tracker.count(wide) for _ in range(3)]
         kept = parts(tracker).reader._requests  # pyright: ignore[reportPrivateUsage]

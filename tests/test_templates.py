@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING
 
 import pytest
 
+from _helpers import Wires
 from bitlens import MonthEvents, ReplicationTimeout, Tracker
 from bitlens._tracker import parts
 from bitlens._transport import HOLE, bulk_int, pack, pack_template
 from bitlens._writes import BitfieldSets
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-
     from redis.asyncio import Redis
 
     from _proxy import RoundTripProxy
@@ -27,19 +25,6 @@ UTC = dt.timezone.utc
 AT = dt.datetime(2026, 11, 5, 12, tzinfo=UTC)
 NOV = MonthEvents("active", 2026, 11)
 PAID = MonthEvents("paid", 2026, 11)
-
-
-class _Wires:
-    """A round-trip observer that keeps the wire of every round trip."""
-
-    def __init__(self) -> None:
-        self.wires: list[tuple[Command, ...]] = []
-
-    @contextlib.contextmanager
-    def round_trip(self, wire: Sequence[Command], connection: object) -> Iterator[None]:
-        """Keep ``wire``."""
-        self.wires.append(tuple(wire))
-        yield
 
 
 @pytest.mark.parametrize("number", [0, 7, 1023, 1024, 99_999, 2**20 - 1, 2**40])
@@ -109,7 +94,7 @@ async def test_an_observer_sees_each_lone_mark_with_its_own_bit(client: Redis, p
     """While an observer watches, a mark's wire holds its own offset, never a hole."""
     async with Tracker(client, prefix=prefix) as tracker:
         await tracker.mark_event("active", 1, AT)
-        wires = _Wires()
+        wires = Wires()
         parts(tracker).executor.observer = wires
         await tracker.mark_event("active", 77, AT)
         await tracker.contains(NOV & PAID, 78)
