@@ -260,7 +260,7 @@ class Reader:
     def _request(
         self, questions: tuple[Node, ...], pending: list[int], loaded: bool
     ) -> _CountRequest:
-        """The round trip counting ``programs`` over the ``pending`` shards.
+        """The round trip counting ``questions`` over the ``pending`` shards.
 
         On a single server whose capabilities are known, a request whose calls keep no
         temp key for a later call is built once and kept, packed once the server holds the
